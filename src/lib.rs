@@ -1,0 +1,16 @@
+//! rosh-ssh: a drop-in `ssh` that drops forwards whose local port is taken.
+//!
+//! One module, one job; `main.rs` only maps [`app::run`] to an exit code.
+
+pub mod app;
+pub mod argv;
+pub mod child;
+pub mod cli;
+pub mod config;
+pub mod forward;
+pub mod holder;
+pub mod locate;
+pub mod matcher;
+pub mod probe;
+pub mod proxy;
+pub mod quote;
