@@ -14,3 +14,4 @@ pub mod matcher;
 pub mod probe;
 pub mod proxy;
 pub mod quote;
+pub mod tmpdir;
