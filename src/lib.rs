@@ -7,6 +7,8 @@ pub mod argv;
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod effective;
+pub mod error;
 pub mod forward;
 pub mod holder;
 pub mod locate;
