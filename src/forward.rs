@@ -528,7 +528,8 @@ impl Forward {
     ///
     /// ssh prints hosts, paths and ports unquoted, so a line whose path or
     /// host holds a space is ambiguous; the split that reads the most
-    /// sides as TCP endpoints wins, then the leftmost. What is returned
+    /// sides as TCP endpoints, then as absolute paths, wins, then the
+    /// leftmost. What is returned
     /// prints `line` among its [`Forward::ssh_g_lines`].
     pub fn from_ssh_g(line: &[u8]) -> Option<Forward> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
@@ -558,8 +559,7 @@ impl Forward {
             if matches!(connect, Endpoint::Tcp { host: None, .. }) {
                 continue;
             }
-            let score = usize::from(matches!(listen, Endpoint::Tcp { .. }))
-                + usize::from(matches!(connect, Endpoint::Tcp { .. }));
+            let score = likelihood(&listen) + likelihood(&connect);
             let connect = match (&kind, &connect) {
                 // `[socks]:0` is how ssh prints a remote dynamic forward;
                 // no plain forward may connect to port 0.
@@ -703,6 +703,16 @@ fn push_side(out: &mut Vec<u8>, host: &Option<Vec<u8>>, port: i32, path: &Option
 fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
     let n = memchr::memchr(sep, s)?;
     Some((&s[..n], &s[n + 1..]))
+}
+
+/// How much a split reading this side is to be believed: a bracketed TCP
+/// side cannot be an accident, an absolute path is the usual socket path.
+fn likelihood(side: &Endpoint) -> usize {
+    match side {
+        Endpoint::Tcp { .. } => 2,
+        Endpoint::Path(p) if p.starts_with(b"/") => 1,
+        Endpoint::Path(_) => 0,
+    }
 }
 
 /// A port as printf("%d") wrote it: digits, no sign, no leading zero.
@@ -872,7 +882,7 @@ mod tests {
         (b'L', "1:${NOPE}:2", None),
         (b'L', "1:${}:2", None),
         (b'L', "1:${PORT:2", None),
-        // Other letters are not forwards.
+        // Other letters, even -W (stdio forwarding), are not forwards.
         (b'W', "h:22", None),
     ];
 
@@ -1058,6 +1068,8 @@ mod tests {
         assert_eq!(f.ssh_g(), b"dynamicforward 1\nlocalforward 1 /b");
         let f = Forward::from_ssh_g(b"localforward /a b/c [h]:1").unwrap();
         assert_eq!(f.listen, Endpoint::Path(b"/a b/c".to_vec()));
+        let f = Forward::from_ssh_g(b"remoteforward /a b /tmp/a:b").unwrap();
+        assert_eq!(f.listen, Endpoint::Path(b"/a b".to_vec()));
         let f = Forward::from_ssh_g(b"remoteforward 1080 [socks]:0").unwrap();
         assert_eq!(f, parse_arg_with_env(b'R', b"1080", &env).unwrap());
         for bad in [
