@@ -219,6 +219,14 @@ impl Case {
         }
     }
 
+    /// `-L`, `-D`, `-R` or the keyword: the form this case exercises.
+    fn form(&self) -> String {
+        match self {
+            Case::Arg(letter, _) => format!("-{}", *letter as char),
+            Case::Keyword(kind, _) => format!("{kind:?}Forward"),
+        }
+    }
+
     fn show(&self) -> String {
         self.argv()
             .iter()
@@ -349,7 +357,10 @@ fn parser_agrees_with_ssh_g() {
     let cases = cases();
     let mut bad = Vec::new();
     let (mut accepted, mut rejected) = (Vec::new(), 0);
+    // Per form: (accepted, rejected) by both.
+    let mut forms: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for case in &cases {
+        let form = forms.entry(case.form()).or_default();
         let mine = case.parse(&lookup);
         let (code, printed) = ssh_g(&case.argv(), &env);
         match (&mine, code) {
@@ -379,8 +390,12 @@ fn parser_agrees_with_ssh_g() {
                     ));
                 }
                 accepted.push((case.clone(), f.clone()));
+                form.0 += 1;
             }
-            (None, 255) => rejected += 1,
+            (None, 255) => {
+                rejected += 1;
+                form.1 += 1;
+            }
             (mine, code) => bad.push(format!(
                 "{}: ssh exit {code} (printed {:?}), parser {:?}",
                 case.show(),
@@ -426,6 +441,7 @@ fn parser_agrees_with_ssh_g() {
         rejected,
         bad.len()
     );
+    println!("per form (accepted, rejected): {forms:?}");
     for b in bad.iter().take(60) {
         println!("DISAGREE {b}");
     }
@@ -433,4 +449,10 @@ fn parser_agrees_with_ssh_g() {
     // A generator that only makes one verdict would prove little.
     assert!(accepted.len() * 5 >= cases.len(), "too few accepted specs");
     assert!(rejected * 5 >= cases.len(), "too few rejected specs");
+    for (form, &(acc, rej)) in &forms {
+        assert!(
+            acc >= 5 && rej >= 5,
+            "{form}: {acc} accepted, {rej} rejected"
+        );
+    }
 }
