@@ -882,7 +882,7 @@ mod tests {
         (b'L', "1:${NOPE}:2", None),
         (b'L', "1:${}:2", None),
         (b'L', "1:${PORT:2", None),
-        // Other letters are not forwards.
+        // Other letters, even -W (stdio forwarding), are not forwards.
         (b'W', "h:22", None),
     ];
 
