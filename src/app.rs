@@ -169,7 +169,7 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 /// The forwards written on the command line: (index into `args.opts`, forward).
 /// What does not parse is left out: ssh -G has already accepted the words,
 /// so such an option is ssh's business.
-fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
+pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
     let mut out = Vec::new();
     for (n, o) in args.opts.iter().enumerate() {
         let f = match (o.letter, &o.arg) {

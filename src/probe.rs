@@ -121,9 +121,7 @@ fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
     let fd = socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     match addr {
-        SocketAddr::V4(a) => {
-            socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?
-        }
+        SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
         SocketAddr::V6(a) => {
             socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
             socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?
