@@ -124,7 +124,7 @@ fn kept_forward_really_forwards() {
     let fwd = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     // The forward leads back to the lab's sshd: its banner arrives through it.
     let cmd = "sleep 1; echo ok";
-    let mut child = rosh(&lab, &["-o", "ExitOnForwardFailure=yes", "-L", &fwd, cmd])
+    let child = rosh(&lab, &["-o", "ExitOnForwardFailure=yes", "-L", &fwd, cmd])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
