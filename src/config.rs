@@ -739,7 +739,10 @@ enum SetItem {
     Class(usize),
 }
 
-const CLASSES: [(&str, fn(&u8) -> bool); 12] = [
+/// A `[:name:]` class of glob.c `cclasses`, C locale.
+type Class = (&'static str, fn(&u8) -> bool);
+
+const CLASSES: [Class; 12] = [
     ("alnum", u8::is_ascii_alphanumeric),
     ("alpha", u8::is_ascii_alphabetic),
     ("blank", |c| *c == b' ' || *c == b'\t'),

@@ -255,7 +255,11 @@ mod tests {
             (os(&own), None, vec![own.clone(), "/tmp".into()]),
             (Some("relative".into()), None, vec!["/tmp".into()]),
             (Some("/nonexistent-xdg".into()), None, vec!["/tmp".into()]),
-            (None, Some("/var/tmp".into()), vec!["/var/tmp".into(), "/tmp".into()]),
+            (
+                None,
+                Some("/var/tmp".into()),
+                vec!["/var/tmp".into(), "/tmp".into()],
+            ),
             (None, Some("rel".into()), vec!["/tmp".into()]),
         ];
         for (xdg, tmp, want) in cases {

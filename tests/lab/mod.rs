@@ -150,7 +150,12 @@ impl Lab {
                 .expect("start sshd");
             let mut sshd = sshd;
             if wait_ready(&mut sshd, port) {
-                let lab = Lab { dir, port, user, sshd };
+                let lab = Lab {
+                    dir,
+                    port,
+                    user,
+                    sshd,
+                };
                 lab.write_client_config();
                 return Some(lab);
             }
