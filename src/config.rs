@@ -402,7 +402,8 @@ fn read_config(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// readconf.c SSHCONF_CHECKPERM: owned by root or us, not writable by group or others.
+/// readconf.c SSHCONF_CHECKPERM: owned by root or us, not writable by group or others. (Debian's
+/// ssh also accepts group-writable files of a private group; being stricter only costs a copy.)
 fn perm_ok(path: &Path) -> bool {
     fs::metadata(path)
         .map(|m| {
