@@ -124,12 +124,13 @@ pub fn origins(src: &Sources, fwd: &Forward) -> Vec<Origin> {
 pub fn rewrite(src: &Sources, drop: &[Forward], dir: &Path) -> io::Result<PathBuf> {
     let t = Tree::load(src).map_err(Trouble::into_io)?;
     // The top file adds one level of Include depth.
-    if t.roots
+    if let Some(&r) = t
+        .roots
         .iter()
         .flatten()
-        .any(|&r| t.nodes[r].height >= MAX_DEPTH)
+        .find(|&&r| t.nodes[r].height >= MAX_DEPTH)
     {
-        return Err(Trouble::TooDeep(PathBuf::new()).into_io());
+        return Err(Trouble::TooDeep(t.nodes[r].path.clone()).into_io());
     }
     let dir = absolute(dir);
     let mut w = Writer {
