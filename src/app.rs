@@ -4,15 +4,19 @@
 use crate::argv::Args;
 use crate::child::{self, End};
 use crate::cli::{self, Mode};
+use crate::config::{self, Sources};
 use crate::effective::{self, Effective};
 use crate::error::Error;
-use crate::forward::{self, Forward, Kind};
+use crate::forward::{self, Endpoint, Forward, Kind};
+use crate::logpipe::{Dest, LogPipe};
+use crate::matcher::Failure;
 use crate::probe::{self, Busy};
+use crate::tmpdir::PrivateDir;
 use crate::{locate, quote};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Runs rosh-ssh; the caller ends the process the way the result says.
 pub fn run() -> Result<End, Error> {
@@ -69,61 +73,346 @@ pub fn run() -> Result<End, Error> {
             return Err(child::exec(child::command(&ssh, &cli.words, depth), &ssh));
         }
     };
-
-    let plan = Plan::make(&args, &eff);
-    for d in &plan.decisions {
+    let sources = config::sources(last_arg(&args, b'F'));
+    let mut session = Session {
+        args: &args,
+        eff: &eff,
+        sources: &sources,
+        dir: None,
+        decisions: Plan::make(&args, &eff, &sources).decisions,
+        attempt: 0,
+    };
+    for d in &session.decisions {
         say.line(format_args!(
             "forward {} ({}): {}",
             String::from_utf8_lossy(&d.forward.ssh_g()),
-            d.origin(&args),
-            d.busy
-                .as_ref()
-                .map_or("free".to_string(), |b| b.to_string())
+            d.origin(&args, &sources),
+            d.reason.as_deref().unwrap_or("free")
         ));
     }
-    let words = args.without(&plan.dropped_opts());
 
     if cli.dry_run {
-        print_command(&ssh, &words);
+        let run = session.prepare(false)?;
+        print_command(&ssh, &run.words);
         let mut out = std::io::stdout().lock();
-        for d in &plan.decisions {
+        for d in &session.decisions {
             let _ = out.write_all(if d.drop { b"drop " } else { b"keep " });
             let _ = out.write_all(&d.forward.ssh_g());
-            if let Some(b) = &d.busy {
-                let _ = write!(out, " # {b}");
-                if !d.drop {
-                    let _ = write!(out, " (from ssh_config: kept)");
+            let from = d.config_origin(&sources);
+            match (&d.reason, from) {
+                (Some(r), Some(f)) => {
+                    let _ = write!(out, " # {r}; from {f}");
                 }
+                (Some(r), None) => {
+                    let _ = write!(out, " # {r}");
+                }
+                (None, Some(f)) => {
+                    let _ = write!(out, " # from {f}");
+                }
+                (None, None) => {}
             }
             let _ = out.write_all(b"\n");
+        }
+        if let Some(top) = &run.config {
+            print_copy(&mut out, top, session.dir.as_ref().map(|d| d.path()));
         }
         return Ok(End::Exited(0));
     }
 
-    for d in plan.decisions.iter().filter(|d| d.busy.is_some()) {
-        let busy = d.busy.as_ref().map(|b| b.to_string()).unwrap_or_default();
-        let name = String::from_utf8_lossy(&d.forward.ssh_g()).into_owned();
-        if cli.require_forward {
-            eprintln!("rosh-ssh: {name}: {busy}; not connecting (--require-forward)");
-        } else if d.drop {
-            eprintln!("rosh-ssh: {name}: {busy}; forward dropped");
-        } else {
-            eprintln!("rosh-ssh: {name}: {busy}; it comes from ssh_config and is kept");
-        }
+    for d in session.decisions.iter().filter(|d| d.drop) {
+        warn(&cli, d);
     }
-    if cli.require_forward && plan.decisions.iter().any(|d| d.busy.is_some()) {
+    if cli.require_forward && session.decisions.iter().any(|d| d.drop) {
         return Ok(End::Exited(255));
     }
 
-    if say.0 {
-        let line = quote::line(
-            std::iter::once(ssh.as_os_str()).chain(words.iter().map(|w| w.as_os_str())),
-        );
-        say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
+    // Every retry drops at least one more forward: at most N+1 runs.
+    loop {
+        let run = session.prepare(true)?;
+        if say.0 {
+            let line = quote::line(
+                std::iter::once(ssh.as_os_str()).chain(run.words.iter().map(|w| w.as_os_str())),
+            );
+            say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
+        }
+        let end = child::run(child::command(&ssh, &run.words, depth), &ssh)?;
+        let failures = run.log.map(LogPipe::finish).unwrap_or_default();
+        say.line(format_args!("ssh ended: {}", end.describe()));
+        if end != End::Exited(255) || !failures.iter().any(is_fatal) {
+            return Ok(end);
+        }
+        let failed = session.failed(&failures);
+        if failed.is_empty() {
+            say.line(format_args!(
+                "a forward failed but none can be named: not retrying"
+            ));
+            return Ok(end);
+        }
+        for &i in &failed {
+            let d = &session.decisions[i];
+            if cli.require_forward {
+                eprintln!(
+                    "rosh-ssh: {}: {}; not retrying (--require-forward)",
+                    String::from_utf8_lossy(&d.forward.ssh_g()),
+                    d.reason.as_deref().unwrap_or("failed")
+                );
+            } else {
+                warn(&cli, d);
+            }
+        }
+        if cli.require_forward {
+            return Ok(end);
+        }
     }
-    let end = child::run(child::command(&ssh, &words, depth), &ssh)?;
-    say.line(format_args!("ssh ended: {}", end.describe()));
-    Ok(end)
+}
+
+fn warn(cli: &cli::Cli, d: &Decision) {
+    let name = String::from_utf8_lossy(&d.forward.ssh_g()).into_owned();
+    let reason = d.reason.as_deref().unwrap_or("failed");
+    if cli.require_forward {
+        eprintln!("rosh-ssh: {name}: {reason}; not connecting (--require-forward)");
+    } else {
+        eprintln!("rosh-ssh: {name}: {reason}; forward dropped");
+    }
+}
+
+/// Failures after which ssh exits because of ExitOnForwardFailure, before
+/// the session starts (so the remote command has not run).
+fn is_fatal(f: &Failure) -> bool {
+    match f {
+        Failure::RemotePort { fatal, .. } | Failure::RemotePath { fatal, .. } => *fatal,
+        Failure::LocalNoneSucceeded => true,
+        Failure::Mux { reason } => reason.ends_with(b"master forward request failed"),
+        _ => false,
+    }
+}
+
+/// The last value of an option letter (ssh keeps the last -F and -E).
+fn last_arg(args: &Args, letter: u8) -> Option<&OsStr> {
+    args.opts
+        .iter()
+        .rev()
+        .find(|o| o.letter == letter)
+        .and_then(|o| o.arg.as_deref())
+}
+
+/// Prints the private config copy for --dry-run, as comments.
+fn print_copy(out: &mut impl Write, top: &Path, dir: Option<&Path>) {
+    let _ = writeln!(
+        out,
+        "# -F {} (a private copy, removed on exit):",
+        top.display()
+    );
+    let Some(dir) = dir else { return };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let _ = writeln!(out, "# {}:", f.display());
+        for line in std::fs::read(&f)
+            .unwrap_or_default()
+            .split_inclusive(|&b| b == b'\n')
+        {
+            let _ = out.write_all(b"#   ");
+            let _ = out.write_all(line);
+            if !line.ends_with(b"\n") {
+                let _ = out.write_all(b"\n");
+            }
+        }
+    }
+}
+
+/// The state carried across runs of ssh: what was decided, and the private
+/// directory the config copies and the log FIFO live in (it lives as long
+/// as the ssh child: ProxyJump re-invokes ssh with the same -F).
+struct Session<'a> {
+    args: &'a Args,
+    eff: &'a Effective,
+    sources: &'a Sources,
+    dir: Option<PrivateDir>,
+    decisions: Vec<Decision>,
+    attempt: u32,
+}
+
+/// One run of ssh, ready to go.
+struct Run {
+    words: Vec<OsString>,
+    config: Option<PathBuf>,
+    log: Option<LogPipe>,
+}
+
+/// readconf.c: the functions whose messages name a failed forward, forced
+/// out with LogVerbose when the user's LogLevel would hide them all.
+const FORCED: &str = "ssh.c:ssh_confirm_remote_forward():*,ssh.c:ssh_init_forwarding():*,\
+channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*";
+
+impl Session<'_> {
+    fn dir(&mut self) -> Result<&PrivateDir, Error> {
+        if self.dir.is_none() {
+            let d = PrivateDir::new()
+                .map_err(|e| Error::Io("cannot create a private directory".into(), e))?;
+            self.dir = Some(d);
+        }
+        Ok(self.dir.as_ref().expect("just made"))
+    }
+
+    /// The words for the next run: dropped forwards cut out of argv, a
+    /// config copy without the dropped config lines, and (when ssh would exit
+    /// on a forward failure, so a retry can help) ssh's log through a FIFO.
+    fn prepare(&mut self, live: bool) -> Result<Run, Error> {
+        self.attempt += 1;
+        let mut cut: Vec<usize> = Vec::new();
+        let mut config_drops: Vec<Forward> = Vec::new();
+        for d in self.decisions.iter().filter(|d| d.drop) {
+            cut.extend(d.opts.iter().copied());
+            if d.config_origin(self.sources).is_some() {
+                config_drops.push(d.forward.clone());
+            }
+        }
+        let mut front: Vec<OsString> = Vec::new();
+        let mut config = None;
+        if !config_drops.is_empty() {
+            let dir = self.dir()?.path().to_path_buf();
+            let top = config::rewrite(self.sources, &config_drops, &dir)
+                .map_err(|e| Error::Io("cannot write the private ssh_config copy".into(), e))?;
+            cut.extend(self.opts_with(b'F'));
+            front.push("-F".into());
+            front.push(top.clone().into());
+            config = Some(top);
+        }
+        let mut log = None;
+        if live && self.watch_log() {
+            let dest = match last_arg(self.args, b'E') {
+                None => Some(Dest::Stderr),
+                // If it can't be opened, ssh says so itself: leave -E alone.
+                Some(p) => Dest::file(Path::new(p)).ok(),
+            };
+            if let Some(dest) = dest {
+                let name = format!("log{}", self.attempt);
+                let dir = self.dir()?;
+                let fifo = dir
+                    .fifo(&name)
+                    .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
+                let quiet = self.eff.log_level == "QUIET" && self.eff.log_verbose == "none";
+                log = Some(
+                    LogPipe::start(&fifo, dest, quiet)
+                        .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
+                );
+                cut.extend(self.opts_with(b'E'));
+                front.push("-E".into());
+                front.push(fifo.into());
+                if quiet {
+                    front.push("-o".into());
+                    front.push(format!("LogVerbose={FORCED}").into());
+                }
+            }
+        }
+        let mut words = front;
+        words.extend(self.args.without(&cut));
+        Ok(Run { words, config, log })
+    }
+
+    /// Whether reading ssh's log can lead to a retry: only when ssh exits on
+    /// a forward failure, and not when ssh leaves a process behind that
+    /// would outlive the FIFO (-f, a ControlPersist master).
+    fn watch_log(&self) -> bool {
+        self.eff.exit_on_forward_failure
+            && !self.eff.fork_after_authentication
+            && self.eff.control_persist == "no"
+            && self.decisions.iter().any(|d| !d.drop)
+    }
+
+    fn opts_with(&self, letter: u8) -> Vec<usize> {
+        (0..self.args.opts.len())
+            .filter(|&n| self.args.opts[n].letter == letter)
+            .collect()
+    }
+
+    /// Marks the forwards that ssh's log names as failed; returns their
+    /// indexes. A local failure that names no port (LogLevel FATAL) is
+    /// found by probing again.
+    fn failed(&mut self, failures: &[Failure]) -> Vec<usize> {
+        let mut hit: Vec<(usize, String)> = Vec::new();
+        let mut local_named = false;
+        for f in failures {
+            for (i, d) in self.decisions.iter().enumerate() {
+                if d.drop {
+                    continue;
+                }
+                let reason = match (f, &d.forward.kind, &d.forward.listen) {
+                    (
+                        Failure::RemotePort { port, .. },
+                        Kind::Remote,
+                        Endpoint::Tcp { port: p, .. },
+                    ) if p == port && *p != 0 => {
+                        format!("the server refused listen port {port}")
+                    }
+                    (Failure::RemotePath { path, .. }, Kind::Remote, Endpoint::Path(p))
+                        if p == path =>
+                    {
+                        format!(
+                            "the server refused listen path {}",
+                            String::from_utf8_lossy(path)
+                        )
+                    }
+                    (
+                        Failure::LocalBind { addr, port, reason },
+                        Kind::Local | Kind::Dynamic,
+                        Endpoint::Tcp { port: p, .. },
+                    ) if p == port => {
+                        format!(
+                            "bind [{}]:{port}: {}",
+                            String::from_utf8_lossy(addr),
+                            String::from_utf8_lossy(reason)
+                        )
+                    }
+                    (
+                        Failure::LocalCannotListen { port },
+                        Kind::Local | Kind::Dynamic,
+                        Endpoint::Tcp { port: p, .. },
+                    ) if p == port => {
+                        format!("cannot listen to port {port}")
+                    }
+                    (
+                        Failure::LocalPath { path },
+                        Kind::Local | Kind::Dynamic,
+                        Endpoint::Path(p),
+                    ) if p == path => {
+                        format!("cannot bind to path {}", String::from_utf8_lossy(path))
+                    }
+                    _ => continue,
+                };
+                if matches!(
+                    f,
+                    Failure::LocalBind { .. }
+                        | Failure::LocalCannotListen { .. }
+                        | Failure::LocalPath { .. }
+                ) {
+                    local_named = true;
+                }
+                if !hit.iter().any(|(j, _)| *j == i) {
+                    hit.push((i, reason));
+                }
+            }
+        }
+        if failures.contains(&Failure::LocalNoneSucceeded) && !local_named {
+            for (i, d) in self.decisions.iter().enumerate() {
+                if d.drop || hit.iter().any(|(j, _)| *j == i) {
+                    continue;
+                }
+                if let Some(b) = probe_forward(&d.forward, self.eff) {
+                    hit.push((i, b.to_string()));
+                }
+            }
+        }
+        for (i, reason) in &hit {
+            let d = &mut self.decisions[*i];
+            d.drop = true;
+            d.reason = Some(reason.clone());
+        }
+        hit.into_iter().map(|(i, _)| i).collect()
+    }
 }
 
 /// `--verbose` lines on stderr.
@@ -160,7 +449,9 @@ fn fast_path(args: &Args) -> Option<&'static str> {
     if clear.is_some_and(|v| v.first().is_some_and(|v| v.eq_ignore_ascii_case(b"yes"))) {
         return Some("ClearAllForwardings=yes");
     }
-    if argv_forwards(args).is_empty() {
+    if argv_forwards(args).is_empty()
+        && !config::mentions_forward(&config::sources(last_arg(args, b'F')))
+    {
         return Some("no forward options");
     }
     None
@@ -201,25 +492,34 @@ struct Decision {
     forward: Forward,
     /// The command-line options that ask for it (indexes into `args.opts`).
     opts: Vec<usize>,
-    busy: Option<Busy>,
+    /// Why it can't be had: a busy local address, or ssh's failure.
+    reason: Option<String>,
     drop: bool,
 }
 
 impl Decision {
-    fn origin(&self, args: &Args) -> String {
-        if self.opts.is_empty() {
-            return "ssh_config".into();
-        }
-        let spelled: Vec<String> = self
+    /// The first config line that asks for this forward, as `file:line`.
+    fn config_origin(&self, sources: &Sources) -> Option<String> {
+        config::origins(sources, &self.forward)
+            .first()
+            .map(|o| format!("{}:{}", o.file.display(), o.line))
+    }
+
+    fn origin(&self, args: &Args, sources: &Sources) -> String {
+        let mut from: Vec<String> = self
             .opts
             .iter()
             .map(|&n| {
                 let o = &args.opts[n];
                 let a = o.arg.as_deref().unwrap_or(OsStr::new(""));
-                format!("-{} {}", o.letter as char, a.to_string_lossy())
+                format!("command line -{} {}", o.letter as char, a.to_string_lossy())
             })
             .collect();
-        format!("command line {}", spelled.join(", "))
+        from.extend(self.config_origin(sources));
+        if from.is_empty() {
+            return "ssh_config".into();
+        }
+        from.join(", ")
     }
 }
 
@@ -228,7 +528,9 @@ struct Plan {
 }
 
 impl Plan {
-    fn make(args: &Args, eff: &Effective) -> Plan {
+    /// Matches ssh's forwards to the options that asked for them and
+    /// probes each local listen side. A busy forward is dropped.
+    fn make(args: &Args, eff: &Effective, _sources: &Sources) -> Plan {
         let from_argv = argv_forwards(args);
         let decisions = eff
             .forwards
@@ -239,25 +541,16 @@ impl Plan {
                     .filter(|(_, g)| g.ssh_equals(f))
                     .map(|(n, _)| *n)
                     .collect();
-                let busy = probe_forward(f, eff);
-                let drop = busy.is_some() && !opts.is_empty();
+                let reason = probe_forward(f, eff).map(|b| b.to_string());
                 Decision {
                     forward: f.clone(),
                     opts,
-                    busy,
-                    drop,
+                    drop: reason.is_some(),
+                    reason,
                 }
             })
             .collect();
         Plan { decisions }
-    }
-
-    fn dropped_opts(&self) -> Vec<usize> {
-        self.decisions
-            .iter()
-            .filter(|d| d.drop)
-            .flat_map(|d| d.opts.iter().copied())
-            .collect()
     }
 }
 

@@ -18,6 +18,12 @@ pub struct Effective {
     pub exit_on_forward_failure: bool,
     /// `loglevel` as ssh prints it (`INFO`, `QUIET`, `FATAL`, ...).
     pub log_level: String,
+    /// `logverbose` as ssh prints it (`none` when unset).
+    pub log_verbose: String,
+    /// `-f` / ForkAfterAuthentication: ssh goes on in the background.
+    pub fork_after_authentication: bool,
+    /// `controlpersist` as ssh prints it (`no` when a master won't linger).
+    pub control_persist: String,
 }
 
 /// ssh rejected the arguments: its stderr and exit status, to pass on.
@@ -32,6 +38,8 @@ impl Effective {
     pub fn parse(out: &[u8]) -> Effective {
         let mut e = Effective {
             log_level: "INFO".into(),
+            log_verbose: "none".into(),
+            control_persist: "no".into(),
             ..Effective::default()
         };
         for line in out.split(|&b| b == b'\n') {
@@ -57,6 +65,11 @@ impl Effective {
                 }
                 b"exitonforwardfailure" => e.exit_on_forward_failure = value == b"yes",
                 b"loglevel" => e.log_level = String::from_utf8_lossy(value).into_owned(),
+                b"logverbose" => e.log_verbose = String::from_utf8_lossy(value).into_owned(),
+                b"forkafterauthentication" => e.fork_after_authentication = value == b"yes",
+                b"controlpersist" => {
+                    e.control_persist = String::from_utf8_lossy(value).into_owned()
+                }
                 _ => {}
             }
         }

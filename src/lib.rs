@@ -12,6 +12,7 @@ pub mod error;
 pub mod forward;
 pub mod holder;
 pub mod locate;
+pub mod logpipe;
 pub mod matcher;
 pub mod probe;
 pub mod proxy;
