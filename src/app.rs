@@ -8,7 +8,7 @@ use crate::config::{self, Sources};
 use crate::effective::{self, Effective};
 use crate::error::Error;
 use crate::forward::{self, Endpoint, Forward, Kind};
-use crate::logpipe::{Dest, LogPipe};
+use crate::logpipe::{self, Dest, LogPipe};
 use crate::matcher::Failure;
 use crate::probe::{self, Busy};
 use crate::tmpdir::PrivateDir;
@@ -136,16 +136,26 @@ pub fn run() -> Result<End, Error> {
             say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
         }
         let end = child::run(child::command(&ssh, &run.words, depth), &ssh)?;
-        let failures = run.log.map(LogPipe::finish).unwrap_or_default();
+        let outcome = run.log.and_then(LogPipe::finish);
         say.line(format_args!("ssh ended: {}", end.describe()));
-        if end != End::Exited(255) || !failures.iter().any(is_fatal) {
+        let Some(outcome) = outcome else {
             return Ok(end);
+        };
+        let fatal = end == End::Exited(255) && outcome.failures.iter().any(logpipe::is_fatal);
+        let failed = if fatal {
+            session.failed(&outcome.failures)
+        } else {
+            Vec::new()
+        };
+        if failed.is_empty() || cli.require_forward {
+            outcome.release();
         }
-        let failed = session.failed(&failures);
         if failed.is_empty() {
-            say.line(format_args!(
-                "a forward failed but none can be named: not retrying"
-            ));
+            if fatal {
+                say.line(format_args!(
+                    "a forward failed but none can be named: not retrying"
+                ));
+            }
             return Ok(end);
         }
         for &i in &failed {
@@ -173,17 +183,6 @@ fn warn(cli: &cli::Cli, d: &Decision) {
         eprintln!("rosh-ssh: {name}: {reason}; not connecting (--require-forward)");
     } else {
         eprintln!("rosh-ssh: {name}: {reason}; forward dropped");
-    }
-}
-
-/// Failures after which ssh exits because of ExitOnForwardFailure, before
-/// the session starts (so the remote command has not run).
-fn is_fatal(f: &Failure) -> bool {
-    match f {
-        Failure::RemotePort { fatal, .. } | Failure::RemotePath { fatal, .. } => *fatal,
-        Failure::LocalNoneSucceeded => true,
-        Failure::Mux { reason } => reason.ends_with(b"master forward request failed"),
-        _ => false,
     }
 }
 
@@ -294,7 +293,8 @@ impl Session<'_> {
                 let fifo = dir
                     .fifo(&name)
                     .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
-                let quiet = self.eff.log_level == "QUIET" && self.eff.log_verbose == "none";
+                let quiet = matches!(self.eff.log_level.as_str(), "QUIET" | "SILENT")
+                    && self.eff.log_verbose == "none";
                 log = Some(
                     LogPipe::start(&fifo, dest, quiet)
                         .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,

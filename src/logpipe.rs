@@ -1,6 +1,10 @@
 //! ssh's own log lines, read from the `-E` FIFO on a thread of their own:
 //! relayed unchanged to where they would have gone and scanned by the
 //! matcher, without touching the session's stdin, stdout or stderr.
+//!
+//! The lines of a fatal forward failure are held back until ssh has ended:
+//! a retry replaces them with one rosh-ssh warning per forward, and without
+//! a retry they are released as they were.
 
 use crate::matcher::{Failure, Matcher, Piece};
 use nix::fcntl::{OFlag, open};
@@ -11,6 +15,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Where ssh would have written its log lines.
 pub enum Dest {
@@ -40,70 +45,154 @@ impl Dest {
     }
 }
 
+/// Failures after which ssh exits because of ExitOnForwardFailure, before
+/// the session starts (so the remote command has not run).
+pub fn is_fatal(f: &Failure) -> bool {
+    match f {
+        Failure::RemotePort { fatal, .. } | Failure::RemotePath { fatal, .. } => *fatal,
+        Failure::LocalNoneSucceeded => true,
+        Failure::Mux { reason } => reason.ends_with(b"master forward request failed"),
+        _ => false,
+    }
+}
+
+/// What a run's log showed: its forward failures, and the lines from the
+/// first fatal failure on, held back.
+pub struct Outcome {
+    pub failures: Vec<Failure>,
+    held: Vec<u8>,
+    dest: Dest,
+}
+
+impl Outcome {
+    /// Writes the held lines where ssh would have written them.
+    pub fn release(mut self) {
+        let held = std::mem::take(&mut self.held);
+        self.dest.write(&held);
+    }
+}
+
+/// How long a non-fatal failure line (`bind [..]: Address already in use`)
+/// is held to see whether ssh's fatal line follows: ssh_init_forwarding
+/// writes both in one go.
+const HOLD: Duration = Duration::from_millis(200);
+
+/// The relay's state: lines held back and the failures seen.
+struct Relay {
+    dest: Dest,
+    /// Drop lines with a LogVerbose tag: rosh-ssh forced them out for a
+    /// user who asked for quiet.
+    hide_forced: bool,
+    failures: Vec<Failure>,
+    /// Non-fatal failure lines waiting for a fatal one (or for HOLD).
+    pending: Vec<u8>,
+    pending_since: Option<Instant>,
+    /// Everything from the first fatal failure line on: ssh is ending.
+    fatal: Vec<u8>,
+}
+
+impl Relay {
+    fn piece(&mut self, p: Piece<'_>) {
+        let (bytes, failure, hidden) = match p {
+            Piece::Line {
+                bytes,
+                failure,
+                forced,
+            } => (bytes, failure, forced && self.hide_forced),
+            Piece::Raw(b) => (b, None, false),
+        };
+        let fatal = failure.as_ref().is_some_and(is_fatal);
+        if let Some(f) = failure.clone() {
+            self.failures.push(f);
+        }
+        if hidden {
+            return;
+        }
+        if fatal {
+            self.fatal.append(&mut self.pending);
+            self.pending_since = None;
+        }
+        if !self.fatal.is_empty() || fatal {
+            self.fatal.extend_from_slice(bytes);
+        } else if failure.is_some() {
+            self.pending.extend_from_slice(bytes);
+            self.pending_since.get_or_insert_with(Instant::now);
+        } else {
+            self.flush_pending();
+            self.dest.write(bytes);
+        }
+    }
+
+    fn flush_pending(&mut self) {
+        if !self.pending.is_empty() {
+            let p = std::mem::take(&mut self.pending);
+            self.dest.write(&p);
+        }
+        self.pending_since = None;
+    }
+
+    /// The poll timeout: until the pending lines are due.
+    fn timeout(&self) -> PollTimeout {
+        match self.pending_since {
+            None => PollTimeout::NONE,
+            Some(t) => {
+                let left = HOLD.saturating_sub(t.elapsed()).as_millis() as u16;
+                PollTimeout::from(left)
+            }
+        }
+    }
+}
+
 /// The reader thread and the pipe that tells it ssh has ended.
 pub struct LogPipe {
-    thread: JoinHandle<Vec<Failure>>,
+    thread: JoinHandle<Outcome>,
     wake: os_pipe::PipeWriter,
 }
 
 impl LogPipe {
-    /// Opens the FIFO (before ssh does, so ssh's open never blocks for
-    /// long) and starts relaying. `hide_forced`: drop lines that carry a
-    /// LogVerbose tag, forced out by rosh-ssh for a user who asked for quiet.
-    pub fn start(fifo: &Path, mut dest: Dest, hide_forced: bool) -> std::io::Result<LogPipe> {
-        let fd = open(
-            fifo,
-            OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
+    /// Opens the FIFO (before ssh does, so that ssh's open finds a reader)
+    /// and starts relaying to `dest`.
+    pub fn start(fifo: &Path, dest: Dest, hide_forced: bool) -> std::io::Result<LogPipe> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = open(fifo, flags, Mode::empty())?;
         let (wake_r, wake) = os_pipe::pipe()?;
-        let thread =
-            std::thread::spawn(move || relay(File::from(fd), wake_r, &mut dest, hide_forced));
+        let relay = Relay {
+            dest,
+            hide_forced,
+            failures: Vec::new(),
+            pending: Vec::new(),
+            pending_since: None,
+            fatal: Vec::new(),
+        };
+        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay));
         Ok(LogPipe { thread, wake })
     }
 
     /// Called once ssh has ended: relays what it left in the FIFO and
-    /// returns the failures seen. Lines a backgrounded ssh writes later are
-    /// not waited for.
-    pub fn finish(self) -> Vec<Failure> {
+    /// returns what the log showed. Lines a backgrounded ssh writes later
+    /// are not waited for.
+    pub fn finish(self) -> Option<Outcome> {
         drop(self.wake);
-        self.thread.join().unwrap_or_default()
+        self.thread.join().ok()
     }
 }
 
-fn relay(
-    mut fifo: File,
-    wake: os_pipe::PipeReader,
-    dest: &mut Dest,
-    hide_forced: bool,
-) -> Vec<Failure> {
+fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
     let mut matcher = Matcher::new();
-    let mut failures = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let emit = |p: Piece<'_>, dest: &mut Dest, failures: &mut Vec<Failure>| match p {
-        Piece::Line {
-            bytes,
-            failure,
-            forced,
-        } => {
-            if let Some(f) = failure {
-                failures.push(f);
-            }
-            if !(forced && hide_forced) {
-                dest.write(bytes);
-            }
-        }
-        Piece::Raw(b) => dest.write(b),
-    };
-    let wake_fd: OwnedFd = wake.into();
+    let wake: OwnedFd = wake.into();
     let mut ended = false;
     loop {
         if !ended {
             let mut fds = [
                 PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
-                PollFd::new(wake_fd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
             ];
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, relay.timeout()) {
+                Ok(0) => {
+                    relay.flush_pending();
+                    continue;
+                }
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(_) => break,
@@ -112,19 +201,24 @@ fn relay(
             if fds[1].revents().is_some_and(|r| !r.is_empty()) {
                 ended = true;
             }
-            if fds[0].revents().is_none_or(|r| r.is_empty()) {
+            if !ended && fds[0].revents().is_none_or(|r| r.is_empty()) {
                 continue;
             }
         }
         match fifo.read(&mut buf) {
             Ok(0) => break, // every writer is gone
-            Ok(n) => matcher.feed(&buf[..n], &mut |p| emit(p, dest, &mut failures)),
+            Ok(n) => matcher.feed(&buf[..n], &mut |p| relay.piece(p)),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // EAGAIN after the end: nothing more is buffered.
+            // EAGAIN once ssh has ended: nothing more is buffered.
             Err(_) if ended => break,
             Err(_) => {}
         }
     }
-    matcher.finish(&mut |p| emit(p, dest, &mut failures));
-    failures
+    matcher.finish(&mut |p| relay.piece(p));
+    relay.flush_pending();
+    Outcome {
+        failures: relay.failures,
+        held: relay.fatal,
+        dest: relay.dest,
+    }
 }
