@@ -463,3 +463,100 @@ fn nothing_left_in_the_private_dir_when_ssh_or_the_wrapper_is_killed() {
         );
     }
 }
+
+#[test]
+fn fast_path_reads_config_files_not_ssh_g() {
+    let work = TempDir::new("fast");
+    let calls = work.path().join("calls");
+    let ssh = work.path().join("ssh");
+    fs::write(
+        &ssh,
+        format!("#!/bin/sh\necho \"$$ $1\" >> {}\nexit 0\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let inc = work.path().join("inc.conf");
+    fs::write(&inc, "Host x\n  LocalForward 4444 h:22\n").unwrap();
+    let plain_cfg = work.path().join("plain.conf");
+    fs::write(&plain_cfg, "Host *\n  Compression yes\n").unwrap();
+    let fwd_cfg = work.path().join("fwd.conf");
+    fs::write(&fwd_cfg, format!("Host *\n  Include {}\n", inc.display())).unwrap();
+    for (cfg, want_g) in [(&plain_cfg, false), (&fwd_cfg, true)] {
+        let _ = fs::remove_file(&calls);
+        let child = Command::new(rosh_ssh())
+            .env("ROSH_SSH", &ssh)
+            .args(["-F", cfg.to_str().unwrap(), "host"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let log = fs::read_to_string(&calls).unwrap();
+        if want_g {
+            // ssh -G first, then ssh as a child of rosh-ssh.
+            let lines: Vec<&str> = log.lines().collect();
+            assert_eq!(lines.len(), 2, "{log}");
+            assert!(lines[0].ends_with(" -G"), "{log}");
+            assert!(!lines[1].starts_with(&format!("{pid} ")), "{log}");
+        } else {
+            assert_eq!(log, format!("{pid} -F\n"), "exec'd directly, no ssh -G");
+        }
+    }
+}
+
+#[test]
+fn log_lines_go_to_the_users_own_e_file() {
+    let Some(lab) = Lab::start() else { return };
+    let remote = hold_both();
+    let cfg = grav_config(
+        &lab,
+        "elog.conf",
+        &format!(
+            "  RemoteForward {} localhost:22\n  ExitOnForwardFailure yes\n",
+            remote.port
+        ),
+    );
+    let logs = TempDir::new("elog");
+    let first = logs.path().join("first.log");
+    let last = logs.path().join("last.log");
+    let tmp = private_tmp();
+    let out = rosh_in(
+        &tmp,
+        &[
+            "-E",
+            first.to_str().unwrap(),
+            "-F",
+            cfg.to_str().unwrap(),
+            "-E",
+            last.to_str().unwrap(),
+            "-o",
+            "LogLevel=INFO",
+            "grav",
+            "echo ok",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok\n");
+    // Only rosh-ssh's warning on stderr; ssh's lines in the last -E file.
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("rosh-ssh: remoteforward") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!first.exists());
+    let log = fs::read_to_string(&last).unwrap();
+    assert!(log.contains("Warning: Permanently added"), "{log}");
+    assert!(
+        !log.contains("Error: remote port forwarding failed"),
+        "{log}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&last).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
