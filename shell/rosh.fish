@@ -42,7 +42,7 @@ function rosh --description 'ssh into a tmux session on HOST, reconnecting when 
         set tool screen
         set script 'n=$1; screen -D -R -S "$n"; s=$?; if [ $s = 0 ] && ! screen -S "$n" -Q select . >/dev/null 2>&1; then s=100; fi; exit $s'
     end
-    set -l remote "sh -c "(__rosh_q $script)" rosh "(__rosh_q $name)" $extra"
+    set -l remote "sh -c "(__rosh_q $script)" sh "(__rosh_q $name)" $extra"
 
     set -l args -t -o ServerAliveInterval=$alive -o ServerAliveCountMax=1
     set -q _flag_F; and set -a args -F $_flag_F

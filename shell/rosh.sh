@@ -68,8 +68,11 @@ rosh() (
     shift $((OPTIND - 1))
     case $# in 1 | 2) ;; *) usage ;; esac
     host=$1 name=${2-default}
-    case $pause in '' | *[!0-9]*) err "-I wants whole seconds, not '$pause'" ;; esac
-    case $alive in '' | *[!0-9]*) err "-a wants whole seconds, not '$alive'" ;; esac
+    case $pause$alive in *[!0-9]*)
+      say "-I and -a want whole seconds, not '$pause' and '$alive'"
+      exit 2
+      ;;
+    esac
     need_cmd rosh-ssh
 
     # The remote side, one round trip: attach or create, keep the session
@@ -83,12 +86,12 @@ rosh() (
       tool=screen
       # shellcheck disable=SC2016 # expanded by the remote sh
       script='n=$1; screen -D -R -S "$n"; s=$?; if [ $s = 0 ] && ! screen -S "$n" -Q select . >/dev/null 2>&1; then s=100; fi; exit $s'
-      remote="sh -c $(q "$script") rosh $(q "$name")"
+      remote="sh -c $(q "$script") sh $(q "$name")"
     else
       tool=tmux
       # shellcheck disable=SC2016 # expanded by the remote sh
       script='n=$1; shift; f=$(mktemp) || exit 1; tmux "$@" new-session -A -s "$n" ";" set-option destroy-unattached off ";" run-shell "echo '\''#{session_id}'\'' >$f"; s=$?; id=$(cat "$f"); rm -f "$f"; if [ $s = 0 ] && [ -n "$id" ] && ! tmux "$@" has-session -t "$id" 2>/dev/null; then s=100; fi; exit $s'
-      remote="sh -c $(q "$script") rosh $(q "$name")${socket:+ -L $(q "$socket")}"
+      remote="sh -c $(q "$script") sh $(q "$name")${socket:+ -L $(q "$socket")}"
     fi
 
     # ssh exits 255 both when it cannot connect and when a live link drops.
