@@ -53,7 +53,12 @@ install_all() {
   done
   say 'building the release binary (cargo build --release)'
   (cd "$src" && command cargo build --release --locked --quiet) || err 'cargo build failed'
-  put "$src/target/release/rosh-ssh" bin/rosh-ssh 755
+  case ${CARGO_TARGET_DIR-} in # cargo reads a relative one from $src
+    '') target=$src/target ;;
+    /*) target=$CARGO_TARGET_DIR ;;
+    *) target=$src/$CARGO_TARGET_DIR ;;
+  esac
+  put "$target/release/rosh-ssh" bin/rosh-ssh 755
   put "$src/shell/rosh.sh" share/rosh/rosh.sh 644
   put "$src/shell/rosh.fish" share/rosh/rosh.fish 644
   ln -sfn ../../../bin/rosh-ssh "$prefix/lib/rosh/bin/ssh" || err 'cannot make the ssh shim'
