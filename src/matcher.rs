@@ -1,1 +1,1020 @@
-//! TODO: matcher
+//! Diagnostics matcher: relays ssh's own log lines byte for byte and spots the forward failures in them.
+//!
+//! rosh-ssh runs ssh with `-E <fifo>`, so only ssh's own log lines reach this matcher; the
+//! remote program's stderr stays on the real stderr and is never scanned (a remote program
+//! printing `bind [127.0.0.1]:1: ...` cannot fool rosh-ssh this way).
+//!
+//! The matcher is pure: bytes in, [`Piece`]s out, no I/O. Every input byte comes out exactly
+//! once, in order, unchanged. It is incremental over arbitrary chunk boundaries and bounded:
+//! at most `cap` bytes of a partial line are held; a line that cannot fit is relayed as
+//! [`Piece::Raw`] as it arrives and never matched. ssh itself never writes a line longer than
+//! about 1 KiB (log.c: `MSGBUFSIZ` 1024), so the 64 KiB default cap only guards against
+//! garbage.
+//!
+//! What ssh writes (OpenSSH 9.2p1, log.c `do_log`/`sshlogv`): with `-E` the log goes to a
+//! file through `log_redirect_stderr_to`, formatted exactly as on stderr: each line ends in
+//! `\r\n`; debug lines start with `debug1: ` (2, 3); error and fatal lines carry no level
+//! word and no `ssh: ` progname prefix (`log_on_stderr` is 1 for ssh, only scp uses 2);
+//! `error_f` and friends prefix `function: `. A message forced out by `LogVerbose` instead
+//! carries the tag `file.c:function():LINE (pid=N): ` (newer OpenSSH:
+//! `(bin=ARGV0, pid=N)`), truncated to 127 bytes by `tag[128]`. Text is `strnvis`-encoded
+//! (VIS_SAFE|VIS_OCTAL), so paths are reported as ssh printed them.
+
+use memchr::memchr;
+use memchr::memmem::Finder;
+use regex::bytes::Regex;
+use std::sync::LazyLock;
+
+/// Default cap on the partial line held between chunks.
+pub const DEFAULT_CAP: usize = 64 * 1024;
+
+/// One forward failure reported by ssh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// ssh.c `ssh_confirm_remote_forward`: `Warning:` (`fatal: false`) or `Error:`
+    /// (`fatal: true`, ExitOnForwardFailure) `remote port forwarding failed for listen port N`.
+    /// Also the debug line `remote forward failure for: listen [HOST:]N, connect ...`, which
+    /// does not say whether the failure is fatal (`fatal: false`; a fatal one is followed by
+    /// the `Error:` line).
+    RemotePort { port: u16, fatal: bool },
+    /// As [`Failure::RemotePort`], for `... for listen path P` (and `listen P:-2` in the
+    /// debug line, where -2 is misc.h `PORT_STREAMLOCAL`).
+    RemotePath { path: Vec<u8>, fatal: bool },
+    /// channels.c `channel_setup_fwd_listener_tcpip`: `bind [ADDR]:PORT: REASON` for one
+    /// address of a local (or dynamic) forward. `error` for the last address, `verbose` for
+    /// the others, so at LogLevel INFO only the last address's failure shows.
+    LocalBind {
+        addr: Vec<u8>,
+        port: u16,
+        reason: Vec<u8>,
+    },
+    /// channels.c `channel_setup_fwd_listener_tcpip`: `cannot listen to port: N` (no address
+    /// of the forward could listen).
+    LocalCannotListen { port: u16 },
+    /// ssh.c `ssh_init_forwarding`: `Could not request local forwarding.` Fatal with
+    /// ExitOnForwardFailure when any local forward failed, else an error when none succeeded.
+    /// Names no port.
+    LocalNoneSucceeded,
+    /// misc.c `unix_listener`: `cannot bind to path P: REASON` or `cannot listen on path P:
+    /// REASON`, for a local forward listening on a Unix socket.
+    LocalPath { path: Vec<u8> },
+    /// mux.c, through a ControlMaster: `mux_client_forward: forwarding request failed: R`
+    /// (R as sent by the master, e.g. `Port forwarding failed` or `remote port forwarding
+    /// failed for listen port N`), `Master refused forwarding request: R`, and `muxclient:
+    /// master forward request failed` (reason is that text).
+    Mux { reason: Vec<u8> },
+}
+
+/// What the matcher hands out. Concatenating the bytes of all pieces gives the input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    /// One whole line, including its `\n` (or `\r\n`); only the last line before
+    /// [`Matcher::finish`] may lack it.
+    Line {
+        bytes: &'a [u8],
+        failure: Option<Failure>,
+        /// The line carries a `LogVerbose` tag `file.c:function():LINE (pid=N): `.
+        forced: bool,
+    },
+    /// Part of a line longer than the cap, relayed as it came and never matched.
+    Raw(&'a [u8]),
+}
+
+/// Words of which every recognised failure line contains at least one; the regexes run only
+/// on lines that contain one.
+const FAILURE_WORDS: [&str; 3] = ["forward", "bind", "listen"];
+/// In every `LogVerbose` tag (`func():LINE`), rare elsewhere.
+const TAG_WORD: &str = "():";
+const NEEDLES: usize = FAILURE_WORDS.len() + 1;
+
+/// Streaming matcher; see the module documentation.
+pub struct Matcher {
+    /// Start of the current line, carried over from earlier chunks. Invariant: empty while
+    /// `overlong`; otherwise `held.len() < cap` and it has no `\n`, so the line can still end
+    /// within the cap. Its allocation never exceeds `cap`.
+    held: Vec<u8>,
+    cap: usize,
+    /// The current line already exceeded the cap: relay as `Raw` up to and including its `\n`.
+    overlong: bool,
+    /// `FAILURE_WORDS` then `TAG_WORD`.
+    finders: [Finder<'static>; NEEDLES],
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Matcher {
+    /// A matcher holding at most [`DEFAULT_CAP`] bytes of a partial line.
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CAP)
+    }
+
+    /// A matcher holding at most `cap` bytes: lines of `cap` bytes or more (counting the
+    /// line end) come out as [`Piece::Raw`]. Capacity 0 relays everything raw.
+    pub fn with_capacity(cap: usize) -> Self {
+        let [a, b, c] = FAILURE_WORDS;
+        Matcher {
+            held: Vec::new(),
+            cap,
+            overlong: false,
+            finders: [
+                Finder::new(a).into_owned(),
+                Finder::new(b).into_owned(),
+                Finder::new(c).into_owned(),
+                Finder::new(TAG_WORD).into_owned(),
+            ],
+        }
+    }
+
+    /// The cap given at construction.
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Scans `chunk`, handing every complete line (and every piece of an over-long line) to
+    /// `out` in order; keeps the start of an unfinished line for the next call.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut dyn FnMut(Piece<'_>)) {
+        let mut chunk = chunk;
+        if self.overlong {
+            match memchr(b'\n', chunk) {
+                None => {
+                    if !chunk.is_empty() {
+                        out(Piece::Raw(chunk));
+                    }
+                    return;
+                }
+                Some(i) => {
+                    out(Piece::Raw(&chunk[..=i]));
+                    self.overlong = false;
+                    chunk = &chunk[i + 1..];
+                }
+            }
+        }
+        if !self.held.is_empty() {
+            match memchr(b'\n', chunk) {
+                None => {
+                    self.hold(chunk, out);
+                    return;
+                }
+                Some(i) => {
+                    let (tail, rest) = chunk.split_at(i + 1);
+                    if self.held.len() + tail.len() <= self.cap {
+                        self.grow_held(tail);
+                        let (failure, forced) = self.classify_alone(&self.held);
+                        out(Piece::Line {
+                            bytes: &self.held,
+                            failure,
+                            forced,
+                        });
+                    } else {
+                        out(Piece::Raw(&self.held));
+                        out(Piece::Raw(tail));
+                    }
+                    self.held.clear();
+                    chunk = rest;
+                }
+            }
+        }
+        // Whole lines straight from the chunk, without copying. The prefilter searches the
+        // chunk once per needle instead of once per line.
+        let mut scan = Scan::new(&self.finders, chunk);
+        let mut start = 0;
+        for nl in memchr::memchr_iter(b'\n', chunk) {
+            let end = nl + 1;
+            let line = &chunk[start..end];
+            if line.len() <= self.cap {
+                let (fail_cand, tag_cand) = scan.candidates(start, end);
+                let (failure, forced) = classify(line, fail_cand, tag_cand);
+                out(Piece::Line {
+                    bytes: line,
+                    failure,
+                    forced,
+                });
+            } else {
+                out(Piece::Raw(line));
+            }
+            start = end;
+        }
+        self.hold(&chunk[start..], out);
+    }
+
+    /// Ends the input: a last line without `\n` is handed out as a [`Piece::Line`]. The
+    /// matcher is then ready for a new stream.
+    pub fn finish(&mut self, out: &mut dyn FnMut(Piece<'_>)) {
+        self.overlong = false;
+        if !self.held.is_empty() {
+            let (failure, forced) = self.classify_alone(&self.held);
+            out(Piece::Line {
+                bytes: &self.held,
+                failure,
+                forced,
+            });
+            self.held.clear();
+        }
+    }
+
+    /// Keeps `part` (no `\n` in it) as the continuation of the held line, or relays the
+    /// whole line so far as raw once it can no longer end within the cap.
+    fn hold(&mut self, part: &[u8], out: &mut dyn FnMut(Piece<'_>)) {
+        if part.is_empty() {
+            return;
+        }
+        // The line will be at least `held + part + 1` bytes long with its `\n`.
+        if self.held.len() + part.len() < self.cap {
+            self.grow_held(part);
+        } else {
+            if !self.held.is_empty() {
+                out(Piece::Raw(&self.held));
+                self.held.clear();
+            }
+            out(Piece::Raw(part));
+            self.overlong = true;
+        }
+    }
+
+    /// Appends to `held` without letting its allocation pass `cap` (callers check the length).
+    fn grow_held(&mut self, part: &[u8]) {
+        let need = self.held.len() + part.len();
+        if need > self.held.capacity() {
+            let want = need.max(self.held.capacity() * 2).min(self.cap).max(need);
+            self.held.reserve_exact(want - self.held.len());
+        }
+        self.held.extend_from_slice(part);
+    }
+
+    fn classify_alone(&self, line: &[u8]) -> (Option<Failure>, bool) {
+        let (fail, tag) = self.finders.split_at(FAILURE_WORDS.len());
+        let fail_cand = fail.iter().any(|f| f.find(line).is_some());
+        let tag_cand = tag.iter().any(|f| f.find(line).is_some());
+        classify(line, fail_cand, tag_cand)
+    }
+}
+
+/// The next occurrence of each needle at or after the current line, searched lazily so that
+/// each needle scans the chunk about once in all.
+struct Scan<'f, 'h> {
+    finders: &'f [Finder<'static>; NEEDLES],
+    hay: &'h [u8],
+    /// Position of the next occurrence of needle `i`, or `hay.len()` if none is left.
+    next: [usize; NEEDLES],
+    /// `next[i]` was searched from this position; valid for lines starting at or after it.
+    from: [usize; NEEDLES],
+}
+
+impl<'f, 'h> Scan<'f, 'h> {
+    fn new(finders: &'f [Finder<'static>; NEEDLES], hay: &'h [u8]) -> Self {
+        Scan {
+            finders,
+            hay,
+            next: [0; NEEDLES],
+            // usize::MAX: never searched yet.
+            from: [usize::MAX; NEEDLES],
+        }
+    }
+
+    /// Whether the line `hay[start..end]` (ending in `\n`, which no needle contains) holds a
+    /// failure word, and whether it holds the tag word.
+    fn candidates(&mut self, start: usize, end: usize) -> (bool, bool) {
+        let mut hit = [false; NEEDLES];
+        for (i, h) in hit.iter_mut().enumerate() {
+            if self.from[i] == usize::MAX || self.next[i] < start {
+                self.next[i] = self.finders[i]
+                    .find(&self.hay[start..])
+                    .map_or(self.hay.len(), |p| start + p);
+                self.from[i] = start;
+            }
+            *h = self.next[i] < end;
+        }
+        (
+            hit[..FAILURE_WORDS.len()].iter().any(|&h| h),
+            hit[FAILURE_WORDS.len()],
+        )
+    }
+}
+
+/// Parses one line (with its line end). `fail_cand`/`tag_cand` say whether the prefilter saw
+/// a failure word or the tag word in it; without them nothing more is looked at.
+fn classify(line: &[u8], fail_cand: bool, tag_cand: bool) -> (Option<Failure>, bool) {
+    if !fail_cand && !tag_cand {
+        return (None, false);
+    }
+    let text = strip_line_end(line);
+    let (body, forced) = strip_prefixes(text, tag_cand);
+    let failure = if fail_cand { match_body(body) } else { None };
+    (failure, forced)
+}
+
+fn strip_line_end(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Level words that precede a message. ssh writes only `debugN: ` to stderr or `-E`; `error: `
+/// and `fatal: ` appear in other modes of log.c `do_log` and cost nothing to accept.
+static LEVEL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?-u)\A(?:debug[1-3]|error|fatal): ").expect("static regex"));
+
+/// The head of a log.c `sshlogv` tag: `%.48s:%.48s():%d (`.
+static TAG_HEAD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u)\A[^ :()]{1,48}:[^ :()]{1,48}\(\):-?[0-9]+ \(").expect("static regex")
+});
+
+/// The end of the tag and its `: ` separator: `pid=%ld): ` or `bin=%s, pid=%ld): `.
+static TAG_TAIL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?-u)\A(?:bin=.*?, )?pid=[0-9]+\): ").expect("static regex"));
+
+/// log.c `sshlogv`: `char tag[128]`, so a tag is at most 127 bytes.
+const TAG_MAX: usize = 127;
+
+/// Returns the message after the level word and the `LogVerbose` tag, and whether there was a
+/// tag. `function: ` prefixes of unforced `_f` messages are left for the rules.
+fn strip_prefixes(text: &[u8], tag_cand: bool) -> (&[u8], bool) {
+    let text = match LEVEL.find(text) {
+        Some(m) => &text[m.end()..],
+        None => text,
+    };
+    if !tag_cand {
+        return (text, false);
+    }
+    let Some(head) = TAG_HEAD.find(text) else {
+        return (text, false);
+    };
+    if let Some(tail) = TAG_TAIL.find(&text[head.end()..]) {
+        return (&text[head.end() + tail.end()..], true);
+    }
+    // A long `bin=` cut the tag at 127 bytes; the `: ` follows right there.
+    match text.get(TAG_MAX..TAG_MAX + 2) {
+        Some(b": ") => (&text[TAG_MAX + 2..], true),
+        _ => (text, false),
+    }
+}
+
+/// Which message a rule recognises; the captures of its regex fill the [`Failure`].
+#[derive(Clone, Copy)]
+enum Rule {
+    Remote,
+    RemoteDebug,
+    LocalBind,
+    CannotListen,
+    NoneSucceeded,
+    UnixListener,
+    MuxFailed,
+    MuxRefused,
+    MuxMaster,
+}
+
+/// One regex per message, anchored at both ends. `(?:[A-Za-z0-9_]+: )?` is the `function: `
+/// of an unforced `error_f`; a forced line has the tag instead.
+static RULES: LazyLock<Vec<(Rule, Regex)>> = LazyLock::new(|| {
+    let table: [(Rule, &str); 9] = [
+        // ssh.c ssh_confirm_remote_forward
+        (
+            Rule::Remote,
+            r"(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))",
+        ),
+        // ssh.c ssh_confirm_remote_forward: debug("remote forward %s for: listen %s%s%d, ...")
+        (
+            Rule::RemoteDebug,
+            r"remote forward failure for: listen (.*?), connect .*",
+        ),
+        // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s")
+        (Rule::LocalBind, r"bind \[([^\]]*)\]:([0-9]+): (.*)"),
+        // channels.c channel_setup_fwd_listener_tcpip: error_f("cannot listen to port: %d")
+        (
+            Rule::CannotListen,
+            r"(?:[A-Za-z0-9_]+: )?cannot listen to port: ([0-9]+)",
+        ),
+        // ssh.c ssh_init_forwarding
+        (Rule::NoneSucceeded, r"Could not request local forwarding\."),
+        // misc.c unix_listener: error_f("cannot bind to path %s: %s") / "cannot listen on path"
+        (
+            Rule::UnixListener,
+            r"(?:[A-Za-z0-9_]+: )?cannot (?:bind to|listen on) path (.*): [^:]*",
+        ),
+        // mux.c mux_client_forward: error_f("forwarding request failed: %s")
+        (
+            Rule::MuxFailed,
+            r"(?:[A-Za-z0-9_]+: )?forwarding request failed: (.*)",
+        ),
+        // mux.c mux_client_forward: error("Master refused forwarding request: %s")
+        (Rule::MuxRefused, r"Master refused forwarding request: (.*)"),
+        // mux.c muxclient: error_f/fatal_f("master forward request failed")
+        (
+            Rule::MuxMaster,
+            r"(?:[A-Za-z0-9_]+: )?(master forward request failed)",
+        ),
+    ];
+    table
+        .into_iter()
+        .map(|(rule, re)| {
+            let re = Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex");
+            (rule, re)
+        })
+        .collect()
+});
+
+fn match_body(body: &[u8]) -> Option<Failure> {
+    RULES.iter().find_map(|(rule, re)| {
+        let c = re.captures(body)?;
+        let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
+        match rule {
+            Rule::Remote => {
+                let fatal = cap(1)? == b"Error";
+                match (cap(2), cap(3)) {
+                    (Some(port), _) => Some(Failure::RemotePort {
+                        port: parse_port(port)?,
+                        fatal,
+                    }),
+                    (None, Some(path)) => Some(Failure::RemotePath {
+                        path: path.to_vec(),
+                        fatal,
+                    }),
+                    (None, None) => None,
+                }
+            }
+            Rule::RemoteDebug => remote_debug_listen(cap(1)?),
+            Rule::LocalBind => Some(Failure::LocalBind {
+                addr: cap(1)?.to_vec(),
+                port: parse_port(cap(2)?)?,
+                reason: cap(3)?.to_vec(),
+            }),
+            Rule::CannotListen => Some(Failure::LocalCannotListen {
+                port: parse_port(cap(1)?)?,
+            }),
+            Rule::NoneSucceeded => Some(Failure::LocalNoneSucceeded),
+            Rule::UnixListener => Some(Failure::LocalPath {
+                path: cap(1)?.to_vec(),
+            }),
+            Rule::MuxFailed | Rule::MuxRefused | Rule::MuxMaster => Some(Failure::Mux {
+                reason: cap(1)?.to_vec(),
+            }),
+        }
+    })
+}
+
+/// The `listen` part of the debug line: `N`, `HOST:N` (HOST may be `::1`), or `PATH:-2`.
+fn remote_debug_listen(listen: &[u8]) -> Option<Failure> {
+    if let Some(path) = listen.strip_suffix(b":-2") {
+        return Some(Failure::RemotePath {
+            path: path.to_vec(),
+            fatal: false,
+        });
+    }
+    let port = match memchr::memrchr(b':', listen) {
+        Some(i) => &listen[i + 1..],
+        None => listen,
+    };
+    Some(Failure::RemotePort {
+        port: parse_port(port)?,
+        fatal: false,
+    })
+}
+
+/// A decimal port as ssh prints it (`%d`); `None` if it is not one.
+fn parse_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(port: u16, fatal: bool) -> Option<Failure> {
+        Some(Failure::RemotePort { port, fatal })
+    }
+    fn rpath(path: &str, fatal: bool) -> Option<Failure> {
+        Some(Failure::RemotePath {
+            path: path.as_bytes().to_vec(),
+            fatal,
+        })
+    }
+    fn bind(addr: &str, port: u16, reason: &str) -> Option<Failure> {
+        Some(Failure::LocalBind {
+            addr: addr.as_bytes().to_vec(),
+            port,
+            reason: reason.as_bytes().to_vec(),
+        })
+    }
+    fn lpath(path: &str) -> Option<Failure> {
+        Some(Failure::LocalPath {
+            path: path.as_bytes().to_vec(),
+        })
+    }
+    fn mux(reason: &str) -> Option<Failure> {
+        Some(Failure::Mux {
+            reason: reason.as_bytes().to_vec(),
+        })
+    }
+
+    /// (line without its line end, expected failure, expected forced).
+    fn table() -> Vec<(&'static str, Option<Failure>, bool)> {
+        vec![
+            // ssh.c ssh_confirm_remote_forward
+            (
+                "Warning: remote port forwarding failed for listen port 8082",
+                port(8082, false),
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 8082",
+                port(8082, true),
+                false,
+            ),
+            (
+                "Warning: remote port forwarding failed for listen path /tmp/a b.sock",
+                rpath("/tmp/a b.sock", false),
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen path /run/x",
+                rpath("/run/x", true),
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 65535",
+                port(65535, true),
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 65536",
+                None,
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 99999999999999999999",
+                None,
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port ",
+                None,
+                false,
+            ),
+            (
+                "Error: remote port forwarding failed for listen port 80 ",
+                None,
+                false,
+            ),
+            (
+                "Warning: remote port forwarding failed for listen port 0",
+                port(0, false),
+                false,
+            ),
+            // The debug line, unforced (-v) and forced (LogVerbose), old and new tag.
+            (
+                "debug1: remote forward failure for: listen 8082, connect localhost:22",
+                port(8082, false),
+                false,
+            ),
+            (
+                "debug1: ssh.c:ssh_confirm_remote_forward():1827 (pid=4242): remote forward failure for: listen 8082, connect localhost:22",
+                port(8082, false),
+                true,
+            ),
+            (
+                "debug1: ssh.c:ssh_confirm_remote_forward():1827 (bin=/usr/bin/ssh, pid=4242): remote forward failure for: listen 127.0.0.1:8082, connect localhost:22",
+                port(8082, false),
+                true,
+            ),
+            (
+                "debug1: remote forward failure for: listen ::1:8082, connect [::1]:22",
+                port(8082, false),
+                false,
+            ),
+            (
+                "debug1: remote forward failure for: listen /tmp/r.sock:-2, connect /tmp/l.sock:-2",
+                rpath("/tmp/r.sock", false),
+                false,
+            ),
+            (
+                "debug1: remote forward success for: listen 8082, connect localhost:22",
+                None,
+                false,
+            ),
+            (
+                "debug1: ssh.c:ssh_confirm_remote_forward():1801 (pid=7): remote forward success for: listen 8082, connect localhost:22",
+                None,
+                true,
+            ),
+            // channels.c channel_setup_fwd_listener_tcpip
+            (
+                "bind [127.0.0.1]:3131: Address already in use",
+                bind("127.0.0.1", 3131, "Address already in use"),
+                false,
+            ),
+            (
+                "bind [::1]:3131: Address already in use",
+                bind("::1", 3131, "Address already in use"),
+                false,
+            ),
+            (
+                "bind [fe80::1%eth0]:22: Cannot assign requested address",
+                bind("fe80::1%eth0", 22, "Cannot assign requested address"),
+                false,
+            ),
+            (
+                "bind [0.0.0.0]:80: Permission denied",
+                bind("0.0.0.0", 80, "Permission denied"),
+                false,
+            ),
+            (
+                "channels.c:channel_setup_fwd_listener_tcpip():3820 (pid=99): bind [127.0.0.1]:3131: Address already in use",
+                bind("127.0.0.1", 3131, "Address already in use"),
+                true,
+            ),
+            (
+                "channel_setup_fwd_listener_tcpip: cannot listen to port: 3131",
+                Some(Failure::LocalCannotListen { port: 3131 }),
+                false,
+            ),
+            (
+                "channels.c:channel_setup_fwd_listener_tcpip():3865 (pid=99): cannot listen to port: 3131",
+                Some(Failure::LocalCannotListen { port: 3131 }),
+                true,
+            ),
+            (
+                "channels.c:channel_setup_fwd_listener_tcpip():3865 (bin=ssh, pid=99): cannot listen to port: 3131",
+                Some(Failure::LocalCannotListen { port: 3131 }),
+                true,
+            ),
+            // ssh.c ssh_init_forwarding
+            (
+                "Could not request local forwarding.",
+                Some(Failure::LocalNoneSucceeded),
+                false,
+            ),
+            (
+                "ssh.c:ssh_init_forwarding():1972 (pid=1): Could not request local forwarding.",
+                Some(Failure::LocalNoneSucceeded),
+                true,
+            ),
+            ("Could not request local forwarding", None, false),
+            ("Could not request remote forwarding.", None, false),
+            // misc.c unix_listener
+            (
+                "unix_listener: cannot bind to path /tmp/l.sock: Address already in use",
+                lpath("/tmp/l.sock"),
+                false,
+            ),
+            (
+                "unix_listener: cannot listen on path /tmp/l.sock: Invalid argument",
+                lpath("/tmp/l.sock"),
+                false,
+            ),
+            (
+                "unix_listener: cannot bind to path /tmp/a: b: Permission denied",
+                lpath("/tmp/a: b"),
+                false,
+            ),
+            (
+                "misc.c:unix_listener():1899 (pid=5): cannot bind to path /tmp/l.sock: Address already in use",
+                lpath("/tmp/l.sock"),
+                true,
+            ),
+            // mux.c
+            (
+                "mux_client_forward: forwarding request failed: Port forwarding failed",
+                mux("Port forwarding failed"),
+                false,
+            ),
+            (
+                "mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 8082",
+                mux("remote port forwarding failed for listen port 8082"),
+                false,
+            ),
+            (
+                "mux.c:mux_client_forward():1827 (pid=3): forwarding request failed: Port forwarding failed",
+                mux("Port forwarding failed"),
+                true,
+            ),
+            (
+                "muxclient: master forward request failed",
+                mux("master forward request failed"),
+                false,
+            ),
+            (
+                "mux.c:muxclient():2317 (pid=3): master forward request failed",
+                mux("master forward request failed"),
+                true,
+            ),
+            (
+                "Master refused forwarding request: Permission denied",
+                mux("Permission denied"),
+                false,
+            ),
+            // Lines that look close but are not failures.
+            (
+                "debug1: Local forwarding listening on ::1 port 3131.",
+                None,
+                false,
+            ),
+            (
+                "debug1: Connection to port 3131 forwarding to localhost port 3131 requested.",
+                None,
+                false,
+            ),
+            ("debug3: send packet: type 80", None, false),
+            (
+                "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
+                None,
+                false,
+            ),
+            (
+                "listen [127.0.0.1]:3131: Address already in use",
+                None,
+                false,
+            ),
+            (
+                "xbind [127.0.0.1]:3131: Address already in use",
+                None,
+                false,
+            ),
+            ("bind [127.0.0.1]:3131 Address already in use", None, false),
+            (
+                "bind 192.168.1.2: Cannot assign requested address",
+                None,
+                false,
+            ),
+            ("", None, false),
+            ("():", None, false),
+            (
+                "debug1: ssh.c:main():100 (pid=1): forwarded nothing",
+                None,
+                true,
+            ),
+            ("debug2: ssh.c:main():100 (pid=x): hello", None, false),
+        ]
+    }
+
+    /// Feeds `chunks` and returns the pieces with owned bytes.
+    fn run(m: &mut Matcher, chunks: &[&[u8]]) -> Vec<(bool, Vec<u8>, Option<Failure>, bool)> {
+        let mut v = Vec::new();
+        let mut push = |p: Piece<'_>| match p {
+            Piece::Line {
+                bytes,
+                failure,
+                forced,
+            } => v.push((true, bytes.to_vec(), failure, forced)),
+            Piece::Raw(b) => {
+                assert!(!b.is_empty(), "empty raw piece");
+                v.push((false, b.to_vec(), None, false))
+            }
+        };
+        for c in chunks {
+            m.feed(c, &mut push);
+        }
+        m.finish(&mut push);
+        v
+    }
+
+    /// Merges adjacent raw pieces: how raw bytes are split depends on the chunking.
+    fn normal(
+        v: Vec<(bool, Vec<u8>, Option<Failure>, bool)>,
+    ) -> Vec<(bool, Vec<u8>, Option<Failure>, bool)> {
+        let mut out: Vec<(bool, Vec<u8>, Option<Failure>, bool)> = Vec::new();
+        for p in v {
+            match out.last_mut() {
+                Some(last) if !last.0 && !p.0 => last.1.extend_from_slice(&p.1),
+                _ => out.push(p),
+            }
+        }
+        out
+    }
+
+    fn concat(v: &[(bool, Vec<u8>, Option<Failure>, bool)]) -> Vec<u8> {
+        v.iter().flat_map(|p| p.1.iter().copied()).collect()
+    }
+
+    #[test]
+    fn table_lines_with_each_line_end() {
+        for (text, want, forced) in table() {
+            for end in ["\r\n", "\n", ""] {
+                let line = format!("{text}{end}");
+                let got = run(&mut Matcher::new(), &[line.as_bytes()]);
+                if line.is_empty() {
+                    assert!(got.is_empty());
+                    continue;
+                }
+                assert_eq!(
+                    got,
+                    vec![(true, line.as_bytes().to_vec(), want.clone(), forced)],
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn table_lines_with_debug_prefix_and_forced_tag() {
+        // A LogVerbose tag can precede any message; at debug level a level word precedes it.
+        for (text, want, forced) in table() {
+            if forced || text.is_empty() || text.starts_with("debug") {
+                continue;
+            }
+            for pre in [
+                "channels.c:channel_setup_fwd_listener_tcpip():3820 (pid=12): ",
+                "debug1: ssh.c:ssh_init_forwarding():1950 (bin=/usr/bin/ssh, pid=12): ",
+            ] {
+                let line = format!("{pre}{text}\r\n");
+                let got = run(&mut Matcher::new(), &[line.as_bytes()]);
+                assert_eq!(
+                    got,
+                    vec![(true, line.as_bytes().to_vec(), want.clone(), true)],
+                    "{line:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_tag_of_long_argv0() {
+        // log.c sshlogv: tag[128], so a long bin= is cut at 127 bytes and ": " follows.
+        let head = "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/";
+        let tag = format!("{head}{}", "a".repeat(TAG_MAX - head.len()));
+        assert_eq!(tag.len(), TAG_MAX);
+        let line = format!("{tag}: bind [127.0.0.1]:3131: Address already in use\r\n");
+        let got = run(&mut Matcher::new(), &[line.as_bytes()]);
+        assert_eq!(
+            got,
+            vec![(
+                true,
+                line.as_bytes().to_vec(),
+                bind("127.0.0.1", 3131, "Address already in use"),
+                true
+            )]
+        );
+    }
+
+    fn multi_line_input() -> Vec<u8> {
+        let mut s = Vec::new();
+        for (i, (text, _, _)) in table().iter().enumerate() {
+            s.extend_from_slice(text.as_bytes());
+            s.extend_from_slice(if i % 3 == 0 { b"\n" } else { b"\r\n" });
+        }
+        s.extend_from_slice(b"\xff\xfe binary \x00 junk\r\n");
+        s.extend_from_slice(b"Error: remote port forwarding failed for listen port 9"); // no line end
+        s
+    }
+
+    #[test]
+    fn every_split_point_and_one_byte_chunks_agree() {
+        let input = multi_line_input();
+        let whole = run(&mut Matcher::new(), &[&input]);
+        assert_eq!(concat(&whole), input);
+        // Every table line, then the junk line and the unterminated last line.
+        assert_eq!(whole.len(), table().len() + 2);
+        assert_eq!(whole.last().unwrap().2, port(9, true));
+        for (got, (_, want, forced)) in whole.iter().zip(table()) {
+            assert_eq!(
+                (&got.2, got.3),
+                (&want, forced),
+                "{:?}",
+                String::from_utf8_lossy(&got.1)
+            );
+        }
+        for at in 0..=input.len() {
+            let (a, b) = input.split_at(at);
+            assert_eq!(run(&mut Matcher::new(), &[a, b]), whole, "split at {at}");
+        }
+        for at in (0..input.len()).step_by(7) {
+            let (a, rest) = input.split_at(at);
+            let (b, c) = rest.split_at(rest.len() / 2);
+            assert_eq!(run(&mut Matcher::new(), &[a, b, c]), whole, "split at {at}");
+        }
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(run(&mut Matcher::new(), &bytes), whole);
+    }
+
+    #[test]
+    fn small_capacities_relay_everything() {
+        let input = multi_line_input();
+        for cap in 0..=3 {
+            for size in [1, 2, 5, input.len()] {
+                let chunks: Vec<&[u8]> = input.chunks(size).collect();
+                let got = run(&mut Matcher::with_capacity(cap), &chunks);
+                assert_eq!(concat(&got), input, "cap {cap} size {size}");
+                for p in &got {
+                    assert!(p.2.is_none());
+                    if p.0 {
+                        // Only lines shorter than the cap (with their line end) are lines.
+                        assert!(p.1.len() <= cap);
+                    }
+                }
+            }
+        }
+        // Capacity 1: an empty line ("\n") still fits.
+        let got = run(&mut Matcher::with_capacity(1), &[b"\nab\n\n"]);
+        assert_eq!(
+            normal(got),
+            vec![
+                (true, b"\n".to_vec(), None, false),
+                (false, b"ab\n".to_vec(), None, false),
+                (true, b"\n".to_vec(), None, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_at_the_cap_boundary_agree_across_chunkings() {
+        let fail = b"Could not request local forwarding.\r\n";
+        let n = fail.len();
+        for cap in [n - 1, n, n + 1] {
+            let mut input = fail.to_vec();
+            input.extend_from_slice(fail);
+            input.extend_from_slice(&fail[..n - 2]);
+            let whole = normal(run(&mut Matcher::with_capacity(cap), &[&input]));
+            assert_eq!(concat(&whole), input);
+            let matched = whole.iter().filter(|p| p.2.is_some()).count();
+            // Whole lines of n bytes match iff n <= cap; the final n-2 bytes iff n-2 < cap.
+            let want = if n <= cap {
+                3
+            } else if n - 2 < cap {
+                1
+            } else {
+                0
+            };
+            assert_eq!(matched, want, "cap {cap}");
+            for at in 0..=input.len() {
+                let (a, b) = input.split_at(at);
+                let got = normal(run(&mut Matcher::with_capacity(cap), &[a, b]));
+                assert_eq!(got, whole, "cap {cap} split {at}");
+            }
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            assert_eq!(normal(run(&mut Matcher::with_capacity(cap), &bytes)), whole);
+        }
+    }
+
+    #[test]
+    fn hundred_megabyte_line_stays_within_cap() {
+        let cap = 64 * 1024;
+        let mut m = Matcher::with_capacity(cap);
+        let chunk = vec![b'x'; 1 << 20];
+        let mut raw = 0usize;
+        let mut lines = Vec::new();
+        let mut out = |p: Piece<'_>| match p {
+            Piece::Raw(b) => raw += b.len(),
+            Piece::Line { bytes, failure, .. } => lines.push((bytes.to_vec(), failure)),
+        };
+        // The first bytes look like a failure: an over-long line must still not match.
+        m.feed(b"Could not request local forwarding.", &mut out);
+        for _ in 0..100 {
+            m.feed(&chunk, &mut out);
+            assert!(m.held.capacity() <= cap);
+        }
+        m.feed(b"tail\r\nCould not request local forwarding.\r\n", &mut out);
+        m.finish(&mut out);
+        assert_eq!(raw, 35 + 100 * (1 << 20) + 6);
+        assert_eq!(
+            lines,
+            vec![(
+                b"Could not request local forwarding.\r\n".to_vec(),
+                Some(Failure::LocalNoneSucceeded)
+            )]
+        );
+        assert!(m.held.capacity() <= cap);
+        // Small chunks too: the held line grows only to the cap.
+        let mut m = Matcher::with_capacity(cap);
+        let mut raw = 0usize;
+        for _ in 0..(4 * cap / 1000) {
+            m.feed(&chunk[..1000], &mut |p| {
+                if let Piece::Raw(b) = p {
+                    raw += b.len()
+                }
+            });
+            assert!(m.held.capacity() <= cap && m.held.len() < cap);
+        }
+        assert_eq!(raw + m.held.len(), 4 * cap / 1000 * 1000);
+    }
+
+    #[test]
+    fn matcher_is_reusable_after_finish() {
+        let mut m = Matcher::with_capacity(8);
+        let first = run(&mut m, &[b"0123456789"]);
+        assert_eq!(first, vec![(false, b"0123456789".to_vec(), None, false)]);
+        let second = run(&mut m, &[b"abc\n"]);
+        assert_eq!(second, vec![(true, b"abc\n".to_vec(), None, false)]);
+    }
+
+    #[test]
+    fn parse_port_table() {
+        for (s, want) in [
+            ("0", Some(0)),
+            ("22", Some(22)),
+            ("65535", Some(65535)),
+            ("65536", None),
+            ("", None),
+            ("-1", None),
+            ("+1", None),
+            ("1a", None),
+            ("000022", None),
+        ] {
+            assert_eq!(parse_port(s.as_bytes()), want, "{s:?}");
+        }
+    }
+}
