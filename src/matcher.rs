@@ -314,41 +314,75 @@ fn strip_line_end(line: &[u8]) -> &[u8] {
 
 /// Level words that precede a message. ssh writes only `debugN: ` to stderr or `-E`; `error: `
 /// and `fatal: ` appear in other modes of log.c `do_log` and cost nothing to accept.
-static LEVEL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)\A(?:debug[1-3]|error|fatal): ").expect("static regex"));
-
-/// The head of a log.c `sshlogv` tag: `%.48s:%.48s():%d (`.
-static TAG_HEAD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u)\A[^ :()]{1,48}:[^ :()]{1,48}\(\):-?[0-9]+ \(").expect("static regex")
-});
-
-/// The end of the tag and its `: ` separator: `pid=%ld): ` or `bin=%s, pid=%ld): `.
-static TAG_TAIL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?-u)\A(?:bin=.*?, )?pid=[0-9]+\): ").expect("static regex"));
+const LEVELS: [&[u8]; 5] = [
+    b"debug1: ",
+    b"debug2: ",
+    b"debug3: ",
+    b"error: ",
+    b"fatal: ",
+];
 
 /// log.c `sshlogv`: `char tag[128]`, so a tag is at most 127 bytes.
 const TAG_MAX: usize = 127;
+/// log.c `sshlogv`: file and function names are cut to 48 bytes (`%.48s`).
+const TAG_NAME_MAX: usize = 48;
 
 /// Returns the message after the level word and the `LogVerbose` tag, and whether there was a
 /// tag. `function: ` prefixes of unforced `_f` messages are left for the rules.
 fn strip_prefixes(text: &[u8], tag_cand: bool) -> (&[u8], bool) {
-    let text = match LEVEL.find(text) {
-        Some(m) => &text[m.end()..],
-        None => text,
-    };
+    let text = LEVELS
+        .iter()
+        .find_map(|l| text.strip_prefix(*l))
+        .unwrap_or(text);
     if !tag_cand {
         return (text, false);
     }
-    let Some(head) = TAG_HEAD.find(text) else {
-        return (text, false);
+    match tag_len(text) {
+        Some(n) => (&text[n..], true),
+        None => (text, false),
+    }
+}
+
+/// Length of a log.c `sshlogv` tag plus its `: ` at the start of `text`:
+/// `%.48s:%.48s():%d (pid=%ld): `, or `(bin=%s, pid=%ld): ` in newer OpenSSH.
+fn tag_len(text: &[u8]) -> Option<usize> {
+    let name = |s: &[u8], stop: u8| {
+        let n = s
+            .iter()
+            .position(|&b| b == stop || matches!(b, b' ' | b':' | b'(' | b')'))?;
+        (1..=TAG_NAME_MAX).contains(&n).then_some(n)
     };
-    if let Some(tail) = TAG_TAIL.find(&text[head.end()..]) {
-        return (&text[head.end() + tail.end()..], true);
+    let file = name(text, b':')?;
+    let rest = text[file..].strip_prefix(b":")?;
+    let func = name(rest, b'(')?;
+    let rest = rest[func..].strip_prefix(b"():")?;
+    let rest = rest.strip_prefix(b"-").unwrap_or(rest);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return None;
+    }
+    let rest = rest[digits..].strip_prefix(b" (")?;
+    let head = text.len() - rest.len();
+    // pid=N): , or bin=ARGV0, pid=N): where ARGV0 ends at the first ", pid=".
+    let pid = if rest.starts_with(b"bin=") {
+        memchr::memmem::find(rest, b", pid=").map(|i| i + 2)
+    } else {
+        rest.starts_with(b"pid=").then_some(0)
+    };
+    if let Some(pid) = pid {
+        let digits = rest[pid + 4..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        let after = pid + 4 + digits;
+        if digits > 0 && rest[after..].starts_with(b"): ") {
+            return Some(head + after + 3);
+        }
     }
     // A long `bin=` cut the tag at 127 bytes; the `: ` follows right there.
     match text.get(TAG_MAX..TAG_MAX + 2) {
-        Some(b": ") => (&text[TAG_MAX + 2..], true),
-        _ => (text, false),
+        Some(b": ") if head <= TAG_MAX => Some(TAG_MAX + 2),
+        _ => None,
     }
 }
 
@@ -366,58 +400,101 @@ enum Rule {
     MuxMaster,
 }
 
-/// One regex per message, anchored at both ends. `(?:[A-Za-z0-9_]+: )?` is the `function: `
-/// of an unforced `error_f`; a forced line has the tag instead.
-static RULES: LazyLock<Vec<(Rule, Regex)>> = LazyLock::new(|| {
-    let table: [(Rule, &str); 9] = [
+/// One regex per message, anchored at both ends, and the words the message starts with: the
+/// regex runs only on a line that starts with one of them, bare or after a `function: `.
+/// `(?:[A-Za-z0-9_]+: )?` is the `function: ` of an unforced `error_f`; a forced line has the
+/// tag instead.
+struct RuleRe {
+    rule: Rule,
+    starts: &'static [&'static str],
+    re: Regex,
+}
+
+static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
+    let table: [(Rule, &[&str], &str); 9] = [
         // ssh.c ssh_confirm_remote_forward
         (
             Rule::Remote,
+            &["Warning: remote port", "Error: remote port"],
             r"(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))",
         ),
         // ssh.c ssh_confirm_remote_forward: debug("remote forward %s for: listen %s%s%d, ...")
         (
             Rule::RemoteDebug,
+            &["remote forward failure"],
             r"remote forward failure for: listen (.*?), connect .*",
         ),
         // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s")
-        (Rule::LocalBind, r"bind \[([^\]]*)\]:([0-9]+): (.*)"),
+        (
+            Rule::LocalBind,
+            &["bind ["],
+            r"bind \[([^\]]*)\]:([0-9]+): (.*)",
+        ),
         // channels.c channel_setup_fwd_listener_tcpip: error_f("cannot listen to port: %d")
         (
             Rule::CannotListen,
+            &["cannot listen to port"],
             r"(?:[A-Za-z0-9_]+: )?cannot listen to port: ([0-9]+)",
         ),
         // ssh.c ssh_init_forwarding
-        (Rule::NoneSucceeded, r"Could not request local forwarding\."),
+        (
+            Rule::NoneSucceeded,
+            &["Could not request local"],
+            r"Could not request local forwarding\.",
+        ),
         // misc.c unix_listener: error_f("cannot bind to path %s: %s") / "cannot listen on path"
         (
             Rule::UnixListener,
+            &["cannot bind to path", "cannot listen on path"],
             r"(?:[A-Za-z0-9_]+: )?cannot (?:bind to|listen on) path (.*): [^:]*",
         ),
         // mux.c mux_client_forward: error_f("forwarding request failed: %s")
         (
             Rule::MuxFailed,
+            &["forwarding request failed"],
             r"(?:[A-Za-z0-9_]+: )?forwarding request failed: (.*)",
         ),
         // mux.c mux_client_forward: error("Master refused forwarding request: %s")
-        (Rule::MuxRefused, r"Master refused forwarding request: (.*)"),
+        (
+            Rule::MuxRefused,
+            &["Master refused forwarding"],
+            r"Master refused forwarding request: (.*)",
+        ),
         // mux.c muxclient: error_f/fatal_f("master forward request failed")
         (
             Rule::MuxMaster,
+            &["master forward request failed"],
             r"(?:[A-Za-z0-9_]+: )?(master forward request failed)",
         ),
     ];
     table
         .into_iter()
-        .map(|(rule, re)| {
+        .map(|(rule, starts, re)| {
             let re = Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex");
-            (rule, re)
+            RuleRe { rule, starts, re }
         })
         .collect()
 });
 
+/// `body` without a leading `function: ` (an identifier, as `__func__` is), if it has one.
+fn strip_func(body: &[u8]) -> Option<&[u8]> {
+    let n = body
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count();
+    if n == 0 {
+        return None;
+    }
+    body[n..].strip_prefix(b": ")
+}
+
 fn match_body(body: &[u8]) -> Option<Failure> {
-    RULES.iter().find_map(|(rule, re)| {
+    let after_func = strip_func(body);
+    RULES.iter().find_map(|RuleRe { rule, starts, re }| {
+        let starts_with = |s: &[u8]| starts.iter().any(|w| s.starts_with(w.as_bytes()));
+        if !starts_with(body) && !after_func.is_some_and(starts_with) {
+            return None;
+        }
         let c = re.captures(body)?;
         let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
         match rule {
