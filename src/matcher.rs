@@ -21,7 +21,6 @@
 //! (VIS_SAFE|VIS_OCTAL), so paths are reported as ssh printed them.
 
 use memchr::memchr;
-use memchr::memmem::Finder;
 use regex::bytes::Regex;
 use std::sync::LazyLock;
 
@@ -80,13 +79,6 @@ pub enum Piece<'a> {
     Raw(&'a [u8]),
 }
 
-/// Words of which every recognised failure line contains at least one; the regexes run only
-/// on lines that contain one.
-const FAILURE_WORDS: [&str; 3] = ["forward", "bind", "listen"];
-/// In every `LogVerbose` tag (`func():LINE`), rare elsewhere.
-const TAG_WORD: &str = "():";
-const NEEDLES: usize = FAILURE_WORDS.len() + 1;
-
 /// Streaming matcher; see the module documentation.
 pub struct Matcher {
     /// Start of the current line, carried over from earlier chunks. Invariant: empty while
@@ -96,8 +88,6 @@ pub struct Matcher {
     cap: usize,
     /// The current line already exceeded the cap: relay as `Raw` up to and including its `\n`.
     overlong: bool,
-    /// `FAILURE_WORDS` then `TAG_WORD`.
-    finders: [Finder<'static>; NEEDLES],
 }
 
 impl Default for Matcher {
@@ -112,20 +102,14 @@ impl Matcher {
         Self::with_capacity(DEFAULT_CAP)
     }
 
-    /// A matcher holding at most `cap` bytes: lines of `cap` bytes or more (counting the
-    /// line end) come out as [`Piece::Raw`]. Capacity 0 relays everything raw.
+    /// A matcher holding at most `cap` bytes of a line: a line longer than `cap` bytes
+    /// (counting its line end; a last line without one, `cap` bytes or more) comes out as
+    /// [`Piece::Raw`]. Capacity 0 relays everything raw.
     pub fn with_capacity(cap: usize) -> Self {
-        let [a, b, c] = FAILURE_WORDS;
         Matcher {
             held: Vec::new(),
             cap,
             overlong: false,
-            finders: [
-                Finder::new(a).into_owned(),
-                Finder::new(b).into_owned(),
-                Finder::new(c).into_owned(),
-                Finder::new(TAG_WORD).into_owned(),
-            ],
         }
     }
 
@@ -163,7 +147,7 @@ impl Matcher {
                     let (tail, rest) = chunk.split_at(i + 1);
                     if self.held.len() + tail.len() <= self.cap {
                         self.grow_held(tail);
-                        let (failure, forced) = self.classify_alone(&self.held);
+                        let (failure, forced) = classify(&self.held);
                         out(Piece::Line {
                             bytes: &self.held,
                             failure,
@@ -178,16 +162,13 @@ impl Matcher {
                 }
             }
         }
-        // Whole lines straight from the chunk, without copying. The prefilter searches the
-        // chunk once per needle instead of once per line.
-        let mut scan = Scan::new(&self.finders, chunk);
+        // Whole lines straight from the chunk, without copying.
         let mut start = 0;
         for nl in memchr::memchr_iter(b'\n', chunk) {
             let end = nl + 1;
             let line = &chunk[start..end];
             if line.len() <= self.cap {
-                let (fail_cand, tag_cand) = scan.candidates(start, end);
-                let (failure, forced) = classify(line, fail_cand, tag_cand);
+                let (failure, forced) = classify(line);
                 out(Piece::Line {
                     bytes: line,
                     failure,
@@ -206,7 +187,7 @@ impl Matcher {
     pub fn finish(&mut self, out: &mut dyn FnMut(Piece<'_>)) {
         self.overlong = false;
         if !self.held.is_empty() {
-            let (failure, forced) = self.classify_alone(&self.held);
+            let (failure, forced) = classify(&self.held);
             out(Piece::Line {
                 bytes: &self.held,
                 failure,
@@ -244,67 +225,29 @@ impl Matcher {
         }
         self.held.extend_from_slice(part);
     }
-
-    fn classify_alone(&self, line: &[u8]) -> (Option<Failure>, bool) {
-        let (fail, tag) = self.finders.split_at(FAILURE_WORDS.len());
-        let fail_cand = fail.iter().any(|f| f.find(line).is_some());
-        let tag_cand = tag.iter().any(|f| f.find(line).is_some());
-        classify(line, fail_cand, tag_cand)
-    }
 }
 
-/// The next occurrence of each needle at or after the current line, searched lazily so that
-/// each needle scans the chunk about once in all.
-struct Scan<'f, 'h> {
-    finders: &'f [Finder<'static>; NEEDLES],
-    hay: &'h [u8],
-    /// Position of the next occurrence of needle `i`, or `hay.len()` if none is left.
-    next: [usize; NEEDLES],
-    /// `next[i]` was searched from this position; valid for lines starting at or after it.
-    from: [usize; NEEDLES],
-}
-
-impl<'f, 'h> Scan<'f, 'h> {
-    fn new(finders: &'f [Finder<'static>; NEEDLES], hay: &'h [u8]) -> Self {
-        Scan {
-            finders,
-            hay,
-            next: [0; NEEDLES],
-            // usize::MAX: never searched yet.
-            from: [usize::MAX; NEEDLES],
-        }
+/// Parses one line (with its line end): whether it reports a failure, and whether it carries
+/// a `LogVerbose` tag. Cheap for the lines of no interest: only the first words are looked
+/// at, and the regexes run only on a line whose message starts like a failure message.
+fn classify(line: &[u8]) -> (Option<Failure>, bool) {
+    let text = strip_level(strip_line_end(line));
+    // Fast path for the bulk of a debug log: a message whose first word is not followed by
+    // `:` has neither a tag nor a `function: ` prefix.
+    let word = text
+        .iter()
+        .take_while(|b| !matches!(b, b' ' | b':' | b'(' | b')'))
+        .count();
+    if text.get(word) != Some(&b':') {
+        let failure = if may_start_failure(text) {
+            match_body(text)
+        } else {
+            None
+        };
+        return (failure, false);
     }
-
-    /// Whether the line `hay[start..end]` (ending in `\n`, which no needle contains) holds a
-    /// failure word, and whether it holds the tag word.
-    fn candidates(&mut self, start: usize, end: usize) -> (bool, bool) {
-        let mut hit = [false; NEEDLES];
-        for (i, h) in hit.iter_mut().enumerate() {
-            if self.from[i] == usize::MAX || self.next[i] < start {
-                self.next[i] = self.finders[i]
-                    .find(&self.hay[start..])
-                    .map_or(self.hay.len(), |p| start + p);
-                self.from[i] = start;
-            }
-            *h = self.next[i] < end;
-        }
-        (
-            hit[..FAILURE_WORDS.len()].iter().any(|&h| h),
-            hit[FAILURE_WORDS.len()],
-        )
-    }
-}
-
-/// Parses one line (with its line end). `fail_cand`/`tag_cand` say whether the prefilter saw
-/// a failure word or the tag word in it; without them nothing more is looked at.
-fn classify(line: &[u8], fail_cand: bool, tag_cand: bool) -> (Option<Failure>, bool) {
-    if !fail_cand && !tag_cand {
-        return (None, false);
-    }
-    let text = strip_line_end(line);
-    let (body, forced) = strip_prefixes(text, tag_cand);
-    let failure = if fail_cand { match_body(body) } else { None };
-    (failure, forced)
+    let (body, forced) = strip_tag(text);
+    (match_body(body), forced)
 }
 
 fn strip_line_end(line: &[u8]) -> &[u8] {
@@ -312,31 +255,36 @@ fn strip_line_end(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Level words that precede a message. ssh writes only `debugN: ` to stderr or `-E`; `error: `
-/// and `fatal: ` appear in other modes of log.c `do_log` and cost nothing to accept.
-const LEVELS: [&[u8]; 5] = [
-    b"debug1: ",
-    b"debug2: ",
-    b"debug3: ",
-    b"error: ",
-    b"fatal: ",
-];
+/// Strips the level word that precedes a message. ssh writes only `debugN: ` to stderr or
+/// `-E`; `error: ` and `fatal: ` appear in other modes of log.c `do_log` and cost nothing to
+/// accept. Byte tests, not a table of words: this runs on every line.
+fn strip_level(text: &[u8]) -> &[u8] {
+    match text {
+        [
+            b'd',
+            b'e',
+            b'b',
+            b'u',
+            b'g',
+            b'1'..=b'3',
+            b':',
+            b' ',
+            rest @ ..,
+        ] => rest,
+        [b'e', b'r', b'r', b'o', b'r', b':', b' ', rest @ ..] => rest,
+        [b'f', b'a', b't', b'a', b'l', b':', b' ', rest @ ..] => rest,
+        _ => text,
+    }
+}
 
 /// log.c `sshlogv`: `char tag[128]`, so a tag is at most 127 bytes.
 const TAG_MAX: usize = 127;
 /// log.c `sshlogv`: file and function names are cut to 48 bytes (`%.48s`).
 const TAG_NAME_MAX: usize = 48;
 
-/// Returns the message after the level word and the `LogVerbose` tag, and whether there was a
-/// tag. `function: ` prefixes of unforced `_f` messages are left for the rules.
-fn strip_prefixes(text: &[u8], tag_cand: bool) -> (&[u8], bool) {
-    let text = LEVELS
-        .iter()
-        .find_map(|l| text.strip_prefix(*l))
-        .unwrap_or(text);
-    if !tag_cand {
-        return (text, false);
-    }
+/// Returns the message after the `LogVerbose` tag, and whether there was one. A
+/// `function: ` prefix of an unforced `_f` message is left for the rules.
+fn strip_tag(text: &[u8]) -> (&[u8], bool) {
     match tag_len(text) {
         Some(n) => (&text[n..], true),
         None => (text, false),
@@ -488,8 +436,22 @@ fn strip_func(body: &[u8]) -> Option<&[u8]> {
     body[n..].strip_prefix(b": ")
 }
 
+/// Whether a message starts with the first four bytes of one of the `RuleRe::starts` words:
+/// rules out nearly every line of no interest with a few integer compares.
+fn may_start_failure(s: &[u8]) -> bool {
+    matches!(
+        s.get(..4),
+        Some(
+            b"Warn" | b"Erro" | b"remo" | b"bind" | b"cann" | b"Coul" | b"forw" | b"Mast" | b"mast"
+        )
+    )
+}
+
 fn match_body(body: &[u8]) -> Option<Failure> {
     let after_func = strip_func(body);
+    if !may_start_failure(body) && !after_func.is_some_and(may_start_failure) {
+        return None;
+    }
     RULES.iter().find_map(|RuleRe { rule, starts, re }| {
         let starts_with = |s: &[u8]| starts.iter().any(|w| s.starts_with(w.as_bytes()));
         if !starts_with(body) && !after_func.is_some_and(starts_with) {
