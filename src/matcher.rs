@@ -228,24 +228,40 @@ impl Matcher {
 }
 
 /// Parses one line (with its line end): whether it reports a failure, and whether it carries
-/// a `LogVerbose` tag. Cheap for the lines of no interest: only the first words are looked
-/// at, and the regexes run only on a line whose message starts like a failure message.
+/// a `LogVerbose` tag. Cheap for the lines of no interest, the bulk of a debug log: only the
+/// first word is looked at, and the regexes run only on a line whose message starts like a
+/// failure message.
+#[inline]
 fn classify(line: &[u8]) -> (Option<Failure>, bool) {
     let text = strip_level(strip_line_end(line));
-    // Fast path for the bulk of a debug log: a message whose first word is not followed by
-    // `:` has neither a tag nor a `function: ` prefix.
-    let word = text
-        .iter()
-        .take_while(|b| !matches!(b, b' ' | b':' | b'(' | b')'))
-        .count();
-    if text.get(word) != Some(&b':') {
-        let failure = if may_start_failure(text) {
-            match_body(text)
-        } else {
-            None
-        };
-        return (failure, false);
+    // Without `:` right after the first word there is neither a tag nor a `function: `.
+    if !may_start_failure(text) && !first_word_ends_in_colon(text) {
+        return (None, false);
     }
+    classify_message(text)
+}
+
+/// Bytes that end the first word: no file or function name of a tag contains them.
+static WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b':' as usize] = true;
+    t[b'(' as usize] = true;
+    t[b')' as usize] = true;
+    t
+};
+
+#[inline]
+fn first_word_ends_in_colon(text: &[u8]) -> bool {
+    match text.iter().position(|&b| WORD_END[usize::from(b)]) {
+        Some(i) => text[i] == b':',
+        None => false,
+    }
+}
+
+/// The rest of [`classify`], for a message after its level word.
+#[inline(never)]
+fn classify_message(text: &[u8]) -> (Option<Failure>, bool) {
     let (body, forced) = strip_tag(text);
     (match_body(body), forced)
 }
@@ -438,13 +454,26 @@ fn strip_func(body: &[u8]) -> Option<&[u8]> {
 
 /// Whether a message starts with the first four bytes of one of the `RuleRe::starts` words:
 /// rules out nearly every line of no interest with a few integer compares.
+#[inline]
 fn may_start_failure(s: &[u8]) -> bool {
-    matches!(
-        s.get(..4),
-        Some(
-            b"Warn" | b"Erro" | b"remo" | b"bind" | b"cann" | b"Coul" | b"forw" | b"Mast" | b"mast"
-        )
-    )
+    const fn word(w: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*w)
+    }
+    const STARTS: [u32; 9] = [
+        word(b"Warn"),
+        word(b"Erro"),
+        word(b"remo"),
+        word(b"bind"),
+        word(b"cann"),
+        word(b"Coul"),
+        word(b"forw"),
+        word(b"Mast"),
+        word(b"mast"),
+    ];
+    match s.first_chunk::<4>() {
+        Some(w) => STARTS.contains(&u32::from_le_bytes(*w)),
+        None => false,
+    }
 }
 
 fn match_body(body: &[u8]) -> Option<Failure> {
