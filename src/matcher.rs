@@ -1069,6 +1069,153 @@ mod tests {
         assert_eq!(second, vec![(true, b"abc\n".to_vec(), None, false)]);
     }
 
+    /// ssh's own `-E` output, captured from OpenSSH 9.2p1 (Debian 12) on loopback with
+    /// 127.0.0.1:22977 taken (by sshd itself): `-v -L/-R 22977:...`, the forced form of
+    /// `-q -o LogVerbose=ssh.c:ssh_confirm_remote_forward():*,channels.c:...`, a Unix socket
+    /// path that exists, ExitOnForwardFailure, and a ControlMaster client.
+    const TRANSCRIPT: &[u8] = b"OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19 27 Jan 2026\r\n\
+debug1: Local connections to LOCALHOST:22977 forwarded to remote address localhost:22\r\n\
+debug1: Local forwarding listening on ::1 port 22977.\r\n\
+debug1: channel 0: new port-listener [port listener] (inactive timeout: 0)\r\n\
+debug1: Local forwarding listening on 127.0.0.1 port 22977.\r\n\
+bind [127.0.0.1]:22977: Address already in use\r\n\
+debug1: Remote connections from LOCALHOST:22977 forwarded to local address localhost:22\r\n\
+debug1: Remote: /tmp/matcher-lab/authorized_keys:1: key options: agent-forwarding port-forwarding pty user-rc x11-forwarding\r\n\
+debug1: remote forward failure for: listen 22977, connect localhost:22\r\n\
+Warning: remote port forwarding failed for listen port 22977\r\n\
+debug1: channel 0: free: port listener, nchannels 1\r\n\
+Transferred: sent 3568, received 3340 bytes, in 0.7 seconds\r\n\
+debug3: channels.c:channel_setup_fwd_listener_tcpip():3744 (pid=28392): type 2 wildcard 0 addr 127.0.0.1\r\n\
+debug1: channels.c:channel_setup_fwd_listener_tcpip():3810 (pid=28392): Local forwarding listening on 127.0.0.1 port 22977.\r\n\
+channels.c:channel_setup_fwd_listener_tcpip():3820 (pid=28392): bind [127.0.0.1]:22977: Address already in use\r\n\
+channels.c:channel_setup_fwd_listener_tcpip():3865 (pid=28392): cannot listen to port: 22977\r\n\
+debug1: ssh.c:ssh_confirm_remote_forward():1827 (pid=28392): remote forward failure for: listen 127.0.0.1:22977, connect localhost:22\r\n\
+ssh.c:ssh_confirm_remote_forward():1874 (pid=28392): Warning: remote port forwarding failed for listen port 22977\r\n\
+Warning: Permanently added '[127.0.0.1]:22977' (ED25519) to the list of known hosts.\r\n\
+channel_setup_fwd_listener_tcpip: cannot listen to port: 22977\r\n\
+Could not request local forwarding.\r\n\
+Error: remote port forwarding failed for listen port 22977\r\n\
+unix_listener: cannot bind to path /tmp/matcher-lab/taken.sock: Address already in use\r\n\
+mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 22977\r\n\
+muxclient: master forward request failed\r\n\
+debug1: mux.c:mux_client_forward():1762 (pid=31110): Requesting forwarding of local forward 127.0.0.1:22977 -> localhost:22\r\n\
+mux.c:mux_client_forward():1837 (pid=31110): forwarding request failed: Port forwarding failed\r\n\
+mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
+
+    #[test]
+    fn real_ssh_transcript() {
+        let want: Vec<(Option<Failure>, bool)> = vec![
+            (bind("127.0.0.1", 22977, "Address already in use"), false),
+            (port(22977, false), false),
+            (port(22977, false), false),
+            (None, true),
+            (None, true),
+            (bind("127.0.0.1", 22977, "Address already in use"), true),
+            (Some(Failure::LocalCannotListen { port: 22977 }), true),
+            (port(22977, false), true),
+            (port(22977, false), true),
+            (Some(Failure::LocalCannotListen { port: 22977 }), false),
+            (Some(Failure::LocalNoneSucceeded), false),
+            (port(22977, true), false),
+            (lpath("/tmp/matcher-lab/taken.sock"), false),
+            (
+                mux("remote port forwarding failed for listen port 22977"),
+                false,
+            ),
+            (mux("master forward request failed"), false),
+            (None, true),
+            (mux("Port forwarding failed"), true),
+            (mux("master forward request failed"), true),
+        ];
+        for size in [1, 2, 3, 7, 64, 4096] {
+            let chunks: Vec<&[u8]> = TRANSCRIPT.chunks(size).collect();
+            let got = run(&mut Matcher::new(), &chunks);
+            assert_eq!(concat(&got), TRANSCRIPT);
+            assert_eq!(
+                got.len(),
+                TRANSCRIPT.iter().filter(|&&b| b == b'\n').count()
+            );
+            let interesting: Vec<_> = got
+                .into_iter()
+                .filter(|p| p.2.is_some() || p.3)
+                .map(|p| (p.2, p.3))
+                .collect();
+            assert_eq!(interesting, want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn tag_len_table() {
+        for (text, want) in [
+            ("ssh.c:main():1 (pid=2): x", true),
+            ("ssh.c:main():-1 (pid=2): x", true),
+            ("ssh.c:main():1 (bin=ssh, pid=2): x", true),
+            ("ssh.c:main():1 (bin=/a b, c, pid=2): x", true),
+            ("ssh.c:main():1 (pid=2):x", false),
+            ("ssh.c:main():1 (pid=): x", false),
+            ("ssh.c:main():x (pid=2): x", false),
+            ("ssh.c:main(): (pid=2): x", false),
+            ("ssh.c:main:1 (pid=2): x", false),
+            (":main():1 (pid=2): x", false),
+            ("ssh.c:():1 (pid=2): x", false),
+            ("ssh c:main():1 (pid=2): x", false),
+            ("ssh.c:main():1 (bin=ssh): x", false),
+            (
+                "channel_setup_fwd_listener_tcpip: cannot listen to port: 1",
+                false,
+            ),
+            ("Warning: remote port forwarding failed", false),
+            ("", false),
+        ] {
+            // The tag with its ": " is everything but the final "x".
+            let want = want.then(|| text.len() - 1);
+            assert_eq!(tag_len(text.as_bytes()), want, "{text:?}");
+        }
+        // Names are cut to 48 bytes by ssh, so a longer one is not a tag.
+        let long = format!("{}:f():1 (pid=2): x", "a".repeat(TAG_NAME_MAX + 1));
+        assert_eq!(tag_len(long.as_bytes()), None);
+        let just = format!("{}:f():1 (pid=2): x", "a".repeat(TAG_NAME_MAX));
+        assert_eq!(tag_len(just.as_bytes()), Some(just.len() - 1));
+    }
+
+    #[test]
+    fn fast_path_admits_every_rule() {
+        // The fast path must never hide a message that a rule would match.
+        for RuleRe { starts, .. } in RULES.iter() {
+            for w in starts.iter() {
+                assert!(may_start_failure(w.as_bytes()), "{w:?}");
+            }
+        }
+        for (text, want) in [
+            ("func: x", true),
+            ("ssh.c:main():1 (pid=2): x", true),
+            ("channel 0: x", false),
+            ("receive packet: type 94", false),
+            ("(x): y", false),
+            ("word", false),
+            ("", false),
+        ] {
+            assert_eq!(first_word_ends_in_colon(text.as_bytes()), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn strip_level_table() {
+        for (text, want) in [
+            ("debug1: x", "x"),
+            ("debug3: x", "x"),
+            ("debug4: x", "debug4: x"),
+            ("debug1:x", "debug1:x"),
+            ("error: x", "x"),
+            ("fatal: x", "x"),
+            ("Error: x", "Error: x"),
+            ("debug1: ", ""),
+            ("debug", "debug"),
+        ] {
+            assert_eq!(strip_level(text.as_bytes()), want.as_bytes(), "{text:?}");
+        }
+    }
+
     #[test]
     fn parse_port_table() {
         for (s, want) in [
