@@ -119,7 +119,8 @@ impl Matcher {
     }
 
     /// Scans `chunk`, handing every complete line (and every piece of an over-long line) to
-    /// `out` in order; keeps the start of an unfinished line for the next call.
+    /// `out` in order; keeps the start of an unfinished line for the next call. Pieces borrow
+    /// from `chunk` or from the matcher, so `out` must write them before it returns.
     pub fn feed(&mut self, chunk: &[u8], out: &mut dyn FnMut(Piece<'_>)) {
         let mut chunk = chunk;
         if self.overlong {
@@ -241,7 +242,8 @@ fn classify(line: &[u8]) -> (Option<Failure>, bool) {
     classify_message(text)
 }
 
-/// Bytes that end the first word: no file or function name of a tag contains them.
+/// Bytes that end the first word of a message: no file or function name of a tag contains
+/// them (log.c `sshlogv`: `file:func():line (`).
 static WORD_END: [bool; 256] = {
     let mut t = [false; 256];
     t[b' ' as usize] = true;
@@ -310,15 +312,13 @@ fn strip_tag(text: &[u8]) -> (&[u8], bool) {
 /// Length of a log.c `sshlogv` tag plus its `: ` at the start of `text`:
 /// `%.48s:%.48s():%d (pid=%ld): `, or `(bin=%s, pid=%ld): ` in newer OpenSSH.
 fn tag_len(text: &[u8]) -> Option<usize> {
-    let name = |s: &[u8], stop: u8| {
-        let n = s
-            .iter()
-            .position(|&b| b == stop || matches!(b, b' ' | b':' | b'(' | b')'))?;
+    let name = |s: &[u8]| {
+        let n = s.iter().position(|&b| WORD_END[usize::from(b)])?;
         (1..=TAG_NAME_MAX).contains(&n).then_some(n)
     };
-    let file = name(text, b':')?;
+    let file = name(text)?;
     let rest = text[file..].strip_prefix(b":")?;
-    let func = name(rest, b'(')?;
+    let func = name(rest)?;
     let rest = rest[func..].strip_prefix(b"():")?;
     let rest = rest.strip_prefix(b"-").unwrap_or(rest);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -344,8 +344,9 @@ fn tag_len(text: &[u8]) -> Option<usize> {
         }
     }
     // A long `bin=` cut the tag at 127 bytes; the `: ` follows right there.
+    let cut = rest.starts_with(b"bin=") || rest.starts_with(b"pid=");
     match text.get(TAG_MAX..TAG_MAX + 2) {
-        Some(b": ") if head <= TAG_MAX => Some(TAG_MAX + 2),
+        Some(b": ") if cut && head <= TAG_MAX => Some(TAG_MAX + 2),
         _ => None,
     }
 }
@@ -364,10 +365,14 @@ enum Rule {
     MuxMaster,
 }
 
+/// An ssh function name as `error_f` prints it. ssh's are lower case, which keeps out the
+/// `Remote: ` that ssh puts before messages relayed from sshd.
+const FUNC: &str = "[a-z_][a-z0-9_]*";
+
 /// One regex per message, anchored at both ends, and the words the message starts with: the
-/// regex runs only on a line that starts with one of them, bare or after a `function: `.
-/// `(?:[A-Za-z0-9_]+: )?` is the `function: ` of an unforced `error_f`; a forced line has the
-/// tag instead.
+/// regex runs only on a message that starts with one of them, bare or after a `function: `.
+/// `(?:{FUNC}: )?` is the `function: ` of an unforced `error_f`; a forced line has the tag
+/// instead.
 struct RuleRe {
     rule: Rule,
     starts: &'static [&'static str],
@@ -398,7 +403,7 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::CannotListen,
             &["cannot listen to port"],
-            r"(?:[A-Za-z0-9_]+: )?cannot listen to port: ([0-9]+)",
+            r"(?:{FUNC}: )?cannot listen to port: ([0-9]+)",
         ),
         // ssh.c ssh_init_forwarding
         (
@@ -410,13 +415,13 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::UnixListener,
             &["cannot bind to path", "cannot listen on path"],
-            r"(?:[A-Za-z0-9_]+: )?cannot (?:bind to|listen on) path (.*): [^:]*",
+            r"(?:{FUNC}: )?cannot (?:bind to|listen on) path (.*): [^:]*",
         ),
         // mux.c mux_client_forward: error_f("forwarding request failed: %s")
         (
             Rule::MuxFailed,
             &["forwarding request failed"],
-            r"(?:[A-Za-z0-9_]+: )?forwarding request failed: (.*)",
+            r"(?:{FUNC}: )?forwarding request failed: (.*)",
         ),
         // mux.c mux_client_forward: error("Master refused forwarding request: %s")
         (
@@ -428,12 +433,13 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::MuxMaster,
             &["master forward request failed"],
-            r"(?:[A-Za-z0-9_]+: )?(master forward request failed)",
+            r"(?:{FUNC}: )?(master forward request failed)",
         ),
     ];
     table
         .into_iter()
         .map(|(rule, starts, re)| {
+            let re = re.replace("{FUNC}", FUNC);
             let re = Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex");
             RuleRe { rule, starts, re }
         })
@@ -788,6 +794,9 @@ mod tests {
                 false,
             ),
             ("debug3: send packet: type 80", None, false),
+            ("debug1: Remote: cannot listen to port: 22", None, false),
+            ("Remote: forwarding request failed: x", None, false),
+            ("Func: master forward request failed", None, false),
             (
                 "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
                 None,
