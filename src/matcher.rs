@@ -253,10 +253,29 @@ static WORD_END: [bool; 256] = {
     t
 };
 
+/// Whether the first word of a message ends in a colon: a tag (`file.c:func():...`) or a
+/// `function: ` comes first. This runs on every line, so it looks at eight bytes at a time
+/// (a first word is usually shorter) and only the remainder byte by byte.
 #[inline]
 fn first_word_ends_in_colon(text: &[u8]) -> bool {
-    match text.iter().position(|&b| WORD_END[usize::from(b)]) {
-        Some(i) => text[i] == b':',
+    /// High bit set in each byte of `w` equal to `b`. Bits above the lowest true match may be
+    /// false positives (borrows), so only the lowest set bit is to be trusted.
+    fn eq_bytes(w: u64, b: u8) -> u64 {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        let x = w ^ (LO * u64::from(b));
+        x.wrapping_sub(LO) & !x & (LO << 7)
+    }
+    let mut rest = text;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        let w = u64::from_le_bytes(*eight);
+        let m = eq_bytes(w, b' ') | eq_bytes(w, b':') | eq_bytes(w, b'(') | eq_bytes(w, b')');
+        if m != 0 {
+            return eight[(m.trailing_zeros() / 8) as usize] == b':';
+        }
+        rest = tail;
+    }
+    match rest.iter().position(|&b| WORD_END[usize::from(b)]) {
+        Some(i) => rest[i] == b':',
         None => false,
     }
 }
@@ -1202,6 +1221,15 @@ mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
             ("receive packet: type 94", false),
             ("(x): y", false),
             ("word", false),
+            ("abcdefg:", true),
+            ("abcdefgh:", true),
+            ("abcdefgh ijklmnop:", false),
+            ("abcdefghijklmnopq(", false),
+            ("abcdefghijklmnopq:", true),
+            ("a:b c", true),
+            ("a)b:", false),
+            ("\x00\x01 :", false),
+            ("\u{ff}\u{fe}\u{80}:", true),
             ("", false),
         ] {
             assert_eq!(first_word_ends_in_colon(text.as_bytes()), want, "{text:?}");
