@@ -119,7 +119,8 @@ impl Matcher {
     }
 
     /// Scans `chunk`, handing every complete line (and every piece of an over-long line) to
-    /// `out` in order; keeps the start of an unfinished line for the next call.
+    /// `out` in order; keeps the start of an unfinished line for the next call. Pieces borrow
+    /// from `chunk` or from the matcher, so `out` must write them before it returns.
     pub fn feed(&mut self, chunk: &[u8], out: &mut dyn FnMut(Piece<'_>)) {
         let mut chunk = chunk;
         if self.overlong {
@@ -228,11 +229,61 @@ impl Matcher {
 }
 
 /// Parses one line (with its line end): whether it reports a failure, and whether it carries
-/// a `LogVerbose` tag. Cheap for the lines of no interest: only the first words are looked
-/// at, and the regexes run only on a line whose message starts like a failure message.
+/// a `LogVerbose` tag. Cheap for the lines of no interest, the bulk of a debug log: only the
+/// first word is looked at, and the regexes run only on a line whose message starts like a
+/// failure message.
+#[inline]
 fn classify(line: &[u8]) -> (Option<Failure>, bool) {
-    let text = strip_line_end(line);
-    let (body, forced) = strip_prefixes(text);
+    let text = strip_level(strip_line_end(line));
+    // Without `:` right after the first word there is neither a tag nor a `function: `.
+    if !may_start_failure(text) && !first_word_ends_in_colon(text) {
+        return (None, false);
+    }
+    classify_message(text)
+}
+
+/// Bytes that end the first word of a message: no file or function name of a tag contains
+/// them (log.c `sshlogv`: `file:func():line (`).
+static WORD_END: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b':' as usize] = true;
+    t[b'(' as usize] = true;
+    t[b')' as usize] = true;
+    t
+};
+
+/// Whether the first word of a message ends in a colon: a tag (`file.c:func():...`) or a
+/// `function: ` comes first. This runs on every line, so it looks at eight bytes at a time
+/// (a first word is usually shorter) and only the remainder byte by byte.
+#[inline]
+fn first_word_ends_in_colon(text: &[u8]) -> bool {
+    /// High bit set in each byte of `w` equal to `b`. Bits above the lowest true match may be
+    /// false positives (borrows), so only the lowest set bit is to be trusted.
+    fn eq_bytes(w: u64, b: u8) -> u64 {
+        const LO: u64 = 0x0101_0101_0101_0101;
+        let x = w ^ (LO * u64::from(b));
+        x.wrapping_sub(LO) & !x & (LO << 7)
+    }
+    let mut rest = text;
+    while let Some((eight, tail)) = rest.split_first_chunk::<8>() {
+        let w = u64::from_le_bytes(*eight);
+        let m = eq_bytes(w, b' ') | eq_bytes(w, b':') | eq_bytes(w, b'(') | eq_bytes(w, b')');
+        if m != 0 {
+            return eight[(m.trailing_zeros() / 8) as usize] == b':';
+        }
+        rest = tail;
+    }
+    match rest.iter().position(|&b| WORD_END[usize::from(b)]) {
+        Some(i) => rest[i] == b':',
+        None => false,
+    }
+}
+
+/// The rest of [`classify`], for a message after its level word.
+#[inline(never)]
+fn classify_message(text: &[u8]) -> (Option<Failure>, bool) {
+    let (body, forced) = strip_tag(text);
     (match_body(body), forced)
 }
 
@@ -268,10 +319,9 @@ const TAG_MAX: usize = 127;
 /// log.c `sshlogv`: file and function names are cut to 48 bytes (`%.48s`).
 const TAG_NAME_MAX: usize = 48;
 
-/// Returns the message after the level word and the `LogVerbose` tag, and whether there was a
-/// tag. `function: ` prefixes of unforced `_f` messages are left for the rules.
-fn strip_prefixes(text: &[u8]) -> (&[u8], bool) {
-    let text = strip_level(text);
+/// Returns the message after the `LogVerbose` tag, and whether there was one. A
+/// `function: ` prefix of an unforced `_f` message is left for the rules.
+fn strip_tag(text: &[u8]) -> (&[u8], bool) {
     match tag_len(text) {
         Some(n) => (&text[n..], true),
         None => (text, false),
@@ -281,15 +331,13 @@ fn strip_prefixes(text: &[u8]) -> (&[u8], bool) {
 /// Length of a log.c `sshlogv` tag plus its `: ` at the start of `text`:
 /// `%.48s:%.48s():%d (pid=%ld): `, or `(bin=%s, pid=%ld): ` in newer OpenSSH.
 fn tag_len(text: &[u8]) -> Option<usize> {
-    let name = |s: &[u8], stop: u8| {
-        let n = s
-            .iter()
-            .position(|&b| b == stop || matches!(b, b' ' | b':' | b'(' | b')'))?;
+    let name = |s: &[u8]| {
+        let n = s.iter().position(|&b| WORD_END[usize::from(b)])?;
         (1..=TAG_NAME_MAX).contains(&n).then_some(n)
     };
-    let file = name(text, b':')?;
+    let file = name(text)?;
     let rest = text[file..].strip_prefix(b":")?;
-    let func = name(rest, b'(')?;
+    let func = name(rest)?;
     let rest = rest[func..].strip_prefix(b"():")?;
     let rest = rest.strip_prefix(b"-").unwrap_or(rest);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
@@ -315,8 +363,9 @@ fn tag_len(text: &[u8]) -> Option<usize> {
         }
     }
     // A long `bin=` cut the tag at 127 bytes; the `: ` follows right there.
+    let cut = rest.starts_with(b"bin=") || rest.starts_with(b"pid=");
     match text.get(TAG_MAX..TAG_MAX + 2) {
-        Some(b": ") if head <= TAG_MAX => Some(TAG_MAX + 2),
+        Some(b": ") if cut && head <= TAG_MAX => Some(TAG_MAX + 2),
         _ => None,
     }
 }
@@ -335,10 +384,14 @@ enum Rule {
     MuxMaster,
 }
 
+/// An ssh function name as `error_f` prints it. ssh's are lower case, which keeps out the
+/// `Remote: ` that ssh puts before messages relayed from sshd.
+const FUNC: &str = "[a-z_][a-z0-9_]*";
+
 /// One regex per message, anchored at both ends, and the words the message starts with: the
-/// regex runs only on a line that starts with one of them, bare or after a `function: `.
-/// `(?:[A-Za-z0-9_]+: )?` is the `function: ` of an unforced `error_f`; a forced line has the
-/// tag instead.
+/// regex runs only on a message that starts with one of them, bare or after a `function: `.
+/// `(?:{FUNC}: )?` is the `function: ` of an unforced `error_f`; a forced line has the tag
+/// instead.
 struct RuleRe {
     rule: Rule,
     starts: &'static [&'static str],
@@ -369,7 +422,7 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::CannotListen,
             &["cannot listen to port"],
-            r"(?:[A-Za-z0-9_]+: )?cannot listen to port: ([0-9]+)",
+            r"(?:{FUNC}: )?cannot listen to port: ([0-9]+)",
         ),
         // ssh.c ssh_init_forwarding
         (
@@ -381,13 +434,13 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::UnixListener,
             &["cannot bind to path", "cannot listen on path"],
-            r"(?:[A-Za-z0-9_]+: )?cannot (?:bind to|listen on) path (.*): [^:]*",
+            r"(?:{FUNC}: )?cannot (?:bind to|listen on) path (.*): [^:]*",
         ),
         // mux.c mux_client_forward: error_f("forwarding request failed: %s")
         (
             Rule::MuxFailed,
             &["forwarding request failed"],
-            r"(?:[A-Za-z0-9_]+: )?forwarding request failed: (.*)",
+            r"(?:{FUNC}: )?forwarding request failed: (.*)",
         ),
         // mux.c mux_client_forward: error("Master refused forwarding request: %s")
         (
@@ -399,12 +452,13 @@ static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
         (
             Rule::MuxMaster,
             &["master forward request failed"],
-            r"(?:[A-Za-z0-9_]+: )?(master forward request failed)",
+            r"(?:{FUNC}: )?(master forward request failed)",
         ),
     ];
     table
         .into_iter()
         .map(|(rule, starts, re)| {
+            let re = re.replace("{FUNC}", FUNC);
             let re = Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex");
             RuleRe { rule, starts, re }
         })
@@ -425,13 +479,26 @@ fn strip_func(body: &[u8]) -> Option<&[u8]> {
 
 /// Whether a message starts with the first four bytes of one of the `RuleRe::starts` words:
 /// rules out nearly every line of no interest with a few integer compares.
+#[inline]
 fn may_start_failure(s: &[u8]) -> bool {
-    matches!(
-        s.get(..4),
-        Some(
-            b"Warn" | b"Erro" | b"remo" | b"bind" | b"cann" | b"Coul" | b"forw" | b"Mast" | b"mast"
-        )
-    )
+    const fn word(w: &[u8; 4]) -> u32 {
+        u32::from_le_bytes(*w)
+    }
+    const STARTS: [u32; 9] = [
+        word(b"Warn"),
+        word(b"Erro"),
+        word(b"remo"),
+        word(b"bind"),
+        word(b"cann"),
+        word(b"Coul"),
+        word(b"forw"),
+        word(b"Mast"),
+        word(b"mast"),
+    ];
+    match s.first_chunk::<4>() {
+        Some(w) => STARTS.contains(&u32::from_le_bytes(*w)),
+        None => false,
+    }
 }
 
 fn match_body(body: &[u8]) -> Option<Failure> {
@@ -746,6 +813,9 @@ mod tests {
                 false,
             ),
             ("debug3: send packet: type 80", None, false),
+            ("debug1: Remote: cannot listen to port: 22", None, false),
+            ("Remote: forwarding request failed: x", None, false),
+            ("Func: master forward request failed", None, false),
             (
                 "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
                 None,
@@ -1025,6 +1095,162 @@ mod tests {
         assert_eq!(first, vec![(false, b"0123456789".to_vec(), None, false)]);
         let second = run(&mut m, &[b"abc\n"]);
         assert_eq!(second, vec![(true, b"abc\n".to_vec(), None, false)]);
+    }
+
+    /// ssh's own `-E` output, captured from OpenSSH 9.2p1 (Debian 12) on loopback with
+    /// 127.0.0.1:22977 taken (by sshd itself): `-v -L/-R 22977:...`, the forced form of
+    /// `-q -o LogVerbose=ssh.c:ssh_confirm_remote_forward():*,channels.c:...`, a Unix socket
+    /// path that exists, ExitOnForwardFailure, and a ControlMaster client.
+    const TRANSCRIPT: &[u8] = b"OpenSSH_9.2p1 Debian-2+deb12u10, OpenSSL 3.0.19 27 Jan 2026\r\n\
+debug1: Local connections to LOCALHOST:22977 forwarded to remote address localhost:22\r\n\
+debug1: Local forwarding listening on ::1 port 22977.\r\n\
+debug1: channel 0: new port-listener [port listener] (inactive timeout: 0)\r\n\
+debug1: Local forwarding listening on 127.0.0.1 port 22977.\r\n\
+bind [127.0.0.1]:22977: Address already in use\r\n\
+debug1: Remote connections from LOCALHOST:22977 forwarded to local address localhost:22\r\n\
+debug1: Remote: /tmp/matcher-lab/authorized_keys:1: key options: agent-forwarding port-forwarding pty user-rc x11-forwarding\r\n\
+debug1: remote forward failure for: listen 22977, connect localhost:22\r\n\
+Warning: remote port forwarding failed for listen port 22977\r\n\
+debug1: channel 0: free: port listener, nchannels 1\r\n\
+Transferred: sent 3568, received 3340 bytes, in 0.7 seconds\r\n\
+debug3: channels.c:channel_setup_fwd_listener_tcpip():3744 (pid=28392): type 2 wildcard 0 addr 127.0.0.1\r\n\
+debug1: channels.c:channel_setup_fwd_listener_tcpip():3810 (pid=28392): Local forwarding listening on 127.0.0.1 port 22977.\r\n\
+channels.c:channel_setup_fwd_listener_tcpip():3820 (pid=28392): bind [127.0.0.1]:22977: Address already in use\r\n\
+channels.c:channel_setup_fwd_listener_tcpip():3865 (pid=28392): cannot listen to port: 22977\r\n\
+debug1: ssh.c:ssh_confirm_remote_forward():1827 (pid=28392): remote forward failure for: listen 127.0.0.1:22977, connect localhost:22\r\n\
+ssh.c:ssh_confirm_remote_forward():1874 (pid=28392): Warning: remote port forwarding failed for listen port 22977\r\n\
+Warning: Permanently added '[127.0.0.1]:22977' (ED25519) to the list of known hosts.\r\n\
+channel_setup_fwd_listener_tcpip: cannot listen to port: 22977\r\n\
+Could not request local forwarding.\r\n\
+Error: remote port forwarding failed for listen port 22977\r\n\
+unix_listener: cannot bind to path /tmp/matcher-lab/taken.sock: Address already in use\r\n\
+mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 22977\r\n\
+muxclient: master forward request failed\r\n\
+debug1: mux.c:mux_client_forward():1762 (pid=31110): Requesting forwarding of local forward 127.0.0.1:22977 -> localhost:22\r\n\
+mux.c:mux_client_forward():1837 (pid=31110): forwarding request failed: Port forwarding failed\r\n\
+mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
+
+    #[test]
+    fn real_ssh_transcript() {
+        let want: Vec<(Option<Failure>, bool)> = vec![
+            (bind("127.0.0.1", 22977, "Address already in use"), false),
+            (port(22977, false), false),
+            (port(22977, false), false),
+            (None, true),
+            (None, true),
+            (bind("127.0.0.1", 22977, "Address already in use"), true),
+            (Some(Failure::LocalCannotListen { port: 22977 }), true),
+            (port(22977, false), true),
+            (port(22977, false), true),
+            (Some(Failure::LocalCannotListen { port: 22977 }), false),
+            (Some(Failure::LocalNoneSucceeded), false),
+            (port(22977, true), false),
+            (lpath("/tmp/matcher-lab/taken.sock"), false),
+            (
+                mux("remote port forwarding failed for listen port 22977"),
+                false,
+            ),
+            (mux("master forward request failed"), false),
+            (None, true),
+            (mux("Port forwarding failed"), true),
+            (mux("master forward request failed"), true),
+        ];
+        for size in [1, 2, 3, 7, 64, 4096] {
+            let chunks: Vec<&[u8]> = TRANSCRIPT.chunks(size).collect();
+            let got = run(&mut Matcher::new(), &chunks);
+            assert_eq!(concat(&got), TRANSCRIPT);
+            assert_eq!(
+                got.len(),
+                TRANSCRIPT.iter().filter(|&&b| b == b'\n').count()
+            );
+            let interesting: Vec<_> = got
+                .into_iter()
+                .filter(|p| p.2.is_some() || p.3)
+                .map(|p| (p.2, p.3))
+                .collect();
+            assert_eq!(interesting, want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn tag_len_table() {
+        for (text, want) in [
+            ("ssh.c:main():1 (pid=2): x", true),
+            ("ssh.c:main():-1 (pid=2): x", true),
+            ("ssh.c:main():1 (bin=ssh, pid=2): x", true),
+            ("ssh.c:main():1 (bin=/a b, c, pid=2): x", true),
+            ("ssh.c:main():1 (pid=2):x", false),
+            ("ssh.c:main():1 (pid=): x", false),
+            ("ssh.c:main():x (pid=2): x", false),
+            ("ssh.c:main(): (pid=2): x", false),
+            ("ssh.c:main:1 (pid=2): x", false),
+            (":main():1 (pid=2): x", false),
+            ("ssh.c:():1 (pid=2): x", false),
+            ("ssh c:main():1 (pid=2): x", false),
+            ("ssh.c:main():1 (bin=ssh): x", false),
+            (
+                "channel_setup_fwd_listener_tcpip: cannot listen to port: 1",
+                false,
+            ),
+            ("Warning: remote port forwarding failed", false),
+            ("", false),
+        ] {
+            // The tag with its ": " is everything but the final "x".
+            let want = want.then(|| text.len() - 1);
+            assert_eq!(tag_len(text.as_bytes()), want, "{text:?}");
+        }
+        // Names are cut to 48 bytes by ssh, so a longer one is not a tag.
+        let long = format!("{}:f():1 (pid=2): x", "a".repeat(TAG_NAME_MAX + 1));
+        assert_eq!(tag_len(long.as_bytes()), None);
+        let just = format!("{}:f():1 (pid=2): x", "a".repeat(TAG_NAME_MAX));
+        assert_eq!(tag_len(just.as_bytes()), Some(just.len() - 1));
+    }
+
+    #[test]
+    fn fast_path_admits_every_rule() {
+        // The fast path must never hide a message that a rule would match.
+        for RuleRe { starts, .. } in RULES.iter() {
+            for w in starts.iter() {
+                assert!(may_start_failure(w.as_bytes()), "{w:?}");
+            }
+        }
+        for (text, want) in [
+            ("func: x", true),
+            ("ssh.c:main():1 (pid=2): x", true),
+            ("channel 0: x", false),
+            ("receive packet: type 94", false),
+            ("(x): y", false),
+            ("word", false),
+            ("abcdefg:", true),
+            ("abcdefgh:", true),
+            ("abcdefgh ijklmnop:", false),
+            ("abcdefghijklmnopq(", false),
+            ("abcdefghijklmnopq:", true),
+            ("a:b c", true),
+            ("a)b:", false),
+            ("\x00\x01 :", false),
+            ("\u{ff}\u{fe}\u{80}:", true),
+            ("", false),
+        ] {
+            assert_eq!(first_word_ends_in_colon(text.as_bytes()), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn strip_level_table() {
+        for (text, want) in [
+            ("debug1: x", "x"),
+            ("debug3: x", "x"),
+            ("debug4: x", "debug4: x"),
+            ("debug1:x", "debug1:x"),
+            ("error: x", "x"),
+            ("fatal: x", "x"),
+            ("Error: x", "Error: x"),
+            ("debug1: ", ""),
+            ("debug", "debug"),
+        ] {
+            assert_eq!(strip_level(text.as_bytes()), want.as_bytes(), "{text:?}");
+        }
     }
 
     #[test]
