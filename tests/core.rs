@@ -567,3 +567,50 @@ fn non_utf8_arguments_reach_ssh_byte_exact() {
         assert_eq!(fs::read(&out_file).unwrap(), want);
     }
 }
+
+#[test]
+fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
+    let dir = TempDir::new("stub");
+    let pidfile = dir.path().join("bg");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -G ] && {{ echo exitonforwardfailure yes; echo localforward 4444 [h]:22; exit 0; }}\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = -E ] && exec 3>>\"$2\"; shift; done\n\
+             echo 'a log line' >&3\nsleep 30 & echo $! > {}\nexit 0\n",
+            pidfile.display()
+        ),
+    );
+    let started = Instant::now();
+    // The background process holds stdout, stderr and ssh's log FIFO open.
+    let mut child = Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-f", "-L", "4444:h:22", "host"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = child.wait().unwrap();
+    let took = started.elapsed();
+    let bg: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bg),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
+    assert!(st.success());
+    assert!(
+        took < Duration::from_secs(5),
+        "waited {took:?} for the background process"
+    );
+    assert_eq!(
+        err, "a log line\n",
+        "the log line written before ssh ended is relayed"
+    );
+}
