@@ -1,0 +1,533 @@
+//! Faults and load against the sshd lab: signals to ssh and to the wrapper, a closed terminal,
+//! bad input, many wrappers racing for one forward, and a soak. Every run is bounded by a
+//! deadline this file enforces by killing the pid; every run gets a private TMPDIR and
+//! XDG_RUNTIME_DIR so leftovers can be counted.
+mod lab;
+
+use lab::{Lab, TempDir, rosh_ssh};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A process's parent pid and state letter, from /proc/PID/stat.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: read after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// The live children of `pid`: (pid, state, argv0).
+fn children(pid: u32) -> Vec<(u32, char, String)> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Some((ppid, state)) = stat(p)
+            && ppid == pid
+        {
+            let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            let argv0 = text(cmd.split(|&c| c == 0).next().unwrap_or_default());
+            out.push((p, state, argv0));
+        }
+    }
+    out
+}
+
+/// Whether `pid` still names a live process running `argv0` (not a zombie, not reused).
+fn alive_as(pid: u32, argv0: &str) -> bool {
+    let Some((_, state)) = stat(pid) else {
+        return false;
+    };
+    let cmd = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    state != 'Z' && text(cmd.split(|&c| c == 0).next().unwrap_or_default()) == argv0
+}
+
+/// Waits for `pid` (not ours to reap) to be gone, up to `limit`.
+fn gone_within(pid: u32, argv0: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while alive_as(pid, argv0) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Waits for `child` up to `limit`; past it, kills it (SIGKILL, by pid) and returns None.
+fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// What a bounded run gave: status (None: it hung and was killed), stdout, stderr, duration.
+struct Ran {
+    status: Option<ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    took: Duration,
+}
+
+/// Runs `cmd` with stdin from /dev/null, output collected, killed after `limit`.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Ran {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let a = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let b = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let status = wait_bounded(&mut child, limit);
+    Ran {
+        status,
+        stdout: a.join().unwrap(),
+        stderr: b.join().unwrap(),
+        took: started.elapsed(),
+    }
+}
+
+/// A private TMPDIR and XDG_RUNTIME_DIR for one wrapper run.
+struct Scratch(TempDir);
+
+impl Scratch {
+    fn new() -> Scratch {
+        let d = TempDir::new("faults-tmp");
+        fs::set_permissions(d.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        Scratch(d)
+    }
+    fn apply(&self, c: &mut Command) {
+        c.env("TMPDIR", self.0.path())
+            .env("XDG_RUNTIME_DIR", self.0.path());
+    }
+    /// What is left in it.
+    fn leftovers(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(self.0.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// rosh-ssh with the lab's arguments, then `rest`, in `scratch`.
+fn rosh(lab: &Lab, scratch: &Scratch, rest: &[&str]) -> Command {
+    let mut c = Command::new(rosh_ssh());
+    c.args(lab.args()).args(rest).env_remove("ROSH_SSH");
+    scratch.apply(&mut c);
+    c
+}
+
+/// Plain ssh with the lab's arguments, then `rest`.
+fn plain(lab: &Lab, rest: &[&str]) -> Command {
+    let mut c = Command::new(lab::SSH);
+    c.args(lab.args()).args(rest);
+    c
+}
+
+/// A `LocalForward` line for a port that was free a moment ago, leading to the lab's sshd.
+fn forward_to_lab(lab: &Lab) -> String {
+    format!("127.0.0.1:{}:127.0.0.1:{}", lab::free_port(), lab.port)
+}
+
+/// Spawns `cmd` (its stdout piped), reads until a line holding `marker`; returns the child.
+fn spawn_until(cmd: &mut Command, marker: &str) -> Child {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let m = marker.to_owned();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(out);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(false);
+                    return;
+                }
+                Ok(_) if line.contains(&m) => {
+                    let _ = tx.send(true);
+                    // Keep draining so the session never blocks on a full pipe.
+                    let _ = std::io::copy(&mut r, &mut std::io::sink());
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+    let got = rx.recv_timeout(Duration::from_secs(20)).unwrap_or(false);
+    if !got {
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        let _ = child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        panic!("{marker} never came: {err}");
+    }
+    child
+}
+
+/// The one ssh child of a wrapper, waited for briefly (the ssh -G query comes and goes first).
+fn ssh_child(wrapper: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kids: Vec<_> = children(wrapper)
+            .into_iter()
+            .filter(|(_, s, a)| *s != 'Z' && a == lab::SSH)
+            .collect();
+        if kids.len() == 1 {
+            return kids[0].0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wrapper {wrapper} children: {:?}",
+            children(wrapper)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn sig_name(s: Signal) -> &'static str {
+    s.as_str()
+}
+
+/// How a status reads in a message.
+fn show(st: Option<ExitStatus>) -> String {
+    match st {
+        None => "hung (killed by the test)".into(),
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => format!("exit {c}"),
+            (_, Some(g)) => format!("signal {g}"),
+            _ => format!("{s:?}"),
+        },
+    }
+}
+
+/// The remote command of a long session: a marker line, then a wait.
+fn session(marker: &str) -> String {
+    format!("echo {marker}; sleep 30")
+}
+
+/// Asserts the wrapper has exactly one live child, ssh, and no zombie.
+fn assert_one_live_ssh_child(wrapper: u32) -> u32 {
+    let ssh = ssh_child(wrapper);
+    let kids = children(wrapper);
+    assert!(
+        kids.iter().all(|(_, s, _)| *s != 'Z'),
+        "zombie child of the wrapper: {kids:?}"
+    );
+    assert_eq!(kids.len(), 1, "children of the wrapper: {kids:?}");
+    ssh
+}
+
+/// Plain ssh's status when `sig` reaches it mid-session.
+fn plain_status_on(lab: &Lab, sig: Signal, opts: &[&str]) -> Option<ExitStatus> {
+    let marker = format!("plain-{}-{}", sig_name(sig), std::process::id());
+    let cmd = session(&marker);
+    let mut args = opts.to_vec();
+    args.push(&cmd);
+    let mut child = spawn_until(&mut plain(lab, &args), &marker);
+    kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+    wait_bounded(&mut child, Duration::from_secs(10))
+}
+
+#[test]
+fn ssh_killed_mid_session_ends_the_wrapper_the_way_ssh_ended() {
+    let Some(lab) = Lab::start() else { return };
+    for eoff in ["no", "yes"] {
+        let e = format!("ExitOnForwardFailure={eoff}");
+        for sig in [Signal::SIGKILL, Signal::SIGTERM, Signal::SIGHUP] {
+            let fwd = forward_to_lab(&lab);
+            let opts = ["-o", &e, "-L", &fwd];
+            let want = plain_status_on(&lab, sig, &opts);
+            let scratch = Scratch::new();
+            let marker = format!("ssh-{}-{eoff}-{}", sig_name(sig), std::process::id());
+            let cmd = session(&marker);
+            let mut args = opts.to_vec();
+            args.push(&cmd);
+            let mut w = spawn_until(&mut rosh(&lab, &scratch, &args), &marker);
+            let ssh = assert_one_live_ssh_child(w.id());
+            kill(Pid::from_raw(ssh as i32), sig).unwrap();
+            let got = wait_bounded(&mut w, Duration::from_secs(10));
+            let what = format!("{} to ssh, {e}", sig_name(sig));
+            assert!(want.is_some(), "{what}: plain ssh hung");
+            assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
+            assert!(
+                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                "{what}: ssh lives"
+            );
+            assert_eq!(
+                scratch.leftovers(),
+                Vec::<PathBuf>::new(),
+                "{what}: leftovers"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrapper_killed_mid_session_ends_like_plain_ssh_and_leaves_nothing() {
+    let Some(lab) = Lab::start() else { return };
+    for eoff in ["no", "yes"] {
+        let e = format!("ExitOnForwardFailure={eoff}");
+        for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT] {
+            let fwd = forward_to_lab(&lab);
+            let opts = ["-o", &e, "-L", &fwd];
+            let want = plain_status_on(&lab, sig, &opts);
+            let scratch = Scratch::new();
+            let marker = format!("wrap-{}-{eoff}-{}", sig_name(sig), std::process::id());
+            let cmd = session(&marker);
+            let mut args = opts.to_vec();
+            args.push(&cmd);
+            let mut w = spawn_until(&mut rosh(&lab, &scratch, &args), &marker);
+            let ssh = assert_one_live_ssh_child(w.id());
+            kill(Pid::from_raw(w.id() as i32), sig).unwrap();
+            let got = wait_bounded(&mut w, Duration::from_secs(10));
+            let what = format!("{} to the wrapper, {e}", sig_name(sig));
+            assert!(want.is_some(), "{what}: plain ssh hung");
+            assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
+            assert!(
+                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                "{what}: orphan ssh"
+            );
+            assert_eq!(
+                scratch.leftovers(),
+                Vec::<PathBuf>::new(),
+                "{what}: leftovers"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrapper_sigkilled_takes_ssh_with_it() {
+    let Some(lab) = Lab::start() else { return };
+    for eoff in ["no", "yes"] {
+        let e = format!("ExitOnForwardFailure={eoff}");
+        let fwd = forward_to_lab(&lab);
+        let scratch = Scratch::new();
+        let marker = format!("wrapkill-{eoff}-{}", std::process::id());
+        let cmd = session(&marker);
+        let mut w = spawn_until(
+            &mut rosh(&lab, &scratch, &["-o", &e, "-L", &fwd, &cmd]),
+            &marker,
+        );
+        let ssh = assert_one_live_ssh_child(w.id());
+        kill(Pid::from_raw(w.id() as i32), Signal::SIGKILL).unwrap();
+        let got = wait_bounded(&mut w, Duration::from_secs(10));
+        assert_eq!(got.and_then(|s| s.signal()), Some(9));
+        // PR_SET_PDEATHSIG: ssh is told, and ends well before its session would.
+        assert!(
+            gone_within(ssh, lab::SSH, Duration::from_secs(5)),
+            "{e}: ssh {ssh} outlived a SIGKILLed wrapper"
+        );
+        // A SIGKILLed wrapper cannot clean up its private dir: not asserted here.
+    }
+}
+
+/// Runs argv[2:] in a new pty session (python3's pty module) and reports how it ended.
+/// argv[1] is the mode: `close` closes the master (the terminal window goes away) with the
+/// program itself the session leader; `shell` runs it under `sh -c` as the session leader and
+/// SIGKILLs the sh (the pane's shell dies), then closes the master. python3 is a subreaper, so
+/// the program's status is seen either way. Output: `wrapper PID`, `ssh PID`, `status N`
+/// (a raw wait status) or `hung`.
+const PTY_DRIVER: &str = r#"
+import ctypes, os, pty, select, signal, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+mode, marker, argv = sys.argv[1], sys.argv[2].encode(), sys.argv[3:]
+if mode == 'shell':
+    argv = ['/bin/sh', '-c', '"$@"; echo after', 'sh'] + argv
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+buf, deadline = b'', time.time() + 20
+while marker not in buf and time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try:
+            buf += os.read(fd, 4096)
+        except OSError:
+            break
+if marker not in buf:
+    print('nomarker', buf); sys.exit(1)
+def kids(p):
+    out = []
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                s = open('/proc/%s/stat' % d).read()
+            except OSError:
+                continue
+            if int(s[s.rfind(')') + 2:].split()[1]) == p:
+                out.append(int(d))
+    return out
+wrapper = pid if mode == 'close' else kids(pid)[0]
+ssh = [k for k in kids(wrapper) if open('/proc/%d/cmdline' % k, 'rb').read().split(b'\0')[0] == b'/usr/bin/ssh']
+print('wrapper', wrapper); print('ssh', ssh[0] if ssh else 0); sys.stdout.flush()
+if mode == 'shell':
+    os.kill(pid, signal.SIGKILL)
+os.close(fd)
+deadline = time.time() + 15
+while time.time() < deadline:
+    try:
+        p, st = os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        break
+    if p == wrapper:
+        print('status', st); sys.stdout.flush()
+        if mode == 'close':
+            break
+    if p == 0:
+        time.sleep(0.02)
+else:
+    print('hung'); sys.stdout.flush()
+    os.kill(wrapper, signal.SIGKILL)
+"#;
+
+/// What the PTY driver saw: (wrapper pid, ssh pid, raw wait status or None when it hung).
+fn in_pty(dir: &Path, mode: &str, marker: &str, argv: &[OsString]) -> (u32, u32, Option<i32>) {
+    let script = dir.join("ptydriver.py");
+    fs::write(&script, PTY_DRIVER).unwrap();
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(mode)
+        .arg(marker)
+        .args(argv)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python3");
+    let o = text(&out.stdout);
+    let field = |k: &str| {
+        o.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_owned()))
+    };
+    let wrapper = field("wrapper ").and_then(|v| v.parse().ok());
+    let ssh = field("ssh ").and_then(|v| v.parse().ok());
+    let (Some(wrapper), Some(ssh)) = (wrapper, ssh) else {
+        panic!("pty driver: {o} {}", text(&out.stderr));
+    };
+    (wrapper, ssh, field("status ").and_then(|v| v.parse().ok()))
+}
+
+fn raw_status(st: Option<i32>) -> String {
+    show(st.map(ExitStatus::from_raw))
+}
+
+/// Regression: a hung-up terminal signals only its session leader. When that is the wrapper (a
+/// terminal or tmux window running `ssh host` directly), SIGHUP comes from the kernel and ssh
+/// never sees it unless the wrapper passes it on: ssh then outlives the terminal.
+#[test]
+fn closed_terminal_with_the_wrapper_as_session_leader_ends_like_plain_ssh() {
+    terminal_goes_away("close");
+}
+
+/// The pane's shell dies: the kernel hangs up the foreground process group, wrapper and ssh.
+#[test]
+fn killed_pane_shell_ends_the_wrapper_like_plain_ssh() {
+    terminal_goes_away("shell");
+}
+
+fn terminal_goes_away(mode: &str) {
+    let Some(lab) = Lab::start() else { return };
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipping: no python3");
+        return;
+    }
+    let dir = TempDir::new("pty");
+    {
+        for eoff in ["no", "yes"] {
+            let e = format!("ExitOnForwardFailure={eoff}");
+            let marker = format!("pty-{mode}-{eoff}-{}", std::process::id());
+            let cmd = session(&marker);
+            let fwd = forward_to_lab(&lab);
+            let words: Vec<OsString> = ["-t", "-o", &e, "-L", &fwd, &cmd]
+                .iter()
+                .map(OsString::from)
+                .collect();
+            let mut plain_argv: Vec<OsString> = vec![lab::SSH.into()];
+            plain_argv.extend(lab.args());
+            plain_argv.extend(words.iter().cloned());
+            let started = Instant::now();
+            let (_, _, want) = in_pty(dir.path(), mode, &marker, &plain_argv);
+            let plain_took = started.elapsed();
+
+            let scratch = Scratch::new();
+            let mut argv: Vec<OsString> = vec![
+                "/usr/bin/env".into(),
+                format!("TMPDIR={}", scratch.0.path().display()).into(),
+                format!("XDG_RUNTIME_DIR={}", scratch.0.path().display()).into(),
+                rosh_ssh().into(),
+            ];
+            argv.extend(lab.args());
+            argv.extend(words);
+            let started = Instant::now();
+            let (_wrapper, ssh, got) = in_pty(dir.path(), mode, &marker, &argv);
+            let took = started.elapsed();
+            let what = format!("terminal {mode}, {e}");
+            assert!(want.is_some(), "{what}: plain ssh hung");
+            assert_eq!(
+                raw_status(got),
+                raw_status(want),
+                "{what}: wrapper (after {took:?}) vs plain ssh (after {plain_took:?})"
+            );
+            assert!(ssh != 0, "{what}: no ssh child seen");
+            assert!(
+                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                "{what}: orphan ssh"
+            );
+            assert_eq!(
+                scratch.leftovers(),
+                Vec::<PathBuf>::new(),
+                "{what}: leftovers"
+            );
+        }
+    }
+}
