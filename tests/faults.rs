@@ -531,3 +531,402 @@ fn terminal_goes_away(mode: &str) {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: ssh's own answer (same status, same stderr) or a clear rosh-ssh message; never a
+// panic, never a hang.
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Arguments that reach nothing quickly: loopback port 1 refuses.
+fn refused(config: &Path) -> Vec<OsString> {
+    vec![
+        "-F".into(),
+        config.into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-p".into(),
+        "1".into(),
+        "127.0.0.1".into(),
+    ]
+}
+
+fn os(b: &[u8]) -> OsString {
+    OsString::from_vec(b.to_vec())
+}
+
+/// Runs plain ssh and rosh-ssh (in a private scratch dir) with the same words, as `uid` when
+/// given, and asserts they end alike: same status, same stderr, same stdout, nothing left.
+fn same_as_ssh(what: &str, words: &[OsString], uid: Option<u32>) {
+    let scratch = Scratch::new();
+    if let Some(u) = uid {
+        nix::unistd::chown(scratch.0.path(), Some(u.into()), None).unwrap();
+    }
+    let setup = |c: &mut Command| {
+        c.args(words)
+            .env_remove("ROSH_SSH")
+            .env("HOME", scratch.0.path());
+        if let Some(u) = uid {
+            use std::os::unix::process::CommandExt;
+            c.uid(u).gid(u);
+        }
+    };
+    let mut p = Command::new(lab::SSH);
+    setup(&mut p);
+    let want = run_bounded(&mut p, LIMIT);
+    let mut r = Command::new(rosh_ssh());
+    setup(&mut r);
+    scratch.apply(&mut r);
+    let got = run_bounded(&mut r, LIMIT);
+    assert!(want.status.is_some(), "{what}: plain ssh hung");
+    assert!(
+        got.status.is_some(),
+        "{what}: rosh-ssh hung ({:?}); stderr: {}",
+        got.took,
+        text(&got.stderr)
+    );
+    assert!(
+        !text(&got.stderr).contains("panicked"),
+        "{what}: {}",
+        text(&got.stderr)
+    );
+    assert_eq!(
+        (show(got.status), text(&got.stderr), got.stdout.len()),
+        (show(want.status), text(&want.stderr), want.stdout.len()),
+        "{what}: rosh-ssh vs plain ssh"
+    );
+    assert_eq!(
+        scratch.leftovers(),
+        Vec::<PathBuf>::new(),
+        "{what}: leftovers"
+    );
+}
+
+/// `words` with a -L for a free port put first, so rosh-ssh takes its slow path.
+fn with_forward(words: &[OsString]) -> Vec<OsString> {
+    let mut v: Vec<OsString> = vec!["-L".into(), format!("{}:h:1", lab::free_port()).into()];
+    v.extend(words.iter().cloned());
+    v
+}
+
+#[test]
+fn empty_and_hostless_argv_get_ssh_usage() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    same_as_ssh("empty argv", &[], None);
+    same_as_ssh("-F only", &["-F".into(), "/dev/null".into()], None);
+    same_as_ssh("-L only", &["-L".into(), "1234:h:1".into()], None);
+    same_as_ssh("bad option", &["-Z".into(), "h".into()], None);
+}
+
+#[test]
+fn a_hundred_thousand_arguments() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let mut words = refused(Path::new("/dev/null"));
+    words.push("true".into());
+    words.extend(std::iter::repeat_n(OsString::from("x"), 100_000));
+    same_as_ssh("100k words", &words, None);
+    same_as_ssh("100k words, -L", &with_forward(&words), None);
+    // 100k options: what ssh makes of them, rosh-ssh must too.
+    let mut opts: Vec<OsString> = Vec::new();
+    for _ in 0..50_000 {
+        opts.push("-o".into());
+        opts.push("ServerAliveInterval=5".into());
+    }
+    opts.extend(refused(Path::new("/dev/null")));
+    same_as_ssh("100k option words", &opts, None);
+    same_as_ssh("100k option words, -L", &with_forward(&opts), None);
+}
+
+#[test]
+fn megabyte_of_arguments() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    // Linux caps one argument at MAX_ARG_STRLEN (32 pages): a single 1 MB word cannot be
+    // exec'd by anyone, so 1 MB comes as eight words of the largest size, plus one huge
+    // host name and one huge -o value.
+    let big = "y".repeat(128 * 1024 - 1);
+    let mut words = refused(Path::new("/dev/null"));
+    words.push("echo".into());
+    words.extend(std::iter::repeat_n(OsString::from(&big), 8));
+    same_as_ssh("8 x 128 KiB words", &words, None);
+    same_as_ssh("8 x 128 KiB words, -L", &with_forward(&words), None);
+    let host: Vec<OsString> = vec!["-F".into(), "/dev/null".into(), big.clone().into()];
+    same_as_ssh("128 KiB host", &host, None);
+    same_as_ssh("128 KiB host, -L", &with_forward(&host), None);
+    let mut opt: Vec<OsString> = vec!["-o".into(), format!("SetEnv=A={}", &big[..100_000]).into()];
+    opt.extend(refused(Path::new("/dev/null")));
+    same_as_ssh("100 KB -o value", &opt, None);
+    same_as_ssh("100 KB -o value, -L", &with_forward(&opt), None);
+    let spec = format!("{}:h:1", "9".repeat(100_000));
+    let l: Vec<OsString> = vec![
+        "-F".into(),
+        "/dev/null".into(),
+        "-L".into(),
+        spec.into(),
+        "h".into(),
+    ];
+    same_as_ssh("100 KB -L", &l, None);
+}
+
+#[test]
+fn non_utf8_bytes_everywhere() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let dir = TempDir::new("nonutf8");
+    let cfg = dir
+        .path()
+        .join(OsString::from_vec(b"conf\xff\xfe".to_vec()));
+    fs::write(
+        &cfg,
+        b"LocalForward 7\xff h:1\nUser \xe9t\xe9\nHost \xff*\n  Port 1\n",
+    )
+    .unwrap();
+    let cases: Vec<(&str, Vec<OsString>)> = vec![
+        (
+            "host",
+            vec!["-F".into(), "/dev/null".into(), os(b"h\xff\xfe")],
+        ),
+        (
+            "-L spec",
+            vec![
+                "-F".into(),
+                "/dev/null".into(),
+                "-L".into(),
+                os(b"\xff:h:1"),
+                "h".into(),
+            ],
+        ),
+        ("-L host", {
+            let mut v = vec!["-L".into(), os(b"1234:h\xff:1")];
+            v.extend(refused(Path::new("/dev/null")));
+            v
+        }),
+        ("-o value", {
+            let mut v = vec!["-o".into(), os(b"User=\xe9t\xe9")];
+            v.extend(refused(Path::new("/dev/null")));
+            v
+        }),
+        ("-o keyword", {
+            let mut v = vec!["-o".into(), os(b"Local\xffForward=1 h:1")];
+            v.extend(refused(Path::new("/dev/null")));
+            v
+        }),
+        ("-o LocalForward", {
+            let mut v = vec!["-o".into(), os(b"LocalForward=\xff h:1")];
+            v.extend(refused(Path::new("/dev/null")));
+            v
+        }),
+        ("-F path and contents", refused(&cfg)),
+        ("command", {
+            let mut v = refused(Path::new("/dev/null"));
+            v.push(os(b"echo \xff\x01"));
+            v
+        }),
+    ];
+    for (what, words) in &cases {
+        same_as_ssh(what, words, None);
+        same_as_ssh(&format!("{what}, -L"), &with_forward(words), None);
+    }
+}
+
+/// Writes `name` in `dir` with `body` (0644) and returns its path.
+fn conf(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, body).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    p
+}
+
+#[test]
+fn broken_configs_get_ssh_own_errors() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let dir = TempDir::new("badconf");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let d = dir.path().display().to_string();
+    let self_loop = conf(
+        dir.path(),
+        "loop.conf",
+        format!("Include {d}/loop.conf\nLocalForward 1234 h:1\n").as_bytes(),
+    );
+    conf(
+        dir.path(),
+        "ping.conf",
+        format!("LocalForward 1235 h:1\nInclude {d}/pong.conf\n").as_bytes(),
+    );
+    let ping_pong = conf(
+        dir.path(),
+        "pong.conf",
+        format!("Include {d}/ping.conf\n").as_bytes(),
+    );
+    let mut chain = conf(dir.path(), "c0.conf", b"LocalForward 1236 h:1\n");
+    for n in 1..20 {
+        chain = conf(
+            dir.path(),
+            &format!("c{n}.conf"),
+            format!("Include {}\n", chain.display()).as_bytes(),
+        );
+    }
+    let glob_loop = conf(
+        dir.path(),
+        "g-a.conf",
+        format!("Include {d}/g-*.conf\nLocalForward 1237 h:1\n").as_bytes(),
+    );
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "unknown keyword",
+            b"Bogus yes\nLocalForward 1238 h:1\n".to_vec(),
+        ),
+        ("bad LocalForward", b"LocalForward nonsense\n".to_vec()),
+        ("LocalForward without argument", b"LocalForward\n".to_vec()),
+        ("unterminated quote", b"LocalForward \"1239 h:1\n".to_vec()),
+        (
+            "Host without pattern",
+            b"Host\nLocalForward 1240 h:1\n".to_vec(),
+        ),
+        (
+            "Match nonsense",
+            b"Match frobnicate\nLocalForward 1241 h:1\n".to_vec(),
+        ),
+        (
+            "Include without argument",
+            b"Include\nLocalForward 1242 h:1\n".to_vec(),
+        ),
+        (
+            "binary garbage",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+        (
+            "NUL mid-line",
+            b"LocalForward 1243\0 h:1\nPort 1\n".to_vec(),
+        ),
+        (
+            "CR only line ends",
+            b"LocalForward 1244 h:1\rPort 1\r".to_vec(),
+        ),
+        ("a world-writable Include", {
+            let w = conf(dir.path(), "ww.conf", b"LocalForward 1245 h:1\n");
+            fs::set_permissions(&w, fs::Permissions::from_mode(0o666)).unwrap();
+            format!("Include {}\n", w.display()).into_bytes()
+        }),
+        (
+            "a directory Include",
+            format!("Include {d}\nLocalForward 1246 h:1\n").into_bytes(),
+        ),
+    ];
+    let mut cases: Vec<(String, PathBuf)> = vec![
+        ("self Include".into(), self_loop),
+        ("ping-pong Include".into(), ping_pong),
+        ("20-deep Include chain".into(), chain),
+        ("glob matching itself".into(), glob_loop),
+        ("missing -F".into(), dir.path().join("missing.conf")),
+        ("-F a directory".into(), dir.path().to_path_buf()),
+    ];
+    for (i, (what, body)) in bodies.iter().enumerate() {
+        cases.push((
+            what.to_string(),
+            conf(dir.path(), &format!("b{i}.conf"), body),
+        ));
+    }
+    for (what, f) in &cases {
+        same_as_ssh(what, &refused(f), None);
+        same_as_ssh(&format!("{what}, -L"), &with_forward(&refused(f)), None);
+    }
+}
+
+#[test]
+fn unreadable_configs_get_ssh_own_errors() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipping: needs root to run as another user");
+        return;
+    }
+    let nobody = 65534;
+    let dir = TempDir::new("unreadable");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let secret = conf(dir.path(), "secret.conf", b"LocalForward 1250 h:1\n");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+    let top = conf(
+        dir.path(),
+        "top.conf",
+        format!("Port 1\nInclude {}\n", secret.display()).as_bytes(),
+    );
+    let glob = conf(
+        dir.path(),
+        "glob.conf",
+        format!(
+            "Include {}/secret*.conf\nLocalForward 1251 h:1\n",
+            dir.path().display()
+        )
+        .as_bytes(),
+    );
+    for (what, f) in [
+        ("unreadable -F", &secret),
+        ("unreadable Include", &top),
+        ("unreadable glob Include", &glob),
+    ] {
+        same_as_ssh(what, &refused(f), Some(nobody));
+        same_as_ssh(
+            &format!("{what}, -L"),
+            &with_forward(&refused(f)),
+            Some(nobody),
+        );
+    }
+}
+
+#[test]
+fn a_missing_ssh_gets_a_clear_message() {
+    let dir = TempDir::new("nossh");
+    fs::write(dir.path().join("ssh"), b"not executable").unwrap();
+    let cases: Vec<(&str, Vec<(&str, OsString)>)> = vec![
+        (
+            "ROSH_SSH=/nonexistent",
+            vec![("ROSH_SSH", "/nonexistent".into())],
+        ),
+        (
+            "ROSH_SSH a directory",
+            vec![("ROSH_SSH", dir.path().into())],
+        ),
+        (
+            "ROSH_SSH not executable",
+            vec![("ROSH_SSH", dir.path().join("ssh").into())],
+        ),
+        ("PATH without ssh", vec![("PATH", dir.path().into())]),
+        ("empty PATH", vec![("PATH", "".into())]),
+    ];
+    for (what, env) in &cases {
+        for words in [&["h"][..], &["-L", "1234:h:1", "h"][..], &[][..]] {
+            let scratch = Scratch::new();
+            let mut c = Command::new(rosh_ssh());
+            c.args(words).env_remove("ROSH_SSH");
+            for (k, v) in env {
+                c.env(k, v);
+            }
+            scratch.apply(&mut c);
+            let r = run_bounded(&mut c, LIMIT);
+            let err = text(&r.stderr);
+            let what = format!("{what} {words:?}");
+            assert_eq!(show(r.status), "exit 255", "{what}: {err}");
+            assert!(err.starts_with("rosh-ssh: "), "{what}: {err}");
+            assert_eq!(err.lines().count(), 1, "{what}: {err}");
+            assert!(!err.contains("panicked"), "{what}: {err}");
+            assert!(err.contains("ssh"), "{what}: {err}");
+            assert_eq!(
+                scratch.leftovers(),
+                Vec::<PathBuf>::new(),
+                "{what}: leftovers"
+            );
+        }
+    }
+}
