@@ -930,3 +930,198 @@ fn a_missing_ssh_gets_a_clear_message() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Load: many wrappers racing for one forward, and a soak.
+
+/// Listening TCP sockets on `port`, IPv4 and IPv6, from /proc/net.
+fn listeners(port: u16) -> usize {
+    let want = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|f| {
+            fs::read_to_string(f)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() > 3 && f[1].ends_with(&want) && f[3] == "0A"
+                })
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn twenty_wrappers_race_for_one_forward_and_all_connect() {
+    let Some(lab) = Lab::start() else { return };
+    const N: usize = 20;
+    let port = lab::free_port();
+    let fwd = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let scratch = Scratch::new();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut most, mut seen) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = listeners(port);
+                most = most.max(n);
+                seen += usize::from(n > 0);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (most, seen)
+        })
+    };
+    let mut kids = Vec::new();
+    for i in 0..N {
+        let cmd = format!("sleep 2; echo run-{i}");
+        let mut c = rosh(
+            &lab,
+            &scratch,
+            &["-o", "ExitOnForwardFailure=yes", "-L", &fwd, &cmd],
+        );
+        kids.push(std::thread::spawn(move || {
+            run_bounded(&mut c, Duration::from_secs(60))
+        }));
+    }
+    let runs: Vec<Ran> = kids.into_iter().map(|k| k.join().unwrap()).collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (most, seen) = watcher.join().unwrap();
+    let mut kept = 0;
+    for (i, r) in runs.iter().enumerate() {
+        let err = text(&r.stderr);
+        assert_eq!(
+            show(r.status),
+            "exit 0",
+            "run {i}: {err}\nsshd: {}",
+            lab.sshd_log()
+        );
+        assert_eq!(text(&r.stdout), format!("run-{i}\n"), "run {i}: {err}");
+        // Either it held the forward (silent), or it said once that it dropped it.
+        let dropped = format!("localforward [127.0.0.1]:{port} [127.0.0.1]:{}: ", lab.port);
+        match err.lines().count() {
+            0 => kept += 1,
+            1 => assert!(
+                err.starts_with(&format!("rosh-ssh: {dropped}"))
+                    && err.ends_with("; forward dropped\n"),
+                "run {i}: {err}"
+            ),
+            _ => panic!("run {i}: {err}"),
+        }
+    }
+    eprintln!("{kept} of {N} runs held the forward");
+    assert!(kept >= 1, "no run held the forward");
+    assert!(seen > 0, "the forward never listened");
+    assert_eq!(most, 1, "more than one listener on {port} at once");
+    assert_eq!(scratch.leftovers(), Vec::<PathBuf>::new(), "leftovers");
+}
+
+/// Processes of this lab: whatever names its directory on its command line (its sshd, and every
+/// ssh and rosh-ssh run with its `-F`), and the sshd's children (one per connection). Other
+/// tests run in parallel in this process, so its own children are not counted.
+fn lab_processes(lab: &Lab, sshd: Option<u32>) -> Vec<u32> {
+    let needle = lab.path().display().to_string();
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        let child_of_sshd = sshd.is_some() && stat(p).map(|s| s.0) == sshd;
+        if text(&cmd).contains(&needle) || child_of_sshd {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Open file descriptors of a process.
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// `n` sequential connects, the forward's port held on every other one; counts before/after.
+fn soak(n: usize) {
+    let Some(lab) = Lab::start() else { return };
+    let sshd = sshd_pid(&lab);
+    assert!(sshd.is_some(), "the lab sshd not found");
+    let scratch = Scratch::new();
+    let port = lab::free_port();
+    let fwd = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    // Let sshd settle (its first connection's children come and go).
+    let warm = run_bounded(&mut rosh(&lab, &scratch, &["true"]), LIMIT);
+    assert_eq!(show(warm.status), "exit 0", "{}", text(&warm.stderr));
+    std::thread::sleep(Duration::from_millis(200));
+    let sshd_fds = sshd.map(fd_count);
+    let procs = lab_processes(&lab, sshd);
+    let started = Instant::now();
+    for i in 0..n {
+        let held = if i % 2 == 1 {
+            Some(TcpListener::bind(("127.0.0.1", port)).expect("hold the forward's port"))
+        } else {
+            None
+        };
+        let eoff = if i % 4 < 2 { "yes" } else { "no" };
+        let e = format!("ExitOnForwardFailure={eoff}");
+        let r = run_bounded(
+            &mut rosh(&lab, &scratch, &["-o", &e, "-L", &fwd, "echo", "soak"]),
+            LIMIT,
+        );
+        let err = text(&r.stderr);
+        assert_eq!(show(r.status), "exit 0", "connect {i}: {err}");
+        assert_eq!(text(&r.stdout), "soak\n", "connect {i}");
+        assert_eq!(
+            err.contains("forward dropped"),
+            held.is_some(),
+            "connect {i}: {err}"
+        );
+        assert_eq!(
+            scratch.leftovers(),
+            Vec::<PathBuf>::new(),
+            "connect {i}: leftovers"
+        );
+    }
+    let took = started.elapsed();
+    // sshd's per-connection children may take a moment to go.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab_processes(&lab, sshd) != procs && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        lab_processes(&lab, sshd),
+        procs,
+        "processes after {n} connects"
+    );
+    assert_eq!(sshd.map(fd_count), sshd_fds, "sshd fds after {n} connects");
+    eprintln!("soak: {n} connects in {took:?}");
+}
+
+/// The lab sshd's pid: the child of this process running with the lab's sshd_config.
+fn sshd_pid(lab: &Lab) -> Option<u32> {
+    let conf = lab.path().join("sshd_config");
+    // sshd retitles itself ("sshd: ... [listener] ..."): find it by its config path.
+    children(std::process::id())
+        .into_iter()
+        .find_map(|(p, _, _)| {
+            let cmd = fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            text(&cmd)
+                .contains(&conf.display().to_string())
+                .then_some(p)
+        })
+}
+
+#[test]
+fn soak_fifty_connects() {
+    soak(50);
+}
+
+#[test]
+#[ignore = "about 4 minutes: run with --ignored"]
+fn soak_five_hundred_connects() {
+    soak(500);
+}
