@@ -231,6 +231,29 @@ fn ssh_g(file: &Path, host: &str, home: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
+/// `lines` with the dynamicforward block sorted: which of two equal dynamicforward lines is a
+/// shadow of a local forward to a path (dump_cfg_forwards prints both in one block) can't be
+/// told from the lines, so that block is compared as a set with repeats.
+fn dyn_sorted<'a>(lines: &[&'a String]) -> Vec<&'a String> {
+    let mut dynamic: Vec<&String> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("dynamicforward "))
+        .collect();
+    dynamic.sort();
+    let mut dynamic = dynamic.into_iter();
+    lines
+        .iter()
+        .map(|l| {
+            if l.starts_with("dynamicforward ") {
+                dynamic.next().unwrap()
+            } else {
+                *l
+            }
+        })
+        .collect()
+}
+
 fn is_forward_line(l: &str) -> bool {
     ["localforward ", "remoteforward ", "dynamicforward "]
         .iter()
@@ -277,10 +300,13 @@ fn one_case(seed: u64, root: &Path, stats: &mut Stats) -> Option<String> {
         let mut printed = printed;
         printed.sort();
         again.sort();
-        if printed != again {
-            return Some(format!(
+        if printed != again && stats.effective.len() < 3 {
+            stats.effective.push(format!(
                 "effective: ssh -G printed {printed:?}\nread back as {again:?}\n{tree}"
             ));
+        }
+        if printed != again {
+            stats.lossy += 1;
         }
         for f in eff.forwards {
             if !forwards.contains(&f) {
@@ -330,7 +356,7 @@ fn one_case(seed: u64, root: &Path, stats: &mut Stats) -> Option<String> {
                     }
                 }
                 let got: Vec<&String> = got.iter().collect();
-                if got != expected {
+                if dyn_sorted(&got) != dyn_sorted(&expected) {
                     let extra: Vec<_> = got.iter().filter(|l| !expected.contains(l)).collect();
                     let missing: Vec<_> = expected.iter().filter(|l| !got.contains(l)).collect();
                     return Some(format!(
@@ -358,28 +384,52 @@ struct Stats {
     refused: usize,
     both_refused: usize,
     no_drop: usize,
+    /// Outputs effective.rs read back with a forward lost (the first few, in full).
+    lossy: usize,
+    effective: Vec<String>,
+}
+
+/// Every generated case, run once for the tests below: (disagreements, stats).
+fn all_cases() -> Option<&'static (Vec<String>, Stats)> {
+    static RESULTS: std::sync::OnceLock<Option<(Vec<String>, Stats)>> = std::sync::OnceLock::new();
+    RESULTS
+        .get_or_init(|| {
+            if !Path::new(SSH).exists() {
+                assert!(std::env::var_os("CI").is_none(), "ssh missing under CI");
+                eprintln!("skipping: {SSH} missing");
+                return None;
+            }
+            let base = std::env::temp_dir().join(format!("rosh-oracle-{}", std::process::id()));
+            let mut stats = Stats::default();
+            let mut failures = Vec::new();
+            for case in 0..CASES {
+                let root = base.join(case.to_string());
+                fs::create_dir_all(&root).unwrap();
+                if let Some(why) = one_case(0x5eed_0000 + case, &root, &mut stats) {
+                    failures.push(format!("case {case}: {why}"));
+                }
+                let _ = fs::remove_dir_all(&root);
+            }
+            let _ = fs::remove_dir_all(&base);
+            eprintln!(
+                "compared {}, dropped {}, refused {}, both refused {}, no drop {}, lossy reads {}",
+                stats.compared,
+                stats.dropped,
+                stats.refused,
+                stats.both_refused,
+                stats.no_drop,
+                stats.lossy
+            );
+            Some((failures, stats))
+        })
+        .as_ref()
 }
 
 #[test]
 fn generated_configs_rewrite_to_what_ssh_g_printed_less_the_drops() {
-    if !Path::new(SSH).exists() {
-        assert!(std::env::var_os("CI").is_none(), "ssh missing under CI");
-        eprintln!("skipping: {SSH} missing");
+    let Some((failures, stats)) = all_cases() else {
         return;
-    }
-    let base = std::env::temp_dir().join(format!("rosh-oracle-{}", std::process::id()));
-    let mut stats = Stats::default();
-    let mut failures = Vec::new();
-    for case in 0..CASES {
-        let root = base.join(case.to_string());
-        fs::create_dir_all(&root).unwrap();
-        if let Some(why) = one_case(0x5eed_0000 + case, &root, &mut stats) {
-            failures.push(format!("case {case}: {why}"));
-        }
-        let _ = fs::remove_dir_all(&root);
-    }
-    let _ = fs::remove_dir_all(&base);
-    eprintln!("{stats:?}");
+    };
     let summary: Vec<String> = failures
         .iter()
         .map(|f| f.lines().take(3).collect::<Vec<_>>().join(" | "))
@@ -394,6 +444,22 @@ fn generated_configs_rewrite_to_what_ssh_g_printed_less_the_drops() {
     // The generator must really exercise the rewrite.
     assert!(stats.compared > CASES as usize, "{stats:?}");
     assert!(stats.dropped > CASES as usize / 2, "{stats:?}");
+}
+
+/// effective.rs reads ssh -G's forward lines back without losing one. Regression: a real
+/// `DynamicForward P` next to `LocalForward P /path` prints `dynamicforward P` twice, and the
+/// shadow filter removed both, so the app never saw (nor could drop) the real one.
+#[test]
+fn generated_ssh_g_outputs_read_back_whole() {
+    let Some((_, stats)) = all_cases() else {
+        return;
+    };
+    assert!(
+        stats.lossy == 0,
+        "{} ssh -G outputs read with a forward lost; the first:\n{}",
+        stats.lossy,
+        stats.effective.first().map_or("", String::as_str)
+    );
 }
 
 /// Regression: `LocalForward 7002 socks:21` is printed by ssh -G as `dynamicforward 7002`
