@@ -1121,7 +1121,7 @@ fn soak_fifty_connects() {
 }
 
 #[test]
-#[ignore = "about 4 minutes: run with --ignored"]
+#[ignore = "about 6 minutes (debug build): run with --ignored"]
 fn soak_five_hundred_connects() {
     soak(500);
 }
