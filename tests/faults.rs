@@ -1125,3 +1125,29 @@ fn soak_fifty_connects() {
 fn soak_five_hundred_connects() {
     soak(500);
 }
+
+/// Regression: ssh -G prints `-L P:socks:N` as `dynamicforward P` (readconf.c
+/// dump_cfg_forwards), so a busy P is found and reported dropped, yet the `-L` that asks for it
+/// must also leave the command line, or ssh binds P anyway.
+#[test]
+fn a_busy_forward_to_a_host_named_socks_leaves_the_command_line() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let held = lab::PortHolder::v4();
+    let spec = format!("127.0.0.1:{}:socks:21", held.port);
+    let scratch = Scratch::new();
+    let mut c = Command::new(rosh_ssh());
+    c.args(["--dry-run", "-F", "/dev/null", "-L", &spec, "h"])
+        .env_remove("ROSH_SSH");
+    scratch.apply(&mut c);
+    let r = run_bounded(&mut c, LIMIT);
+    let out = text(&r.stdout);
+    assert_eq!(show(r.status), "exit 0", "{}", text(&r.stderr));
+    assert!(out.contains("drop "), "{out}");
+    assert_eq!(
+        out.lines().next(),
+        Some("/usr/bin/ssh -F /dev/null h"),
+        "{out}"
+    );
+}
