@@ -91,7 +91,7 @@ impl Plan {
             .map(|f| {
                 let opts: Vec<usize> = from_argv
                     .iter()
-                    .filter(|(_, g)| g.ssh_equals(f))
+                    .filter(|(_, g)| g.prints_as(f))
                     .map(|(n, _)| *n)
                     .collect();
                 let reason = probe_forward(f, eff);
