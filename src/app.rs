@@ -81,14 +81,14 @@ pub fn run() -> Result<End, Error> {
         eff: &eff,
         sources: &sources,
         dir: None,
-        decisions: Plan::make(&args, &eff).decisions,
+        decisions: Plan::make(&args, &eff, &sources).decisions,
         attempt: 0,
     };
     for d in &session.decisions {
         say.line(format_args!(
             "forward {} ({}): {}",
             String::from_utf8_lossy(&d.forward.ssh_g()),
-            d.origin(&args, &sources),
+            d.origin(&args),
             d.reason.as_deref().unwrap_or("free")
         ));
     }
@@ -100,7 +100,7 @@ pub fn run() -> Result<End, Error> {
         for d in &session.decisions {
             let _ = out.write_all(if d.drop { b"drop " } else { b"keep " });
             let _ = out.write_all(&d.forward.ssh_g());
-            let from = d.config_origin(&sources);
+            let from = d.from_config.as_deref();
             match (&d.reason, from) {
                 (Some(r), Some(f)) => {
                     let _ = write!(out, " # {r}; from {f}");
@@ -267,7 +267,7 @@ impl Session<'_> {
         let mut config_drops: Vec<Forward> = Vec::new();
         for d in self.decisions.iter().filter(|d| d.drop) {
             cut.extend(d.opts.iter().copied());
-            if d.config_origin(self.sources).is_some() {
+            if d.from_config.is_some() {
                 config_drops.push(d.forward.clone());
             }
         }

@@ -90,9 +90,9 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool) -> Result<End, Error> {
             .find(|o| o.letter == b'F')
             .and_then(|o| o.arg.as_deref()),
     );
-    let plan = Plan::make(&args, &eff);
+    let plan = Plan::make(&args, &eff, &sources);
     let mut out = std::io::stdout().lock();
-    let _ = report(&mut out, ssh, &args, &eff, &sources, &plan, server.as_ref());
+    let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
     Ok(End::Exited(0))
 }
 
@@ -101,7 +101,6 @@ fn report(
     ssh: &Path,
     args: &Args,
     eff: &Effective,
-    sources: &config::Sources,
     plan: &Plan,
     server: Option<&Server>,
 ) -> std::io::Result<()> {
@@ -121,7 +120,7 @@ fn report(
     }
     for d in &plan.decisions {
         writeln!(out, "{}", String::from_utf8_lossy(&d.forward.ssh_g()))?;
-        writeln!(out, "  from: {}", d.origin(args, sources))?;
+        writeln!(out, "  from: {}", d.origin(args))?;
         let remote = d.forward.kind == Kind::Remote;
         if remote {
             let port = match &d.forward.listen {

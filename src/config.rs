@@ -109,13 +109,25 @@ pub fn mentions_forward(src: &Sources) -> bool {
 /// The config lines, in the order ssh reads them, whose forward equals `fwd`. Lines in Host/Match
 /// blocks that do not apply are included: which blocks apply is ssh's to decide.
 pub fn origins(src: &Sources, fwd: &Forward) -> Vec<Origin> {
-    let mut out = Vec::new();
-    if let Ok(t) = Tree::load(src) {
-        for &root in t.roots.iter().flatten() {
-            t.origins(root, fwd, &mut out);
-        }
-    }
-    out
+    origins_of(src, std::slice::from_ref(fwd))
+        .pop()
+        .unwrap_or_default()
+}
+
+/// [`origins`] of each forward, reading the config files once.
+pub fn origins_of(src: &Sources, fwds: &[Forward]) -> Vec<Vec<Origin>> {
+    let t = Tree::load(src).ok();
+    fwds.iter()
+        .map(|fwd| {
+            let mut out = Vec::new();
+            if let Some(t) = &t {
+                for &root in t.roots.iter().flatten() {
+                    t.origins(root, fwd, &mut out);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// Writes into `dir` a config that means what `src` means except that every forward line equal to

@@ -48,17 +48,12 @@ pub struct Decision {
     /// Why it can't be had: a busy local address and its holder, or ssh's failure.
     pub reason: Option<String>,
     pub drop: bool,
+    /// The first config line that asks for it, as `file:line`.
+    pub from_config: Option<String>,
 }
 
 impl Decision {
-    /// The first config line that asks for this forward, as `file:line`.
-    pub fn config_origin(&self, sources: &Sources) -> Option<String> {
-        config::origins(sources, &self.forward)
-            .first()
-            .map(|o| format!("{}:{}", o.file.display(), o.line))
-    }
-
-    pub fn origin(&self, args: &Args, sources: &Sources) -> String {
+    pub fn origin(&self, args: &Args) -> String {
         let mut from: Vec<String> = self
             .opts
             .iter()
@@ -68,7 +63,7 @@ impl Decision {
                 format!("command line -{} {}", o.letter as char, a.to_string_lossy())
             })
             .collect();
-        from.extend(self.config_origin(sources));
+        from.extend(self.from_config.clone());
         if from.is_empty() {
             return "ssh_config".into();
         }
@@ -83,12 +78,14 @@ pub struct Plan {
 impl Plan {
     /// Matches ssh's forwards to the options that asked for them and
     /// probes each local listen side. A busy forward is dropped.
-    pub fn make(args: &Args, eff: &Effective) -> Plan {
+    pub fn make(args: &Args, eff: &Effective, sources: &Sources) -> Plan {
         let from_argv = argv_forwards(args);
+        let origins = config::origins_of(sources, &eff.forwards);
         let decisions = eff
             .forwards
             .iter()
-            .map(|f| {
+            .zip(origins)
+            .map(|(f, origins)| {
                 let opts: Vec<usize> = from_argv
                     .iter()
                     .filter(|(_, g)| g.prints_as(f))
@@ -100,6 +97,9 @@ impl Plan {
                     opts,
                     drop: reason.is_some(),
                     reason,
+                    from_config: origins
+                        .first()
+                        .map(|o| format!("{}:{}", o.file.display(), o.line)),
                 }
             })
             .collect();
