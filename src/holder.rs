@@ -336,7 +336,8 @@ mod tests {
 
     #[test]
     fn unix_lines() {
-        let table: &[(&[u8], Option<(u32, u64, &[u8])>)] = &[
+        type Parsed = Option<(u32, u64, &'static [u8])>;
+        let table: &[(&[u8], Parsed)] = &[
             (
                 b"0000000000000000: 00000002 00000000 00010000 0001 01 31337 /tmp/a b",
                 Some((0x10000, 31337, b"/tmp/a b")),

@@ -79,6 +79,8 @@ fn spawn_holder(what: &str) -> (Child, String) {
             return (child, addr);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("holder child printed no address");
 }
 
