@@ -1,1 +1,507 @@
-//! TODO: argv
+//! ssh's argument grammar: OpenSSH's getopt loop (ssh.c), byte-exact.
+//!
+//! rosh-ssh never rebuilds an argument it did not drop: [`Args::without`]
+//! cuts option occurrences out of the original words and leaves every other
+//! byte where it was. What the grammar cannot read is flagged in
+//! [`Args::error`] and handed to ssh unchanged, so ssh prints its own usage.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// ssh.c (OpenSSH 9.2): `"1246ab:c:e:fgi:kl:m:no:p:qstvx"
+/// "AB:CD:E:F:GI:J:KL:MNO:PQ:R:S:TVw:W:XYy"`, split into the letters that are
+/// flags and those that take an argument. `-P` is a deprecated flag in 9.2.
+const FLAGS: &[u8] = b"1246afgknqstvxyACGKMNPTVXY";
+const WITH_ARG: &[u8] = b"bceilmopwBDEFIJLOQRSW";
+
+/// One option occurrence, located in the original words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opt {
+    pub letter: u8,
+    /// The option's argument, for letters that take one.
+    pub arg: Option<OsString>,
+    /// Index of the word that holds the letter.
+    pub word: usize,
+    /// Byte offset of the letter inside that word (1 for `-L...`).
+    pub at: usize,
+    /// The argument was the next word rather than the rest of this one.
+    pub arg_is_next_word: bool,
+}
+
+/// ssh's arguments as ssh's getopt loop reads them.
+#[derive(Clone, Debug, Default)]
+pub struct Args {
+    /// The words after argv\[0\], exactly as given.
+    pub words: Vec<OsString>,
+    /// Every option occurrence, in the order ssh processes them.
+    pub opts: Vec<Opt>,
+    /// Index of the destination word, if there is one.
+    pub host: Option<usize>,
+    /// Index of the first word of the remote command (`words.len()` if none).
+    pub command: usize,
+    /// getopt or the destination check would make ssh print its usage.
+    pub error: bool,
+}
+
+impl Args {
+    /// Reads `words` (argv without argv\[0\]) the way ssh.c does: getopt up to
+    /// the first non-option, the destination, then getopt again after it
+    /// (`goto again`) unless the first pass ended on `--`.
+    pub fn parse(words: Vec<OsString>) -> Args {
+        let mut args = Args {
+            command: words.len(),
+            words,
+            ..Args::default()
+        };
+        // First pass: getopt's av[0] is argv[0], so word i is av[i + 1].
+        let stop = args.getopt(0);
+        // ssh.c: `if (optind > 1 && strcmp(av[optind - 1], "--") == 0)`.
+        let terminated = stop > 0 && args.words[stop - 1].as_bytes() == b"--";
+        if args.error {
+            return args;
+        }
+        if stop >= args.words.len() {
+            // No destination: ssh prints its usage (unless a mode like -V
+            // exited first, which the caller decides from the options).
+            args.error = true;
+            return args;
+        }
+        args.host = Some(stop);
+        if !destination_ok(args.words[stop].as_bytes()) {
+            args.error = true;
+            return args;
+        }
+        if stop + 1 < args.words.len() && !terminated {
+            // Second pass: av[0] is now the destination, getopt starts after it.
+            args.command = args.getopt(stop + 1);
+        } else {
+            args.command = stop + 1;
+        }
+        args
+    }
+
+    /// BSD getopt (openbsd-compat getopt_long.c, no permutation) from word
+    /// `start`; returns the index of the first word it did not consume.
+    fn getopt(&mut self, start: usize) -> usize {
+        let mut i = start;
+        while i < self.words.len() {
+            let w = self.words[i].as_bytes();
+            if w.first() != Some(&b'-') || w.len() == 1 {
+                return i; // a non-option, or "-" alone
+            }
+            if w == b"--" {
+                return i + 1;
+            }
+            let mut at = 1;
+            loop {
+                let c = w[at];
+                if FLAGS.contains(&c) {
+                    self.opts.push(Opt {
+                        letter: c,
+                        arg: None,
+                        word: i,
+                        at,
+                        arg_is_next_word: false,
+                    });
+                    at += 1;
+                    if at == w.len() {
+                        i += 1;
+                        break;
+                    }
+                } else if WITH_ARG.contains(&c) {
+                    let (arg, next) = if at + 1 < w.len() {
+                        (OsStr::from_bytes(&w[at + 1..]).to_owned(), false)
+                    } else if i + 1 < self.words.len() {
+                        (self.words[i + 1].clone(), true)
+                    } else {
+                        self.error = true; // "option requires an argument"
+                        return self.words.len();
+                    };
+                    self.opts.push(Opt {
+                        letter: c,
+                        arg: Some(arg),
+                        word: i,
+                        at,
+                        arg_is_next_word: next,
+                    });
+                    i += if next { 2 } else { 1 };
+                    break;
+                } else {
+                    // ':' , '-' inside a word like "--x", or an unknown letter.
+                    self.error = true;
+                    return self.words.len();
+                }
+            }
+        }
+        i
+    }
+
+    /// Whether some option with this letter was given.
+    pub fn has(&self, letter: u8) -> bool {
+        self.opts.iter().any(|o| o.letter == letter)
+    }
+
+    /// The `-o` options as (lowercased keyword, arguments), in order.
+    pub fn config_options(&self) -> impl Iterator<Item = (usize, ConfigLine)> + '_ {
+        self.opts
+            .iter()
+            .enumerate()
+            .filter_map(|(n, o)| match (o.letter, &o.arg) {
+                (b'o', Some(a)) => ConfigLine::parse(a.as_bytes()).map(|l| (n, l)),
+                _ => None,
+            })
+    }
+
+    /// The first `-o` value of a keyword (ssh keeps the first value it obtains).
+    pub fn first_option(&self, keyword: &str) -> Option<Vec<Vec<u8>>> {
+        self.config_options()
+            .find(|(_, l)| l.keyword == keyword.as_bytes())
+            .map(|(_, l)| l.args)
+    }
+
+    /// The words with the option occurrences `drop` (indexes into `opts`)
+    /// cut out: an option's letter and attached argument are cut from its
+    /// word, a separate argument word goes too, and a word left as a bare
+    /// `-` disappears. Everything else stays byte for byte.
+    pub fn without(&self, drop: &[usize]) -> Vec<OsString> {
+        let mut cut: Vec<Option<usize>> = vec![None; self.words.len()];
+        let mut gone = vec![false; self.words.len()];
+        for &n in drop {
+            let Some(o) = self.opts.get(n) else { continue };
+            // An option that takes an argument ends its word, so at most one
+            // cut per word; a flag is never dropped.
+            cut[o.word] = Some(o.at);
+            if o.arg_is_next_word {
+                gone[o.word + 1] = true;
+            }
+        }
+        let mut out = Vec::with_capacity(self.words.len());
+        for (i, w) in self.words.iter().enumerate() {
+            if gone[i] {
+                continue;
+            }
+            match cut[i] {
+                None => out.push(w.clone()),
+                Some(at) if at <= 1 => {}
+                Some(at) => out.push(OsString::from_vec(w.as_bytes()[..at].to_vec())),
+            }
+        }
+        out
+    }
+}
+
+/// ssh.c: `[user@]host` with an empty user before the last `@` is a usage
+/// error. A `ssh://` URI is left for ssh (and `ssh -G`) to judge.
+fn destination_ok(w: &[u8]) -> bool {
+    w.starts_with(b"ssh://") || w.iter().rposition(|&b| b == b'@') != Some(0)
+}
+
+/// One ssh_config line as readconf.c's process_config_line_depth reads it:
+/// the keyword (lowercased) split off by `strdelim` (whitespace or one `=`),
+/// the rest split by misc.c `argv_split` (quotes, backslash escapes,
+/// `#` ends the line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigLine {
+    pub keyword: Vec<u8>,
+    pub args: Vec<Vec<u8>>,
+}
+
+const WS: &[u8] = b" \t\r\n";
+
+impl ConfigLine {
+    /// None for blank lines, comments and what ssh would reject.
+    pub fn parse(line: &[u8]) -> Option<ConfigLine> {
+        // Strip trailing whitespace; \f is allowed at the end of a line only.
+        let mut end = line.len();
+        while end > 0 && (WS.contains(&line[end - 1]) || line[end - 1] == b'\x0c') {
+            end -= 1;
+        }
+        let line = &line[..end];
+        let (mut keyword, mut rest) = strdelim(line)?;
+        if keyword.is_empty() {
+            let (k, r) = strdelim(rest?)?;
+            keyword = k;
+            rest = r;
+        }
+        if keyword.is_empty() || keyword[0] == b'#' {
+            return None;
+        }
+        let mut rest = rest?;
+        while let Some((&b, r)) = rest.split_first() {
+            if !WS.contains(&b) {
+                break;
+            }
+            rest = r;
+        }
+        if rest.is_empty() {
+            return None;
+        }
+        Some(ConfigLine {
+            keyword: keyword.to_ascii_lowercase(),
+            args: argv_split(rest)?,
+        })
+    }
+}
+
+/// misc.c strdelim_internal with split_equals: returns the token and the rest
+/// (None when the string is used up). A leading quote is not a keyword.
+fn strdelim(s: &[u8]) -> Option<(Vec<u8>, Option<&[u8]>)> {
+    let Some(p) = s
+        .iter()
+        .position(|b| WS.contains(b) || *b == b'"' || *b == b'=')
+    else {
+        return Some((s.to_vec(), None));
+    };
+    if s[p] == b'"' {
+        let mut tok = s[..p].to_vec();
+        let after = &s[p + 1..];
+        let q = after.iter().position(|&b| b == b'"')?; // no matching quote
+        tok.extend_from_slice(&after[..q]);
+        let rest = skip_ws(&after[q + 1..]);
+        return Some((tok, Some(rest)));
+    }
+    let was_equals = s[p] == b'=';
+    let mut rest = skip_ws(&s[p + 1..]);
+    if !was_equals && rest.first() == Some(&b'=') {
+        rest = skip_ws(&rest[1..]);
+    }
+    Some((s[..p].to_vec(), Some(rest)))
+}
+
+fn skip_ws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| WS.contains(b)).count();
+    &s[n..]
+}
+
+/// misc.c argv_split(s, .., terminate_on_comment = 1). None on an unclosed quote.
+pub fn argv_split(s: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b' ' || s[i] == b'\t' {
+            i += 1;
+            continue;
+        }
+        if s[i] == b'#' {
+            break;
+        }
+        let mut quote = 0u8;
+        let mut arg = Vec::new();
+        while i < s.len() {
+            let c = s[i];
+            if c == b'\\' {
+                let n = s.get(i + 1).copied();
+                if matches!(n, Some(b'\'' | b'"' | b'\\')) || (quote == 0 && n == Some(b' ')) {
+                    i += 1;
+                    arg.push(s[i]);
+                } else {
+                    arg.push(c);
+                }
+            } else if quote == 0 && (c == b' ' || c == b'\t') {
+                break;
+            } else if quote == 0 && (c == b'"' || c == b'\'') {
+                quote = c;
+            } else if quote != 0 && c == quote {
+                quote = 0;
+            } else {
+                arg.push(c);
+            }
+            i += 1;
+        }
+        if i >= s.len() && quote != 0 {
+            return None;
+        }
+        out.push(arg);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(ws: &[&str]) -> Vec<OsString> {
+        ws.iter().map(OsString::from).collect()
+    }
+
+    fn parse(ws: &[&str]) -> Args {
+        Args::parse(words(ws))
+    }
+
+    /// (argv, options as "letter[=arg]", host, first command word, error)
+    type GrammarRow<'a> = (&'a [&'a str], &'a [&'a str], Option<usize>, usize, bool);
+
+    #[test]
+    fn grammar_table() {
+        let table: &[GrammarRow] = &[
+            (&["host"], &[], Some(0), 1, false),
+            (&["-v", "host"], &["v"], Some(1), 2, false),
+            (&["-tt", "host"], &["t", "t"], Some(1), 2, false),
+            (
+                &["-L3131:h:22", "host"],
+                &["L=3131:h:22"],
+                Some(1),
+                2,
+                false,
+            ),
+            (
+                &["-L", "3131:h:22", "host"],
+                &["L=3131:h:22"],
+                Some(2),
+                3,
+                false,
+            ),
+            (
+                &["-fNL3131:h:22", "host"],
+                &["f", "N", "L=3131:h:22"],
+                Some(1),
+                2,
+                false,
+            ),
+            (
+                &["-fNL", "3131:h:22", "h"],
+                &["f", "N", "L=3131:h:22"],
+                Some(2),
+                3,
+                false,
+            ),
+            // Options after the destination, then the command.
+            (
+                &["host", "-L", "1:h:2", "ls", "-l"],
+                &["L=1:h:2"],
+                Some(0),
+                3,
+                false,
+            ),
+            (
+                &["host", "-p", "22", "-q"],
+                &["p=22", "q"],
+                Some(0),
+                4,
+                false,
+            ),
+            // `--` before the destination: nothing after it is an option.
+            (&["--", "host", "-L", "1:h:2"], &[], Some(1), 2, false),
+            (&["host", "--", "-L", "1:h:2"], &[], Some(0), 2, false),
+            // The quirk of ssh.c: an option argument "--" before the host.
+            (&["-l", "--", "host", "-v"], &["l=--"], Some(2), 3, false),
+            (&["-", "x"], &[], Some(0), 1, false),
+            (&["host", "-"], &[], Some(0), 1, false),
+            (
+                &["-o", "LocalForward 1 h:2", "h"],
+                &["o=LocalForward 1 h:2"],
+                Some(2),
+                3,
+                false,
+            ),
+            (
+                &["-oClearAllForwardings=yes", "h"],
+                &["o=ClearAllForwardings=yes"],
+                Some(1),
+                2,
+                false,
+            ),
+            (&["-P", "h"], &["P"], Some(1), 2, false),
+            (&["ssh://u@h:2222", "-v"], &["v"], Some(0), 2, false),
+            // Errors: ssh prints its usage.
+            (&[], &[], None, 0, true),
+            (&["-v"], &["v"], None, 1, true),
+            (&["-Z", "h"], &[], None, 2, true),
+            (&["--help"], &[], None, 1, true),
+            (&["-L"], &[], None, 1, true),
+            (&["h", "-L"], &[], Some(0), 2, true),
+            (&["@h"], &[], Some(0), 1, true),
+            (&["-:", "h"], &[], None, 2, true),
+        ];
+        for (argv, opts, host, command, error) in table {
+            let a = parse(argv);
+            let got: Vec<String> = a
+                .opts
+                .iter()
+                .map(|o| match &o.arg {
+                    None => (o.letter as char).to_string(),
+                    Some(v) => format!("{}={}", o.letter as char, v.to_string_lossy()),
+                })
+                .collect();
+            assert_eq!(a.error, *error, "{argv:?} error");
+            if *error {
+                continue;
+            }
+            assert_eq!(got, *opts, "{argv:?} options");
+            assert_eq!(a.host, *host, "{argv:?} host");
+            assert_eq!(a.command, *command, "{argv:?} command");
+        }
+    }
+
+    #[test]
+    fn without_cuts_only_the_dropped_options() {
+        let table: &[(&[&str], &[usize], &[&str])] = &[
+            (&["-L", "1:h:2", "host"], &[0], &["host"]),
+            (&["-L1:h:2", "host"], &[0], &["host"]),
+            (&["-fNL1:h:2", "host"], &[2], &["-fN", "host"]),
+            (
+                &["-fNL", "1:h:2", "host", "ls"],
+                &[2],
+                &["-fN", "host", "ls"],
+            ),
+            (
+                &["host", "-L", "1:h:2", "-R", "3:h:4", "ls"],
+                &[1],
+                &["host", "-L", "1:h:2", "ls"],
+            ),
+            (&["-o", "LocalForward 1 h:2", "-v", "h"], &[0], &["-v", "h"]),
+            (&["-L", "1:h:2", "h"], &[], &["-L", "1:h:2", "h"]),
+        ];
+        for (argv, drop, want) in table {
+            let a = parse(argv);
+            assert_eq!(a.without(drop), words(want), "{argv:?} without {drop:?}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_words_pass_through() {
+        let w = vec![
+            OsString::from_vec(b"-L1:h\xff:2".to_vec()),
+            OsString::from_vec(b"h\xfe".to_vec()),
+            OsString::from_vec(b"\x80cmd".to_vec()),
+        ];
+        let a = Args::parse(w.clone());
+        assert!(!a.error);
+        assert_eq!(a.opts[0].arg.as_deref().unwrap().as_bytes(), b"1:h\xff:2");
+        assert_eq!(a.without(&[]), w);
+        assert_eq!(a.without(&[0]), w[1..].to_vec());
+    }
+
+    #[test]
+    fn config_lines() {
+        let table: &[(&[u8], Option<(&str, &[&str])>)] = &[
+            (b"LocalForward 1 h:2", Some(("localforward", &["1", "h:2"]))),
+            (b"localforward=1 h:2", Some(("localforward", &["1", "h:2"]))),
+            (
+                b"LOCALFORWARD = 1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
+            (
+                b"  RemoteForward \"8082\" 'localhost:22'  \r",
+                Some(("remoteforward", &["8082", "localhost:22"])),
+            ),
+            (
+                b"ClearAllForwardings yes # comment",
+                Some(("clearallforwardings", &["yes"])),
+            ),
+            (b"Key a\\ b", Some(("key", &["a b"]))),
+            (b"# comment", None),
+            (b"", None),
+            (b"Key", None),
+            (b"Key \"unclosed", None),
+        ];
+        for (line, want) in table {
+            let got = ConfigLine::parse(line);
+            let want = want.map(|(k, a)| ConfigLine {
+                keyword: k.as_bytes().to_vec(),
+                args: a.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            });
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(line));
+        }
+    }
+}

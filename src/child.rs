@@ -1,1 +1,131 @@
-//! TODO: child
+//! The real ssh as a process: exec'd on the fast path, or run as a child
+//! with inherited stdio whose signals are passed on and whose end is
+//! mirrored exactly (after tini).
+
+use crate::error::Error;
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+use signal_hook::consts::signal::*;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::iterator::exfiltrator::WithOrigin;
+use signal_hook::low_level::siginfo::Cause;
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+/// How a process ended, as wait(2) tells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Exited(i32),
+    Signaled(i32),
+}
+
+impl End {
+    /// "exit 255", "signal 9 (SIGKILL)": for `--verbose`.
+    pub fn describe(&self) -> String {
+        match *self {
+            End::Exited(c) => format!("exit {c}"),
+            End::Signaled(s) => match Signal::try_from(s) {
+                Ok(sig) => format!("signal {s} ({})", sig.as_str()),
+                Err(_) => format!("signal {s}"),
+            },
+        }
+    }
+
+    /// Ends this process the same way: exit N, or die of signal S with its
+    /// default action, so the caller's wait status matches ssh's.
+    pub fn mirror(self) -> ! {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        match self {
+            End::Exited(c) => std::process::exit(c),
+            End::Signaled(s) => {
+                // SAFETY: plain libc calls on this process, about to die.
+                unsafe {
+                    // A core of the wrapper is no one's business.
+                    let none = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    libc::setrlimit(libc::RLIMIT_CORE, &none);
+                    libc::signal(s, libc::SIG_DFL);
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, s);
+                    libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+                    libc::raise(s);
+                }
+                // A signal whose default action is not to terminate.
+                std::process::exit(128 + s)
+            }
+        }
+    }
+}
+
+/// The command that runs the real ssh with `words`. argv\[0\] is the real
+/// ssh's path, so its messages say `ssh:` and ProxyJump finds the same ssh.
+pub fn command(ssh: &Path, words: &[OsString], depth: u32) -> Command {
+    let mut cmd = Command::new(ssh);
+    cmd.arg0(ssh).args(words);
+    cmd.env(crate::locate::DEPTH_VAR, (depth + 1).to_string());
+    cmd
+}
+
+/// The fast path: become the real ssh. Returns only on failure.
+pub fn exec(mut cmd: Command, ssh: &Path) -> Error {
+    let e = cmd.exec();
+    Error::Spawn(ssh.to_path_buf(), e)
+}
+
+/// Signals passed on to ssh. A terminal's SIGINT, SIGQUIT, SIGWINCH or
+/// SIGHUP goes to the whole foreground process group, ssh included: those
+/// come from the kernel and are not delivered twice.
+const FORWARDED: &[i32] = &[
+    SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT,
+];
+
+/// Runs ssh as a child and waits for it (only it: a backgrounded ssh from
+/// `-f` or a ControlPersist master lives on), passing signals on.
+pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
+    let mut wanted = FORWARDED.to_vec();
+    wanted.push(SIGCHLD);
+    // Registered before the spawn, so that no SIGCHLD can be missed.
+    let mut signals = SignalsInfo::<WithOrigin>::new(&wanted)
+        .map_err(|e| Error::Io("cannot handle signals".into(), e))?;
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            // If the wrapper dies without a word (SIGKILL), ssh is told too.
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            if libc::getppid() != parent {
+                libc::_exit(255);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::Spawn(ssh.to_path_buf(), e))?;
+    let pid = Pid::from_raw(child.id() as i32);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(End::Exited(c)),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(End::Signaled(s as i32)),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::Io("waitpid".into(), e.into())),
+        }
+        for info in signals.wait() {
+            if info.signal == SIGCHLD || matches!(info.cause, Cause::Kernel) {
+                continue;
+            }
+            if let Ok(sig) = Signal::try_from(info.signal) {
+                // ESRCH: ssh is already gone; the next waitpid tells how.
+                let _ = signal::kill(pid, sig);
+            }
+        }
+    }
+}

@@ -1,1 +1,187 @@
-//! TODO: cli
+//! rosh-ssh's own options: long options before the first ssh argument (ssh
+//! has none), and their environment equivalents for callers that can't add
+//! flags (vagrant, aliases).
+
+use crate::error::Error;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+
+pub const USAGE: &str = "\
+usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh arguments]
+       rosh-ssh --check [--remote] [ssh arguments]
+       rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS]
+       rosh-ssh --help | --version
+
+rosh-ssh runs the real ssh with the same arguments, except that a -L/-D
+forward whose local port is already taken is dropped with one warning line
+instead of breaking the connection.
+
+  --verbose          explain each decision on stderr (ROSH_VERBOSE=1)
+  --dry-run          print the ssh command line and each forward's fate; connect nowhere
+  --require-forward  a taken port is fatal: exit 255, as ssh with
+                     ExitOnForwardFailure=yes would (ROSH_REQUIRE_FORWARD=1)
+  --ssh PATH         the real ssh (ROSH_SSH=PATH; default: the first ssh on
+                     PATH that is not rosh-ssh)
+  --check            report the forwards ssh would set up and their probes
+  --proxy HOST PORT  ProxyCommand mode: ProxyCommand rosh-ssh --proxy %h %p
+";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ssh,
+    Help,
+    Version,
+    /// The words after `--proxy`.
+    Proxy(Vec<OsString>),
+    Check {
+        remote: bool,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cli {
+    pub mode: Mode,
+    pub verbose: bool,
+    pub dry_run: bool,
+    pub require_forward: bool,
+    /// `--ssh` or `ROSH_SSH`.
+    pub ssh: Option<OsString>,
+    /// The ssh arguments, untouched.
+    pub words: Vec<OsString>,
+}
+
+fn truthy(v: Option<OsString>) -> bool {
+    v.is_some_and(|v| matches!(v.as_bytes(), b"1" | b"yes" | b"true" | b"on"))
+}
+
+/// Splits rosh-ssh's options from ssh's. `env` reads the environment.
+pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<Cli, Error> {
+    let mut cli = Cli {
+        mode: Mode::Ssh,
+        verbose: truthy(env("ROSH_VERBOSE")),
+        dry_run: false,
+        require_forward: truthy(env("ROSH_REQUIRE_FORWARD")),
+        ssh: env("ROSH_SSH").filter(|s| !s.is_empty()),
+        words: Vec::new(),
+    };
+    let mut it = args.into_iter().peekable();
+    while let Some(w) = it.peek() {
+        let b = w.as_bytes();
+        // `--` and anything not a long option belong to ssh; so does an
+        // unknown long option, which ssh rejects with its own words.
+        if !b.starts_with(b"--") || b.len() == 2 {
+            break;
+        }
+        match b {
+            b"--help" => cli.mode = Mode::Help,
+            b"--version" => cli.mode = Mode::Version,
+            b"--verbose" => cli.verbose = true,
+            b"--dry-run" => cli.dry_run = true,
+            b"--require-forward" => cli.require_forward = true,
+            b"--check" => cli.mode = Mode::Check { remote: false },
+            b"--remote" if matches!(cli.mode, Mode::Check { .. }) => {
+                cli.mode = Mode::Check { remote: true }
+            }
+            b"--ssh" => {
+                it.next();
+                match it.next() {
+                    Some(p) if !p.is_empty() => cli.ssh = Some(p),
+                    _ => return Err(Error::Usage("--ssh needs a path".into())),
+                }
+                continue;
+            }
+            b"--proxy" => {
+                it.next();
+                cli.mode = Mode::Proxy(it.collect());
+                return Ok(cli);
+            }
+            _ if b.starts_with(b"--ssh=") => {
+                let p = &b[6..];
+                if p.is_empty() {
+                    return Err(Error::Usage("--ssh needs a path".into()));
+                }
+                cli.ssh = Some(std::ffi::OsStr::from_bytes(p).to_owned());
+            }
+            _ => break,
+        }
+        it.next();
+    }
+    cli.words = it.collect();
+    Ok(cli)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str], env: &[(&str, &str)]) -> Result<Cli, Error> {
+        let env: Vec<(String, OsString)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
+            .collect();
+        parse(args.iter().map(OsString::from).collect(), move |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn leading_long_options_only() {
+        let c = p(&["--verbose", "--dry-run", "-L", "1:h:2", "--verbose"], &[]).unwrap();
+        assert!(c.verbose && c.dry_run && !c.require_forward);
+        assert_eq!(c.words, ["-L", "1:h:2", "--verbose"]);
+        let c = p(&["--", "--verbose"], &[]).unwrap();
+        assert!(!c.verbose);
+        assert_eq!(c.words, ["--", "--verbose"]);
+        let c = p(&["--bogus", "h"], &[]).unwrap();
+        assert_eq!(c.words, ["--bogus", "h"]);
+    }
+
+    #[test]
+    fn ssh_path_forms() {
+        assert_eq!(
+            p(&["--ssh", "/x/ssh", "h"], &[]).unwrap().ssh,
+            Some("/x/ssh".into())
+        );
+        assert_eq!(p(&["--ssh=/y", "h"], &[]).unwrap().ssh, Some("/y".into()));
+        assert_eq!(
+            p(&["h"], &[("ROSH_SSH", "/z")]).unwrap().ssh,
+            Some("/z".into())
+        );
+        // The flag wins over the environment.
+        assert_eq!(
+            p(&["--ssh", "/x", "h"], &[("ROSH_SSH", "/z")]).unwrap().ssh,
+            Some("/x".into())
+        );
+        assert!(p(&["--ssh"], &[]).is_err());
+        assert!(p(&["--ssh="], &[]).is_err());
+    }
+
+    #[test]
+    fn environment_switches() {
+        let c = p(
+            &["h"],
+            &[("ROSH_VERBOSE", "1"), ("ROSH_REQUIRE_FORWARD", "yes")],
+        )
+        .unwrap();
+        assert!(c.verbose && c.require_forward);
+        let c = p(
+            &["h"],
+            &[("ROSH_VERBOSE", "0"), ("ROSH_REQUIRE_FORWARD", "")],
+        )
+        .unwrap();
+        assert!(!c.verbose && !c.require_forward);
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(p(&["--help"], &[]).unwrap().mode, Mode::Help);
+        assert_eq!(p(&["--version"], &[]).unwrap().mode, Mode::Version);
+        assert_eq!(
+            p(&["--proxy", "h", "22", "--fdpass"], &[]).unwrap().mode,
+            Mode::Proxy(vec!["h".into(), "22".into(), "--fdpass".into()])
+        );
+        let c = p(&["--check", "--remote", "h"], &[]).unwrap();
+        assert_eq!(c.mode, Mode::Check { remote: true });
+        assert_eq!(c.words, ["h"]);
+    }
+}

@@ -1,13 +1,16 @@
-//! The `rosh-ssh` binary: [`rosh_ssh::app::run`] mapped to an exit code.
-//! This is the only place that prints the `rosh-ssh:` prefix for a fatal error.
+//! The `rosh-ssh` binary: [`rosh_ssh::app::run`] mapped to how the process
+//! ends. This is the only place that prints the `rosh-ssh:` prefix for a
+//! fatal error.
+
+use rosh_ssh::child::End;
 
 fn main() {
-    let code = match rosh_ssh::app::run() {
-        Ok(code) => code,
+    let end = match rosh_ssh::app::run() {
+        Ok(end) => end,
         Err(err) => {
             eprintln!("rosh-ssh: {err}");
-            255
+            End::Exited(255)
         }
     };
-    std::process::exit(code);
+    end.mirror()
 }

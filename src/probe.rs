@@ -1,1 +1,313 @@
-//! TODO: probe
+//! The bind probe: would ssh's bind succeed for a forward's listen side?
+//!
+//! Mirrors channels.c: `channel_fwd_bind_addr` picks the addresses,
+//! `channel_setup_fwd_listener_tcpip` resolves them with getaddrinfo and
+//! binds each with SO_REUSEADDR (and IPV6_V6ONLY on v6) before listening.
+//! The probe does the same and closes at once.
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, sockopt,
+};
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+
+/// `AddressFamily` (ssh -4 / -6 / `AddressFamily`): getaddrinfo's ai_family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Family {
+    #[default]
+    Any,
+    Inet,
+    Inet6,
+}
+
+/// The effective options that decide what ssh binds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Opts {
+    pub gateway_ports: bool,
+    pub family: Family,
+    /// `StreamLocalBindUnlink`: ssh removes a stale socket file first.
+    pub stream_local_bind_unlink: bool,
+}
+
+/// Why a forward's listen side can't be had.
+#[derive(Debug)]
+pub enum Busy {
+    /// bind or listen failed with EADDRINUSE, EACCES or EPERM.
+    Tcp { addr: SocketAddr, err: Errno },
+    /// A live listener answers on the unix socket path.
+    PathLive { path: Vec<u8> },
+    /// A file sits on the path and ssh won't unlink it.
+    PathExists { path: Vec<u8> },
+}
+
+impl Busy {
+    /// The busy TCP address, for naming its holder.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Busy::Tcp { addr, .. } => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Busy::Tcp { addr, err } => {
+                let what = match err {
+                    Errno::EADDRINUSE => "in use",
+                    Errno::EACCES | Errno::EPERM => "not permitted",
+                    _ => "unavailable",
+                };
+                write!(f, "{what}: {addr}")
+            }
+            Busy::PathLive { path } => {
+                write!(f, "in use: {}", String::from_utf8_lossy(path))
+            }
+            Busy::PathExists { path } => write!(
+                f,
+                "file exists (StreamLocalBindUnlink is off): {}",
+                String::from_utf8_lossy(path)
+            ),
+        }
+    }
+}
+
+/// channels.c channel_fwd_bind_addr, client side (is_client = 1): the
+/// getaddrinfo node and whether it is a wildcard (AI_PASSIVE) lookup.
+fn bind_addr(listen_host: Option<&[u8]>, gateway_ports: bool) -> (Option<&[u8]>, bool) {
+    match listen_host {
+        None => (None, gateway_ports),
+        Some(b"") | Some(b"*") => (None, true),
+        // "localhost" is skipped so that every local address family listens.
+        Some(b"localhost") => (None, false),
+        Some(h) => (Some(h), false),
+    }
+}
+
+/// Probes a TCP listen side. Port 0 never conflicts; an address family the
+/// host lacks and a name that doesn't resolve are ssh's business, not a
+/// conflict.
+pub fn tcp(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Result<(), Busy> {
+    if port == 0 {
+        return Ok(());
+    }
+    let (node, wildcard) = bind_addr(listen_host, o.gateway_ports);
+    let Some(addrs) = resolve(node, port, o.family, wildcard) else {
+        return Ok(());
+    };
+    for addr in addrs {
+        match try_bind(addr) {
+            Ok(()) => {}
+            Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => {
+                return Err(Busy::Tcp { addr, err: e });
+            }
+            // EAFNOSUPPORT, EADDRNOTAVAIL: the family or address is absent.
+            Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
+    let fam = match addr {
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
+    };
+    let fd = socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    match addr {
+        SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
+        SocketAddr::V6(a) => {
+            socket::setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+            socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(a))?
+        }
+    }
+    // ssh listens right after binding; a socket bound elsewhere with
+    // SO_REUSEADDR but not yet listening only fails here.
+    socket::listen(&fd, Backlog::new(1).unwrap_or(Backlog::MAXCONN))?;
+    Ok(())
+}
+
+/// getaddrinfo(node, port, {family, SOCK_STREAM, AI_PASSIVE if wildcard}),
+/// TCP addresses in the order the resolver gives them.
+fn resolve(
+    node: Option<&[u8]>,
+    port: u16,
+    family: Family,
+    wildcard: bool,
+) -> Option<Vec<SocketAddr>> {
+    let node = match node {
+        Some(n) => Some(CString::new(n).ok()?),
+        None => None,
+    };
+    let service = CString::new(port.to_string()).ok()?;
+    // SAFETY: hints is a plain C struct, zeroed as getaddrinfo expects; the
+    // result list is walked read-only and freed once.
+    unsafe {
+        let mut hints: libc::addrinfo = std::mem::zeroed();
+        hints.ai_family = match family {
+            Family::Any => libc::AF_UNSPEC,
+            Family::Inet => libc::AF_INET,
+            Family::Inet6 => libc::AF_INET6,
+        };
+        hints.ai_socktype = libc::SOCK_STREAM;
+        hints.ai_flags = if wildcard { libc::AI_PASSIVE } else { 0 };
+        let mut res: *mut libc::addrinfo = std::ptr::null_mut();
+        let rc = libc::getaddrinfo(
+            node.as_ref().map_or(std::ptr::null(), |n| n.as_ptr()),
+            service.as_ptr(),
+            &hints,
+            &mut res,
+        );
+        if rc != 0 {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut ai = res;
+        while !ai.is_null() {
+            let a = &*ai;
+            match a.ai_family {
+                libc::AF_INET => {
+                    let sin = &*(a.ai_addr as *const libc::sockaddr_in);
+                    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                    out.push(SocketAddr::V4(SocketAddrV4::new(ip, port)));
+                }
+                libc::AF_INET6 => {
+                    let sin6 = &*(a.ai_addr as *const libc::sockaddr_in6);
+                    let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                    out.push(SocketAddr::V6(SocketAddrV6::new(
+                        ip,
+                        port,
+                        0,
+                        sin6.sin6_scope_id,
+                    )));
+                }
+                _ => {}
+            }
+            ai = a.ai_next;
+        }
+        libc::freeaddrinfo(res);
+        Some(out)
+    }
+}
+
+/// Probes a unix-socket listen path: busy when a live listener answers, or
+/// when a file is there that ssh won't unlink first (misc.c unix_listener).
+pub fn path(p: &[u8], o: &Opts) -> Result<(), Busy> {
+    let path = std::path::Path::new(OsStr::from_bytes(p));
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    if listener_answers(path) {
+        return Err(Busy::PathLive { path: p.to_vec() });
+    }
+    if o.stream_local_bind_unlink {
+        Ok(())
+    } else {
+        Err(Busy::PathExists { path: p.to_vec() })
+    }
+}
+
+fn listener_answers(path: &std::path::Path) -> bool {
+    let Ok(addr) = UnixAddr::new(path) else {
+        return false;
+    };
+    let flags = SockFlag::SOCK_CLOEXEC;
+    socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)
+        .is_ok_and(|fd| socket::connect(fd.as_raw_fd(), &addr).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn v4_busy_port() -> (TcpListener, u16) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        (l, port)
+    }
+
+    #[test]
+    fn bind_addr_table() {
+        let table: &[(Option<&[u8]>, bool, Option<&[u8]>, bool)] = &[
+            (None, false, None, false),
+            (None, true, None, true),
+            (Some(b""), false, None, true),
+            (Some(b"*"), false, None, true),
+            (Some(b"localhost"), false, None, false),
+            (Some(b"localhost"), true, None, false),
+            (Some(b"127.0.0.1"), false, Some(b"127.0.0.1"), false),
+            (Some(b"::1"), true, Some(b"::1"), false),
+            (Some(b"0.0.0.0"), false, Some(b"0.0.0.0"), false),
+        ];
+        for (host, gw, node, wild) in table {
+            assert_eq!(bind_addr(*host, *gw), (*node, *wild), "{host:?} gw={gw}");
+        }
+    }
+
+    #[test]
+    fn held_loopback_port_is_busy_by_default_and_explicitly() {
+        let (_l, port) = v4_busy_port();
+        let o = Opts::default();
+        let e = tcp(None, port, &o).unwrap_err();
+        assert_eq!(e.addr(), Some(SocketAddr::from(([127, 0, 0, 1], port))));
+        assert!(e.to_string().starts_with("in use: 127.0.0.1:"), "{e}");
+        assert!(tcp(Some(b"127.0.0.1"), port, &o).is_err());
+        assert!(tcp(Some(b"localhost"), port, &o).is_err());
+        // The wildcard overlaps the held loopback address.
+        assert!(tcp(Some(b"*"), port, &o).is_err());
+    }
+
+    #[test]
+    fn free_port_and_port_zero_are_free() {
+        let (l, port) = v4_busy_port();
+        drop(l);
+        assert!(tcp(None, port, &Opts::default()).is_ok());
+        assert!(tcp(None, 0, &Opts::default()).is_ok());
+    }
+
+    #[test]
+    fn v6_only_holder_does_not_block_v4_only_probe() {
+        let Ok(l) = TcpListener::bind("[::1]:0") else {
+            return;
+        };
+        let port = l.local_addr().unwrap().port();
+        let inet = Opts {
+            family: Family::Inet,
+            ..Opts::default()
+        };
+        assert!(tcp(None, port, &inet).is_ok());
+        assert!(tcp(None, port, &Opts::default()).is_err());
+    }
+
+    #[test]
+    fn unresolvable_bind_address_is_not_a_conflict() {
+        assert!(tcp(Some(b"no-such-host.invalid"), 4000, &Opts::default()).is_ok());
+    }
+
+    #[test]
+    fn unix_paths() {
+        let dir = std::env::temp_dir().join(format!("rosh-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("s");
+        let pb = p.as_os_str().as_bytes();
+        let o = Opts::default();
+        assert!(path(pb, &o).is_ok());
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        assert!(matches!(path(pb, &o), Err(Busy::PathLive { .. })));
+        drop(l); // the file stays: a stale socket
+        assert!(matches!(path(pb, &o), Err(Busy::PathExists { .. })));
+        let unlink = Opts {
+            stream_local_bind_unlink: true,
+            ..o
+        };
+        assert!(path(pb, &unlink).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -44,8 +44,7 @@ const PIPE_SIZE: libc::c_int = 256 * 1024;
 /// Buffer of the read/write fallback.
 const COPY_SIZE: usize = 64 * 1024;
 
-const USAGE: &str =
-    "usage: rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]";
+const USAGE: &str = "usage: --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]";
 
 /// What `--proxy` was asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,7 +82,7 @@ pub enum ProxyError {
 impl fmt::Display for ProxyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProxyError::Usage(msg) => write!(f, "--proxy: {msg}\n{USAGE}"),
+            ProxyError::Usage(msg) => write!(f, "--proxy: {msg} ({USAGE})"),
             ProxyError::Resolve { host, reason } => {
                 write!(f, "Could not resolve hostname {host}: {reason}")?;
                 Ok(())

@@ -1,0 +1,178 @@
+//! Differential test of the argv grammar against the real `ssh -G`:
+//! generated argument vectors (clusters, attached and separate arguments,
+//! options after the destination, `--`, remote commands that look like
+//! options) must yield exactly the forwards and destination ssh reads.
+mod lab;
+
+use rosh_ssh::argv::Args;
+use rosh_ssh::forward;
+use std::ffi::OsString;
+use std::process::{Command, Stdio};
+
+/// xorshift64*: deterministic, no extra crates.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[(self.next() % xs.len() as u64) as usize]
+    }
+    fn chance(&mut self, n: u64) -> bool {
+        self.next().is_multiple_of(n)
+    }
+}
+
+const FLAGS: &[&str] = &["v", "4", "N", "n", "T", "C", "A", "x", "a", "k", "q"];
+const WITH_ARG: &[(&str, &str)] = &[
+    ("p", "2222"),
+    ("l", "someone"),
+    ("o", "Compression=yes"),
+    ("o", "ConnectTimeout 7"),
+    ("i", "/dev/null"),
+    ("E", "/dev/null"),
+    ("L", "3131:localhost:3131"),
+    ("L", "127.0.0.1:3132:h:22"),
+    ("L", "[::1]:3133:[::1]:22"),
+    ("L", "*:3134:h:22"),
+    ("L", "/tmp/rosh-oracle.sock:h:22"),
+    ("L", "3135:/run/remote.sock"),
+    ("R", "8082:localhost:8082"),
+    ("R", "1080"),
+    ("R", "0:h:22"),
+    ("D", "1081"),
+    ("D", "localhost:1082"),
+    ("o", "LocalForward 4141 h:22"),
+    ("o", "localforward=4142 h:22"),
+    ("o", "RemoteForward 9090"),
+    ("o", "DYNAMICFORWARD 4143"),
+    ("L", "bad"),
+    ("L", "0:h:22"),
+];
+
+fn generate(rng: &mut Rng) -> Vec<String> {
+    let opts = |rng: &mut Rng, out: &mut Vec<String>| {
+        for _ in 0..(rng.next() % 4) {
+            let mut cluster = String::from("-");
+            for _ in 0..(rng.next() % 3) {
+                cluster.push_str(rng.pick(FLAGS));
+            }
+            if rng.chance(3) && cluster.len() > 1 {
+                out.push(cluster);
+                continue;
+            }
+            let (l, a) = rng.pick(WITH_ARG);
+            cluster.push_str(l);
+            if rng.chance(2) {
+                cluster.push_str(a);
+                out.push(cluster);
+            } else {
+                out.push(cluster);
+                out.push(a.to_string());
+            }
+        }
+    };
+    let mut v = Vec::new();
+    opts(rng, &mut v);
+    if rng.chance(8) {
+        v.push("--".into());
+    }
+    v.push(
+        rng.pick(&["host", "user@host", "ssh://host:2200", "u@h@host"])
+            .to_string(),
+    );
+    opts(rng, &mut v);
+    if rng.chance(4) {
+        v.push("--".into());
+    }
+    if rng.chance(2) {
+        v.push("ls".into());
+        if rng.chance(2) {
+            v.push("-L".into());
+            v.push("9:h:9".into());
+        }
+    }
+    v
+}
+
+fn forward_lines(out: &[u8]) -> Vec<u8> {
+    let mut keep = Vec::new();
+    for line in out.split_inclusive(|&b| b == b'\n') {
+        if line.starts_with(b"localforward ")
+            || line.starts_with(b"remoteforward ")
+            || line.starts_with(b"dynamicforward ")
+        {
+            keep.extend_from_slice(line);
+        }
+    }
+    keep
+}
+
+#[test]
+fn generated_argv_shapes_agree_with_ssh_g() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let home = lab::TempDir::new("argv-oracle");
+    let mut rng = Rng(0x0005_eed0_fa11_u64);
+    let (mut accepted, mut rejected) = (0, 0);
+    for n in 0..400 {
+        let argv = generate(&mut rng);
+        let out = Command::new(lab::SSH)
+            .arg("-G")
+            .args(["-F", "/dev/null"])
+            .args(&argv)
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut words: Vec<OsString> = vec!["-F".into(), "/dev/null".into()];
+        words.extend(argv.iter().map(OsString::from));
+        let args = Args::parse(words);
+        if args.error {
+            assert!(
+                !out.status.success(),
+                "#{n} {argv:?}: we see a usage error, ssh -G accepts"
+            );
+            rejected += 1;
+            continue;
+        }
+        if !out.status.success() {
+            rejected += 1;
+            continue; // a bad spec or value: ssh's own error, passed through
+        }
+        accepted += 1;
+        let ours: Vec<forward::Forward> = rosh_ssh::app::argv_forwards(&args)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        assert_eq!(
+            String::from_utf8_lossy(&forward::dump_ssh_g(&ours)),
+            String::from_utf8_lossy(&forward_lines(&out.stdout)),
+            "#{n} {argv:?}: forwards differ"
+        );
+        let host = args
+            .host
+            .map(|h| args.words[h].to_string_lossy().into_owned());
+        let want_host = match host.as_deref() {
+            Some("ssh://host:2200") | Some("user@host") | Some("u@h@host") | Some("host") => "host",
+            other => panic!("#{n} {argv:?}: destination read as {other:?}"),
+        };
+        let printed = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            printed
+                .lines()
+                .any(|l| l == format!("hostname {want_host}")),
+            "#{n} {argv:?}: ssh -G names another destination"
+        );
+    }
+    eprintln!("{accepted} accepted, {rejected} rejected");
+    assert!(
+        accepted > 100 && rejected > 20,
+        "{accepted} accepted, {rejected} rejected"
+    );
+}

@@ -1,0 +1,562 @@
+//! Forwards from ssh_config, ssh's own diagnostics, and the retry without
+//! the forward that failed: the incident behind rosh-ssh, reproduced.
+mod lab;
+
+use lab::{Lab, TempDir, rosh_ssh};
+use std::fs;
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Holds a port on both loopback addresses, as a stale ssh would.
+struct Held {
+    port: u16,
+    _v4: TcpListener,
+    _v6: Option<TcpListener>,
+}
+
+fn hold_both() -> Held {
+    loop {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = v4.local_addr().unwrap().port();
+        match TcpListener::bind(("::1", port)) {
+            Ok(v6) => {
+                return Held {
+                    port,
+                    _v4: v4,
+                    _v6: Some(v6),
+                };
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(_) => {
+                return Held {
+                    port,
+                    _v4: v4,
+                    _v6: None,
+                };
+            }
+        }
+    }
+}
+
+/// A `Host grav` block reaching the lab, with `extra` lines in it.
+fn grav_config(lab: &Lab, name: &str, extra: &str) -> std::path::PathBuf {
+    let block = format!(
+        "Host grav\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {key}\n\
+         \x20 IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n\
+         \x20 BatchMode yes\n  LogLevel ERROR\n{extra}\n",
+        port = lab.port,
+        user = lab.user,
+        key = lab.key().display()
+    );
+    lab.config_with(name, &block)
+}
+
+/// Runs `prog args` with `input` on stdin.
+fn run_with_input(prog: &Path, args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(prog)
+        .args(args)
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    out
+}
+
+#[test]
+fn the_incident_local_and_remote_forward_taken_session_survives() {
+    let Some(lab) = Lab::start() else { return };
+    let local = hold_both();
+    let remote = hold_both(); // the "server" is this machine: sshd can't bind it
+    let cfg = grav_config(
+        &lab,
+        "incident.conf",
+        &format!(
+            "  LocalForward {l} localhost:22\n  RemoteForward {r} localhost:22\n  ExitOnForwardFailure yes\n",
+            l = local.port,
+            r = remote.port
+        ),
+    );
+    let runs = TempDir::new("runs");
+    let count = runs.path().join("count");
+    let remote_cmd = format!("echo ran >> {}; cat", count.display());
+    let cfg_s = cfg.to_str().unwrap();
+    let input = b"stdin-once\n";
+
+    let plain = run_with_input(
+        Path::new(lab::SSH),
+        &["-F", cfg_s, "grav", &remote_cmd],
+        input,
+    );
+    assert_eq!(
+        plain.status.code(),
+        Some(255),
+        "plain ssh: {}",
+        text(&plain.stderr)
+    );
+    assert!(!count.exists(), "plain ssh ran the command");
+
+    let out = run_with_input(&rosh_ssh(), &["-F", cfg_s, "grav", &remote_cmd], input);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(out.stdout, input, "stdin arrives exactly once");
+    assert_eq!(
+        fs::read_to_string(&count).unwrap(),
+        "ran\n",
+        "the command ran exactly once"
+    );
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rosh-ssh: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains(&format!("localforward {} ", local.port)),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains(&format!("remoteforward {} ", remote.port)),
+        "{err}"
+    );
+}
+
+/// A private TMPDIR/XDG_RUNTIME_DIR, to see what rosh-ssh leaves there.
+fn private_tmp() -> TempDir {
+    TempDir::new("xdg")
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn rosh_in(tmp: &TempDir, args: &[&str]) -> Command {
+    let mut c = Command::new(rosh_ssh());
+    c.args(args)
+        .env_remove("ROSH_SSH")
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .env("TMPDIR", tmp.path())
+        .stdin(Stdio::null());
+    c
+}
+
+#[test]
+fn forwards_through_includes_and_match_blocks_are_honoured() {
+    let Some(lab) = Lab::start() else { return };
+    let local = hold_both();
+    let remote = hold_both();
+    let inc = lab.path().join("inc.d");
+    fs::create_dir(&inc).unwrap();
+    fs::write(
+        inc.join("10-conn.conf"),
+        format!(
+            "Host grav\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            lab.port,
+            lab.user,
+            lab.key().display()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        inc.join("20-fwd.conf"),
+        format!(
+            "Match originalhost grav\n  LocalForward {} localhost:22\n",
+            local.port
+        ),
+    )
+    .unwrap();
+    let top = lab.path().join("top.conf");
+    fs::write(
+        &top,
+        format!(
+            "Include {inc}/*.conf\nMatch originalhost grav exec true\n  RemoteForward {r} localhost:22\n\
+             Host *\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n\
+             \x20 BatchMode yes\n  LogLevel ERROR\n  ExitOnForwardFailure yes\n",
+            inc = inc.display(),
+            r = remote.port
+        ),
+    )
+    .unwrap();
+    let tmp = private_tmp();
+    let top_s = top.to_str().unwrap();
+    let plain = Command::new(lab::SSH)
+        .args(["-F", top_s, "grav", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(plain.status.code(), Some(255), "{}", text(&plain.stderr));
+    let out = rosh_in(&tmp, &["-F", top_s, "grav", "echo", "through-includes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "through-includes\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "localforward {} [localhost]:22: in use",
+            local.port
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "remoteforward {} [localhost]:22: the server refused",
+            remote.port
+        )),
+        "{err}"
+    );
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+
+    // --dry-run names the config line each forward comes from.
+    let out = rosh_in(&tmp, &["--dry-run", "-F", top_s, "grav"])
+        .output()
+        .unwrap();
+    let dry = text(&out.stdout);
+    assert!(
+        dry.contains(&format!(
+            "drop localforward {} [localhost]:22 # in use: ",
+            local.port
+        )) && dry.contains("20-fwd.conf:2"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains(&format!(
+            "keep remoteforward {} [localhost]:22 # from {top_s}:3",
+            remote.port
+        )),
+        "{dry}"
+    );
+    assert!(dry.contains("# -F "), "{dry}");
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn vagrant_argv_shape_and_quiet_retry_without_extra_lines() {
+    let Some(lab) = Lab::start() else { return };
+    let remote = hold_both();
+    let cfg = grav_config(
+        &lab,
+        "vagrant.conf",
+        &format!("  RemoteForward {} localhost:22\n", remote.port),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let key = lab.key();
+    let port = lab.port.to_string();
+    let tmp = private_tmp();
+    for level in [&["-o", "LogLevel=FATAL"][..], &["-q"][..]] {
+        let mut args: Vec<&str> = vec!["-F", cfg_s, "grav", "-p", &port];
+        args.extend_from_slice(level);
+        args.extend_from_slice(&[
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-i",
+            key.to_str().unwrap(),
+            "echo vagrant-ok",
+        ]);
+        let plain = Command::new(lab::SSH)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(plain.status.code(), Some(255), "{level:?}");
+        let out = rosh_in(&tmp, &args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{level:?}: {}",
+            text(&out.stderr)
+        );
+        assert_eq!(text(&out.stdout), "vagrant-ok\n");
+        // Only rosh-ssh's one warning: no forced or failed-attempt ssh line.
+        assert_eq!(
+            text(&out.stderr),
+            format!(
+                "rosh-ssh: remoteforward {} [localhost]:22: the server refused listen port {}; forward dropped\n",
+                remote.port, remote.port
+            ),
+            "{level:?}"
+        );
+    }
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+#[test]
+fn remote_program_printing_the_failure_sentences_triggers_nothing() {
+    let Some(lab) = Lab::start() else { return };
+    let free = lab::free_port();
+    let cfg = grav_config(
+        &lab,
+        "liar.conf",
+        &format!("  RemoteForward {free} localhost:22\n  ExitOnForwardFailure yes\n"),
+    );
+    let runs = TempDir::new("runs");
+    let count = runs.path().join("count");
+    let cmd = format!(
+        "echo ran >> {c}; echo 'Error: remote port forwarding failed for listen port {free}' >&2; \
+         echo 'bind [127.0.0.1]:{free}: Address already in use' >&2; echo 'Could not request local forwarding.' >&2; exit 255",
+        c = count.display()
+    );
+    let tmp = private_tmp();
+    let out = rosh_in(&tmp, &["-F", cfg.to_str().unwrap(), "grav", &cmd])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        fs::read_to_string(&count).unwrap(),
+        "ran\n",
+        "ran once, no retry"
+    );
+    assert!(
+        !text(&out.stderr).contains("rosh-ssh"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stderr).contains("Could not request local forwarding."));
+}
+
+#[test]
+fn port_taken_between_probe_and_bind_is_retried() {
+    let Some(lab) = Lab::start() else { return };
+    let port = lab::free_port();
+    let work = TempDir::new("race");
+    let w = work.path().display();
+    // `Match exec` runs at each config parse: rosh-ssh's `ssh -G` is the
+    // first, the real ssh the second: that one takes the port for a while.
+    fs::write(
+        work.path().join("grab.sh"),
+        format!(
+            "n=$(cat {w}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {w}/n\n\
+             if [ $n -eq 2 ]; then\n\
+             python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); open(\"{w}/held\",\"w\").close(); time.sleep(20)' \
+             </dev/null >/dev/null 2>&1 &\n echo $! > {w}/pid\n\
+             while [ ! -e {w}/held ]; do sleep 0.02; done\nfi\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    let cfg = grav_config(
+        &lab,
+        "race.conf",
+        &format!(
+            "  LocalForward 127.0.0.1:{port} localhost:22\n  ExitOnForwardFailure yes\nMatch exec \"sh {w}/grab.sh\"\n"
+        ),
+    );
+    let tmp = private_tmp();
+    let out = rosh_in(
+        &tmp,
+        &["-F", cfg.to_str().unwrap(), "grav", "echo", "raced"],
+    )
+    .output()
+    .unwrap();
+    if let Ok(pid) = fs::read_to_string(work.path().join("pid")) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid.trim().parse().unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "raced\n");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("localforward [127.0.0.1]:{port} [localhost]:22")),
+        "{err}"
+    );
+    assert_eq!(err.matches("rosh-ssh:").count(), 1, "{err}");
+    assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
+}
+
+/// The pid of the ssh child of `parent`.
+fn ssh_child_of(parent: u32) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let kids = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(k) = kids.split_whitespace().next() {
+            return k.parse().ok();
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn nothing_left_in_the_private_dir_when_ssh_or_the_wrapper_is_killed() {
+    let Some(lab) = Lab::start() else { return };
+    let remote = hold_both();
+    let cfg = grav_config(
+        &lab,
+        "kill.conf",
+        &format!(
+            "  RemoteForward {} localhost:22\n  ExitOnForwardFailure yes\n",
+            remote.port
+        ),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    use nix::sys::signal::Signal::*;
+    // (whom to kill, signal, expected end of rosh-ssh)
+    for (victim, sig) in [
+        ("ssh", SIGTERM),
+        ("ssh", SIGKILL),
+        ("wrapper", SIGTERM),
+        ("wrapper", SIGHUP),
+        ("wrapper", SIGINT),
+    ] {
+        let tmp = private_tmp();
+        let mut child = rosh_in(&tmp, &["-F", cfg_s, "grav", "echo started; sleep 30"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line, "started\n", "{victim} {sig}");
+        assert_eq!(
+            leftovers(tmp.path()).len(),
+            1,
+            "the private dir exists while ssh runs"
+        );
+        let target = match victim {
+            "ssh" => ssh_child_of(child.id()).expect("ssh child"),
+            _ => child.id() as i32,
+        };
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig).unwrap();
+        let st = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        match (victim, sig) {
+            // ssh killed by SIGKILL: the wrapper dies the same way.
+            ("ssh", SIGKILL) => assert_eq!(st.signal(), Some(9), "{st:?}"),
+            // ssh catches TERM, HUP and INT and exits 255.
+            _ => assert_eq!(st.code(), Some(255), "{victim} {sig}: {st:?}"),
+        }
+        assert_eq!(
+            leftovers(tmp.path()),
+            Vec::<String>::new(),
+            "{victim} {sig}"
+        );
+    }
+}
+
+#[test]
+fn fast_path_reads_config_files_not_ssh_g() {
+    let work = TempDir::new("fast");
+    let calls = work.path().join("calls");
+    let ssh = work.path().join("ssh");
+    fs::write(
+        &ssh,
+        format!("#!/bin/sh\necho \"$$ $1\" >> {}\nexit 0\n", calls.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let inc = work.path().join("inc.conf");
+    fs::write(&inc, "Host x\n  LocalForward 4444 h:22\n").unwrap();
+    let plain_cfg = work.path().join("plain.conf");
+    fs::write(&plain_cfg, "Host *\n  Compression yes\n").unwrap();
+    let fwd_cfg = work.path().join("fwd.conf");
+    fs::write(&fwd_cfg, format!("Host *\n  Include {}\n", inc.display())).unwrap();
+    for (cfg, want_g) in [(&plain_cfg, false), (&fwd_cfg, true)] {
+        let _ = fs::remove_file(&calls);
+        let child = Command::new(rosh_ssh())
+            .env("ROSH_SSH", &ssh)
+            .args(["-F", cfg.to_str().unwrap(), "host"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let log = fs::read_to_string(&calls).unwrap();
+        if want_g {
+            // ssh -G first, then ssh as a child of rosh-ssh.
+            let lines: Vec<&str> = log.lines().collect();
+            assert_eq!(lines.len(), 2, "{log}");
+            assert!(lines[0].ends_with(" -G"), "{log}");
+            assert!(!lines[1].starts_with(&format!("{pid} ")), "{log}");
+        } else {
+            assert_eq!(log, format!("{pid} -F\n"), "exec'd directly, no ssh -G");
+        }
+    }
+}
+
+#[test]
+fn log_lines_go_to_the_users_own_e_file() {
+    let Some(lab) = Lab::start() else { return };
+    let remote = hold_both();
+    let cfg = grav_config(
+        &lab,
+        "elog.conf",
+        &format!(
+            "  RemoteForward {} localhost:22\n  ExitOnForwardFailure yes\n",
+            remote.port
+        ),
+    );
+    let logs = TempDir::new("elog");
+    let first = logs.path().join("first.log");
+    let last = logs.path().join("last.log");
+    let tmp = private_tmp();
+    let out = rosh_in(
+        &tmp,
+        &[
+            "-E",
+            first.to_str().unwrap(),
+            "-F",
+            cfg.to_str().unwrap(),
+            "-E",
+            last.to_str().unwrap(),
+            "-o",
+            "LogLevel=INFO",
+            "grav",
+            "echo ok",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok\n");
+    // Only rosh-ssh's warning on stderr; ssh's lines in the last -E file.
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with("rosh-ssh: remoteforward") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!first.exists());
+    let log = fs::read_to_string(&last).unwrap();
+    assert!(log.contains("Warning: Permanently added"), "{log}");
+    assert!(
+        !log.contains("Error: remote port forwarding failed"),
+        "{log}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&last).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

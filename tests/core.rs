@@ -1,0 +1,555 @@
+//! rosh-ssh end to end: against the real sshd lab where a session matters,
+//! against a stub ssh (via ROSH_SSH) where only argv and exit codes do.
+mod lab;
+
+use lab::{Lab, PortHolder, TempDir, rosh_ssh};
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("run")
+}
+
+/// rosh-ssh with the lab's arguments, then `rest`.
+fn rosh(lab: &Lab, rest: &[&str]) -> Command {
+    let mut c = Command::new(rosh_ssh());
+    c.args(lab.args()).args(rest).env_remove("ROSH_SSH");
+    c
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, body).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// A stub ssh: answers `-G` with nothing, otherwise ends the way its last
+/// argument says: a number is an exit code, `sigN` kills itself with N.
+fn stub(dir: &Path) -> PathBuf {
+    script(
+        dir,
+        "ssh",
+        "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\neval \"last=\\${$#}\"\n\
+         case $last in sig*) kill -\"${last#sig}\" $$; sleep 5;; esac\nexit \"$last\"\n",
+    )
+}
+
+#[test]
+fn held_port_with_exit_on_forward_failure_plain_ssh_fails_rosh_connects() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    let fwd = format!("127.0.0.1:{}:localhost:22", held.port);
+    let opts = [
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &fwd,
+        "echo",
+        "session-ran",
+    ];
+
+    let plain = lab.ssh(&opts);
+    assert_eq!(
+        plain.status.code(),
+        Some(255),
+        "plain ssh: {}",
+        text(&plain.stderr)
+    );
+    assert!(
+        text(&plain.stderr).contains("Address already in use"),
+        "{}",
+        text(&plain.stderr)
+    );
+
+    let out = run(&mut rosh(&lab, &opts));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "session-ran\n");
+    let warn = format!(
+        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}; forward dropped\n",
+        p = held.port
+    );
+    assert_eq!(text(&out.stderr), warn);
+}
+
+#[test]
+fn options_after_the_destination_are_read_like_ssh() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    let fwd = format!("127.0.0.1:{}:localhost:22", held.port);
+    // vagrant's shape: host first, then options, then the command.
+    let mut c = Command::new(rosh_ssh());
+    c.args(["-F", lab.config().to_str().unwrap(), "lab"]).args([
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &fwd,
+        "-q",
+        "echo",
+        "-L",
+        "x",
+    ]);
+    let out = run(&mut c);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    // The words after the first non-option are the remote command, untouched.
+    assert_eq!(text(&out.stdout), "-L x\n");
+    assert!(text(&out.stderr).contains("forward dropped"));
+}
+
+#[test]
+fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    // Plain ssh would bind ::1 only and hand 127.0.0.1 clients to the holder.
+    let fwd = format!("{}:localhost:22", held.port);
+    let out = run(&mut rosh(&lab, &["-L", &fwd, "echo", "ok"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ok\n");
+    assert!(text(&out.stderr).contains(&format!("in use: 127.0.0.1:{}", held.port)));
+}
+
+#[test]
+fn kept_forward_really_forwards() {
+    let Some(lab) = Lab::start() else { return };
+    let port = lab::free_port();
+    let fwd = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    // The forward leads back to the lab's sshd: its banner arrives through it.
+    let cmd = "sleep 1; echo ok";
+    let child = rosh(&lab, &["-o", "ExitOnForwardFailure=yes", "-L", &fwd, cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let banner = loop {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::Read;
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut buf = [0u8; 8];
+            let n = s.read(&mut buf).unwrap_or(0);
+            break buf[..n].to_vec();
+        }
+        assert!(Instant::now() < deadline, "forward never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(&banner[..], b"SSH-2.0-");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn stdout_stderr_and_stdin_are_byte_exact() {
+    let Some(lab) = Lab::start() else { return };
+    let port = lab::free_port();
+    let fwd = format!("{port}:localhost:22");
+    let remote = r"cat; printf '\377\000\r\nout'; printf '\001err\n' >&2; exit 3";
+    let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let go = |cmd: &mut Command| {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.clone();
+        let w = std::thread::spawn(move || stdin.write_all(&data));
+        let out = child.wait_with_output().unwrap();
+        w.join().unwrap().unwrap();
+        out
+    };
+    let mut plain = Command::new(lab::SSH);
+    plain.args(lab.args()).args(["-L", &fwd, remote]);
+    let want = go(&mut plain);
+    let got = go(&mut rosh(&lab, &["-L", &fwd, remote]));
+    assert_eq!(want.status.code(), Some(3));
+    assert_eq!(got.status.code(), Some(3));
+    let mut expect = input.clone();
+    expect.extend_from_slice(b"\xff\x00\r\nout");
+    assert!(
+        got.stdout == expect,
+        "stdout differs ({} bytes)",
+        got.stdout.len()
+    );
+    assert_eq!(got.stdout, want.stdout);
+    assert_eq!(got.stderr, want.stderr);
+    assert_eq!(got.stderr, b"\x01err\n");
+}
+
+#[test]
+fn remote_exit_codes_and_a_sample_of_real_ends_mirror_ssh() {
+    let Some(lab) = Lab::start() else { return };
+    let fwd = format!("{}:localhost:22", lab::free_port());
+    for code in [0, 1, 7, 42, 128, 200, 254, 255] {
+        let cmd = format!("exit {code}");
+        let out = run(&mut rosh(&lab, &["-L", &fwd, &cmd]));
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn every_exit_code_and_signal_death_is_mirrored_on_both_paths() {
+    let dir = TempDir::new("stub");
+    let ssh = stub(dir.path());
+    for code in 0..=255 {
+        let c = code.to_string();
+        // Fast path (exec) and child path (a forward makes rosh-ssh stay).
+        for extra in [&[][..], &["-L", "4444:h:22"][..]] {
+            let out = run(Command::new(rosh_ssh())
+                .env("ROSH_SSH", &ssh)
+                .args(extra)
+                .args(["host", &c]));
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "code {code} {extra:?}: {}",
+                text(&out.stderr)
+            );
+        }
+    }
+    for sig in [
+        libc::SIGKILL,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGSEGV,
+        libc::SIGUSR1,
+    ] {
+        let s = format!("sig{sig}");
+        for extra in [&[][..], &["-L", "4444:h:22"][..]] {
+            let out = run(Command::new(rosh_ssh())
+                .env("ROSH_SSH", &ssh)
+                .args(extra)
+                .args(["host", &s]));
+            assert_eq!(
+                out.status.signal(),
+                Some(sig),
+                "{s} {extra:?}: {:?} {}",
+                out.status,
+                text(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn fast_path_execs_without_a_child() {
+    let dir = TempDir::new("stub");
+    let ssh = script(dir.path(), "ssh", "#!/bin/sh\necho \"$$ $*\"\n");
+    let child = Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-v", "host", "ls", "-l"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(text(&out.stdout), format!("{pid} -v host ls -l\n"));
+    // ClearAllForwardings=yes and modes take the fast path too.
+    for args in [
+        &["-o", "ClearAllForwardings=yes", "-L", "1:h:2", "host"][..],
+        &["-G", "-L", "1:h:2", "host"][..],
+        &["-O", "check", "-L", "1:h:2", "host"][..],
+    ] {
+        let child = Command::new(rosh_ssh())
+            .env("ROSH_SSH", &ssh)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            text(&out.stdout).starts_with(&format!("{pid} ")),
+            "{args:?}: {}",
+            text(&out.stdout)
+        );
+    }
+}
+
+#[test]
+fn signals_sent_to_the_wrapper_reach_ssh() {
+    let dir = TempDir::new("stub");
+    let mark = dir.path().join("got");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\n\
+             trap 'echo USR1 >> {m}' USR1\ntrap 'echo INT >> {m}; exit 42' INT\n\
+             echo ready\nwhile :; do sleep 0.05; done\n",
+            m = mark.display()
+        ),
+    );
+    let mut child = Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-L", "4444:h:22", "host"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "ready\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fs::read_to_string(&mark).unwrap_or_default() != "USR1\n" {
+        assert!(Instant::now() < deadline, "USR1 never arrived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(42));
+    assert_eq!(fs::read_to_string(&mark).unwrap(), "USR1\nINT\n");
+}
+
+#[test]
+fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
+    let Some(lab) = Lab::start() else { return };
+    let marker = format!("rosh-term-{}", std::process::id());
+    let cmd = format!("echo {marker}; sleep 30");
+    let fwd = format!("{}:localhost:22", lab::free_port());
+    let mut child = rosh(&lab, &["-L", &fwd, &cmd])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), marker);
+    let started = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // ssh.c: a client killed by a signal says so and exits 255.
+    assert_eq!(st.code(), Some(255), "{st:?}");
+    assert!(local_processes_with(&marker).is_empty(), "ssh left behind");
+}
+
+/// Local processes (not sshd's) whose command line mentions `needle`.
+fn local_processes_with(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        found.clear();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = text(&cmd);
+            if cmd.contains(needle)
+                && !cmd.starts_with("sshd")
+                && !cmd.contains("bash -c")
+                && !cmd.starts_with("sleep")
+            {
+                found.push(pid);
+            }
+        }
+        if found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn no_process_left_behind_after_a_session() {
+    let Some(lab) = Lab::start() else { return };
+    let marker = format!("rosh-left-{}", std::process::id());
+    let fwd = format!("{}:localhost:22", lab::free_port());
+    let out = run(&mut rosh(&lab, &["-L", &fwd, "echo", &marker]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(local_processes_with(&marker).is_empty());
+}
+
+#[test]
+fn require_forward_refuses_to_connect() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    let fwd = format!("127.0.0.1:{}:localhost:22", held.port);
+    let out = run(Command::new(rosh_ssh())
+        .arg("--require-forward")
+        .args(lab.args())
+        .args(["-L", &fwd, "echo", "must-not-run"]));
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).contains("not connecting (--require-forward)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(rosh(&lab, &["-L", &fwd, "true"]).env("ROSH_REQUIRE_FORWARD", "1"));
+    assert_eq!(out.status.code(), Some(255));
+}
+
+#[test]
+fn dry_run_prints_the_command_and_each_forward() {
+    let held = PortHolder::v4();
+    let p = held.port;
+    let out = run(Command::new(rosh_ssh()).args([
+        "--dry-run",
+        "-F",
+        "/dev/null",
+        "-fNL",
+        &format!("127.0.0.1:{p}:localhost:{p}"),
+        "-R",
+        "8082:localhost:8082",
+        "h",
+        "ls",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let want = format!(
+        "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls\n\
+         drop localforward [127.0.0.1]:{p} [localhost]:{p} # in use: 127.0.0.1:{p}\n\
+         keep remoteforward 8082 [localhost]:8082\n"
+    );
+    assert_eq!(text(&out.stdout), want);
+    // Arguments ssh rejects: ssh's own error, exit 255.
+    let out =
+        run(Command::new(rosh_ssh()).args(["--dry-run", "-F", "/dev/null", "-L", "0:h:1", "h"]));
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(
+        text(&out.stderr),
+        "Bad local forwarding specification '0:h:1'\n"
+    );
+}
+
+#[test]
+fn bad_forward_gets_ssh_own_error() {
+    let out = run(Command::new(rosh_ssh()).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
+    let plain = run(Command::new(lab::SSH).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
+    assert_eq!(out.status.code(), plain.status.code());
+    assert_eq!(out.stderr, plain.stderr);
+    assert_eq!(
+        text(&out.stderr),
+        "Bad local forwarding specification 'nonsense'\n"
+    );
+}
+
+#[test]
+fn never_runs_itself_whatever_path_holds() {
+    let dir = TempDir::new("loop");
+    std::os::unix::fs::symlink(rosh_ssh(), dir.path().join("ssh")).unwrap();
+    let out = run(Command::new(rosh_ssh())
+        .env("PATH", dir.path())
+        .env_remove("ROSH_SSH")
+        .args(["-L", "1:h:2", "h"]));
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).starts_with("rosh-ssh: no real ssh found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // Through the symlink named ssh, the same.
+    let out = run(Command::new(dir.path().join("ssh"))
+        .env("PATH", dir.path())
+        .env_remove("ROSH_SSH")
+        .arg("h"));
+    assert_eq!(out.status.code(), Some(255));
+
+    let out = run(Command::new(rosh_ssh())
+        .env("ROSH_SSH", rosh_ssh())
+        .arg("h"));
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("is rosh-ssh itself"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A script named ssh that calls rosh-ssh again: the depth guard ends it.
+    let d2 = TempDir::new("loop2");
+    script(
+        d2.path(),
+        "ssh",
+        &format!("#!/bin/sh\nexec {} \"$@\"\n", rosh_ssh().display()),
+    );
+    let started = Instant::now();
+    let out = run(Command::new(rosh_ssh())
+        .env("PATH", d2.path())
+        .env_remove("ROSH_SSH")
+        .arg("h"));
+    assert_eq!(out.status.code(), Some(255));
+    assert!(
+        text(&out.stderr).contains("levels deep"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn help_and_version() {
+    let out = run(Command::new(rosh_ssh()).arg("--help"));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("usage: rosh-ssh"));
+    let out = run(Command::new(rosh_ssh()).arg("--version"));
+    assert_eq!(
+        text(&out.stdout),
+        format!("rosh-ssh {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn non_utf8_arguments_reach_ssh_byte_exact() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new("stub");
+    let out_file = dir.path().join("argv");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\nprintf '%s\\0' \"$@\" > {}\n",
+            out_file.display()
+        ),
+    );
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9 \xff'\"$x");
+    for extra in [&[][..], &["-L", "4444:h:22"][..]] {
+        let st = Command::new(rosh_ssh())
+            .env("ROSH_SSH", &ssh)
+            .args(extra)
+            .arg("host")
+            .arg(odd)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut want: Vec<u8> = Vec::new();
+        for w in extra
+            .iter()
+            .map(|s| s.as_bytes())
+            .chain([&b"host"[..], odd.as_bytes()])
+        {
+            want.extend_from_slice(w);
+            want.push(0);
+        }
+        assert_eq!(fs::read(&out_file).unwrap(), want);
+    }
+}

@@ -1,0 +1,266 @@
+//! The sshd lab: a real OpenSSH `sshd` on 127.0.0.1 with an ephemeral port
+//! and keys made in a private temp dir, for integration tests to connect to.
+//!
+//! Use it from a test file with `mod lab;`. `Lab::start()` returns `None`
+//! (after printing why) only when sshd is missing outside CI; under `CI=true`
+//! a missing sshd fails the test instead of skipping it.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const SSHD: &str = "/usr/sbin/sshd";
+pub const SSH: &str = "/usr/bin/ssh";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh private directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let base = std::env::temp_dir();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0);
+            let p = base.join(format!("rosh-{tag}-{}-{n}-{nanos}", std::process::id()));
+            match fs::create_dir(&p) {
+                Ok(()) => return TempDir(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("cannot create temp dir {}: {e}", p.display()),
+            }
+        }
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether a missing tool must fail the test (CI) or skip it (a developer's machine).
+pub fn require(tool: &str) -> bool {
+    if Path::new(tool).exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+        panic!("{tool} is missing and CI is set: .ci/run must install it");
+    }
+    eprintln!("skipping: {tool} not installed");
+    false
+}
+
+fn wait_ready(sshd: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = sshd.try_wait() {
+            return false;
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The name of the user the tests run as (sshd logs in as this user).
+pub fn user_name() -> String {
+    let out = Command::new("id").arg("-un").output().expect("id -un");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (the kernel's pick).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+fn keygen(path: &Path) {
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .stdin(Stdio::null())
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen failed");
+}
+
+pub struct Lab {
+    pub dir: TempDir,
+    pub port: u16,
+    pub user: String,
+    sshd: Child,
+}
+
+impl Lab {
+    /// Starts sshd on an ephemeral loopback port and waits until it accepts.
+    pub fn start() -> Option<Lab> {
+        Lab::start_with("")
+    }
+
+    /// Like `start`, with extra lines appended to sshd_config.
+    pub fn start_with(extra: &str) -> Option<Lab> {
+        if !require(SSHD) || !require(SSH) {
+            return None;
+        }
+        let dir = TempDir::new("lab");
+        let d = dir.path().to_path_buf();
+        keygen(&d.join("hostkey"));
+        keygen(&d.join("id"));
+        fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
+        // sshd insists on its privilege separation directory when run as root.
+        let _ = fs::create_dir_all("/run/sshd");
+        let user = user_name();
+        for _attempt in 0..5 {
+            let port = free_port();
+            let conf = format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
+                 PidFile none\nPermitRootLogin yes\nAllowTcpForwarding yes\n\
+                 AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\n\
+                 PrintMotd no\nPrintLastLog no\nLogLevel VERBOSE\n\
+                 AcceptEnv ROSH_*\nMaxStartups 100:30:200\nMaxSessions 100\n{extra}\n",
+                d = d.display()
+            );
+            fs::write(d.join("sshd_config"), conf).unwrap();
+            let sshd = Command::new(SSHD)
+                .arg("-D")
+                .arg("-f")
+                .arg(d.join("sshd_config"))
+                .arg("-E")
+                .arg(d.join("sshd.log"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start sshd");
+            let mut sshd = sshd;
+            if wait_ready(&mut sshd, port) {
+                let lab = Lab {
+                    dir,
+                    port,
+                    user,
+                    sshd,
+                };
+                lab.write_client_config();
+                return Some(lab);
+            }
+            // Lost the port race, or sshd refused its config: try again.
+            let _ = sshd.kill();
+            let _ = sshd.wait();
+            let log = fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+            eprintln!("sshd did not come up on port {port}: {log}");
+        }
+        panic!("sshd did not start");
+    }
+
+    fn write_client_config(&self) {
+        let d = self.dir.path();
+        let conf = format!(
+            "Host lab\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/id\n\
+             \x20 IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n\
+             \x20 BatchMode yes\n  LogLevel ERROR\n",
+            port = self.port,
+            user = self.user,
+            d = d.display()
+        );
+        fs::write(d.join("config"), conf).unwrap();
+    }
+
+    /// The lab's private directory (keys, configs, logs).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The client config with `Host lab`, for `-F`.
+    pub fn config(&self) -> PathBuf {
+        self.path().join("config")
+    }
+
+    /// The client private key.
+    pub fn key(&self) -> PathBuf {
+        self.path().join("id")
+    }
+
+    /// `-F <config> lab`: the arguments that reach the lab with plain ssh.
+    pub fn args(&self) -> Vec<OsString> {
+        vec!["-F".into(), self.config().into(), "lab".into()]
+    }
+
+    /// Writes an extra client config file in the lab dir: the lab's `Host lab`
+    /// block follows `extra`, so `extra` may hold Host blocks of its own.
+    pub fn config_with(&self, name: &str, extra: &str) -> PathBuf {
+        let base = fs::read_to_string(self.config()).unwrap();
+        let p = self.path().join(name);
+        let mut f = fs::File::create(&p).unwrap();
+        write!(f, "{extra}\n{base}").unwrap();
+        p
+    }
+
+    /// sshd's log so far (for assertion messages).
+    pub fn sshd_log(&self) -> String {
+        fs::read_to_string(self.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// Runs the real ssh with the lab's arguments followed by `rest`.
+    pub fn ssh(&self, rest: &[&str]) -> Output {
+        Command::new(SSH)
+            .args(self.args())
+            .args(rest)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ssh")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
+}
+
+/// The rosh-ssh binary cargo built for these tests.
+pub fn rosh_ssh() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rosh-ssh"))
+}
+
+/// Holds a TCP port on 127.0.0.1 (and ::1 when `both`) with a listening socket.
+pub struct PortHolder {
+    pub port: u16,
+    _v4: TcpListener,
+    _v6: Option<TcpListener>,
+}
+
+impl PortHolder {
+    pub fn v4() -> PortHolder {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        PortHolder {
+            port: l.local_addr().unwrap().port(),
+            _v4: l,
+            _v6: None,
+        }
+    }
+    pub fn at(port: u16) -> std::io::Result<PortHolder> {
+        let l = TcpListener::bind(("127.0.0.1", port))?;
+        Ok(PortHolder {
+            port,
+            _v4: l,
+            _v6: None,
+        })
+    }
+}

@@ -1,0 +1,698 @@
+//! The rosh shell function end to end: a local tmux gives it a real
+//! pseudo-terminal, each supported shell runs it against the sshd lab, and
+//! the "remote" tmux is a private server on this machine.
+//!
+//! Until rosh-ssh is complete, `rosh-ssh` on the function's PATH is a symlink
+//! to the real ssh: the function only needs ssh's arguments and exit codes.
+mod lab;
+
+use lab::{Lab, TempDir};
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+fn unique(tag: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("rosh-{tag}-{}-{n}", std::process::id())
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The absolute path of a program on PATH.
+fn find(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+}
+
+/// Like `find` for a tool the tests need: when it is missing,
+/// `lab::require` skips the test with a note, or fails it under CI.
+fn which(prog: &str) -> Option<PathBuf> {
+    let found = find(prog);
+    if found.is_none() {
+        lab::require(&format!("/usr/bin/{prog}"));
+    }
+    found
+}
+
+/// Polls `f` every 20 ms until it returns Some or `secs` pass.
+fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(pid: i32) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+}
+
+/// A tmux server of our own: `-S <dir>/sock` locally, or `-L <name>` for the
+/// "remote" one (with TMUX_TMPDIR pointing into the test's dir). Dropping it
+/// kills its server by pid.
+struct Tmux {
+    args: Vec<OsString>,
+    tmpdir: PathBuf,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(&self.args)
+            .env("TMUX_TMPDIR", &self.tmpdir)
+            .env_remove("TMUX")
+            .stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Option<String> {
+        let out = self.cmd().args(args).stderr(Stdio::null()).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+    fn server_pid(&self) -> Option<i32> {
+        self.run(&["list-sessions", "-F", "#{pid}"])?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+    fn clients(&self) -> Vec<i32> {
+        self.run(&["list-clients", "-F", "#{client_pid}"])
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        if let Some(pid) = self.server_pid() {
+            kill9(pid);
+        }
+    }
+}
+
+/// A local terminal: a private tmux server whose one pane runs `shell`.
+struct Term {
+    tmux: Tmux,
+}
+
+impl Term {
+    fn start(dir: &Path, env: &[(&str, OsString)], shell: &[&str]) -> Term {
+        let tmux = Tmux {
+            args: vec![
+                "-S".into(),
+                dir.join("local.sock").into(),
+                "-f".into(),
+                "/dev/null".into(),
+            ],
+            tmpdir: dir.to_path_buf(),
+        };
+        let mut c = tmux.cmd();
+        c.args(["new-session", "-d", "-x", "160", "-y", "40", "--"])
+            .args(shell);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let st = c.env_remove("ENV").status().expect("run tmux");
+        assert!(st.success(), "local tmux did not start");
+        Term { tmux }
+    }
+    fn keys(&self, keys: &[&str]) {
+        let st = self
+            .tmux
+            .cmd()
+            .arg("send-keys")
+            .args(keys)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    /// Types `line` literally, then Enter.
+    fn line(&self, line: &str) {
+        let st = self
+            .tmux
+            .cmd()
+            .args(["send-keys", "-l", line])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        self.keys(&["Enter"]);
+    }
+    fn screen(&self) -> String {
+        self.tmux
+            .run(&["capture-pane", "-p", "-J"])
+            .unwrap_or_default()
+    }
+}
+
+/// One shell under test: how to start it interactively without rc files,
+/// and how its command lines spell what the test types.
+struct Shell {
+    name: &'static str,
+    argv: Vec<String>,
+    fish: bool,
+}
+
+impl Shell {
+    fn new(name: &'static str) -> Option<Shell> {
+        let path = which(name)?.display().to_string();
+        let argv = match name {
+            "bash" => vec![path, "--norc".into(), "--noprofile".into(), "-i".into()],
+            "zsh" => vec![path, "-f".into(), "-i".into()],
+            "fish" => vec![path, "--no-config".into(), "-i".into()],
+            _ => vec![path, "-i".into()],
+        };
+        Some(Shell {
+            name,
+            argv,
+            fish: name == "fish",
+        })
+    }
+    fn source(&self) -> String {
+        let dir = repo().join("shell");
+        if self.fish {
+            format!("source '{}'", dir.join("rosh.fish").display())
+        } else {
+            format!(". '{}'", dir.join("rosh.sh").display())
+        }
+    }
+    fn status(&self) -> &'static str {
+        if self.fish { "$status" } else { "$?" }
+    }
+}
+
+/// Everything a scenario needs: the lab (whose sshd sets HOME and
+/// TMUX_TMPDIR for the remote side), a local terminal running the shell with
+/// rosh-ssh on PATH, the remote tmux, and rosh's stderr in a file.
+struct Rig {
+    term: Term,
+    remote: Tmux,
+    remote_sock: String,
+    log: PathBuf,
+    dir: TempDir,
+    lab: Lab,
+}
+
+fn rig(shell: &Shell) -> Option<Rig> {
+    which("tmux")?;
+    let dir = TempDir::new("shell");
+    let home = dir.path().join("remote-home");
+    let tmpdir = dir.path().join("tmux");
+    fs::create_dir_all(&home).unwrap();
+    fs::create_dir_all(&tmpdir).unwrap();
+    // Sessions made by rosh must survive this.
+    fs::write(home.join(".tmux.conf"), "set -g destroy-unattached on\n").unwrap();
+    let lab = Lab::start_with(&format!(
+        "SetEnv HOME={} TMUX_TMPDIR={}",
+        home.display(),
+        tmpdir.display()
+    ))?;
+
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let local_home = dir.path().join("local-home");
+    fs::create_dir_all(&local_home).unwrap();
+    let env = [
+        ("PATH", path),
+        ("HOME", local_home.into()),
+        ("SHELL", "/bin/sh".into()),
+        ("PS1", "$ ".into()),
+    ];
+    let argv: Vec<&str> = shell.argv.iter().map(String::as_str).collect();
+    let term = Term::start(dir.path(), &env, &argv);
+    let remote_sock = unique("remote");
+    let remote = Tmux {
+        args: vec!["-L".into(), remote_sock.clone().into()],
+        tmpdir,
+    };
+    let log = dir.path().join("rosh.log");
+    // The shell is ready when it has run a command of ours.
+    term.line(&shell.source());
+    term.line("echo READY''X");
+    let ready = wait_for(10, || term.screen().contains("READYX").then_some(()));
+    assert!(
+        ready.is_some(),
+        "{} did not start: {}",
+        shell.name,
+        term.screen()
+    );
+    Some(Rig {
+        term,
+        remote,
+        remote_sock,
+        log,
+        dir,
+        lab,
+    })
+}
+
+impl Rig {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn rosh(&self, shell: &Shell, opts: &str, session: &str) {
+        let cmd = format!(
+            "rosh {opts} -L {} -F '{}' lab {session} 2>>'{}'; echo ROSH-END-{}",
+            self.remote_sock,
+            self.lab.config().display(),
+            self.log.display(),
+            shell.status()
+        );
+        self.term.line(&cmd);
+    }
+    fn context(&self) -> String {
+        format!(
+            "\n--- rosh log:\n{}\n--- local screen:\n{}\n--- sshd log tail:\n{}",
+            self.log(),
+            self.term.screen(),
+            self.lab
+                .sshd_log()
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+    fn wait_log(&self, what: &str, count: usize, secs: u64) {
+        let ok = wait_for(secs, || {
+            (self.log().matches(what).count() >= count).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "no {count}x {what:?} in time{}",
+            self.context()
+        );
+    }
+    /// The one attached remote client that is not in `old`.
+    fn new_client(&self, old: &[i32]) -> i32 {
+        let c = wait_for(15, || {
+            self.remote.clients().into_iter().find(|c| !old.contains(c))
+        });
+        c.unwrap_or_else(|| panic!("no remote tmux client attached{}", self.context()))
+    }
+    /// Kills the sshd process serving `client` (its nearest sshd ancestor).
+    fn kill_sshd_of(&self, client: i32) {
+        let mut pid = client;
+        for _ in 0..10 {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+            let Some((head, tail)) = stat.rsplit_once(')') else {
+                break;
+            };
+            let ppid: i32 = tail
+                .split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            if head.contains("(sshd") && pid != client {
+                kill9(pid);
+                return;
+            }
+            pid = ppid;
+        }
+        panic!("no sshd process above client {client}{}", self.context());
+    }
+    fn remote_screen(&self) -> String {
+        self.remote
+            .run(&["capture-pane", "-p", "-J"])
+            .unwrap_or_default()
+    }
+    fn wait_remote(&self, what: &str) {
+        let ok = wait_for(10, || self.remote_screen().contains(what).then_some(()));
+        assert!(
+            ok.is_some(),
+            "remote pane never showed {what:?}:\n{}{}",
+            self.remote_screen(),
+            self.context()
+        );
+    }
+    /// The status `echo ROSH-END-$?` printed after rosh returned, if on screen.
+    fn end_status(&self) -> Option<String> {
+        let s = self.term.screen();
+        s.match_indices("ROSH-END-").find_map(|(i, m)| {
+            let code: String = s[i + m.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            (!code.is_empty()).then_some(code)
+        })
+    }
+    fn wait_end(&self) -> String {
+        let end = wait_for(15, || self.end_status());
+        end.unwrap_or_else(|| panic!("the rosh loop did not end{}", self.context()))
+    }
+    fn clear(&self) {
+        self.term.line("clear");
+        let ok = wait_for(10, || self.end_status().is_none().then_some(()));
+        assert!(ok.is_some(), "clear{}", self.context());
+    }
+}
+
+/// A session name that needs quoting at every step.
+const NAME: &str = r#"it's "a" $x `y` ;z"#;
+
+fn quoted_for(shell: &Shell, s: &str) -> String {
+    if shell.fish {
+        format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// What tmux itself stores for `name` when given it as one argv word.
+fn tmux_name_of(name: &str, tmpdir: &Path) -> String {
+    let oracle = Tmux {
+        args: vec![
+            "-L".into(),
+            unique("oracle").into(),
+            "-f".into(),
+            "/dev/null".into(),
+        ],
+        tmpdir: tmpdir.to_path_buf(),
+    };
+    let st = oracle
+        .cmd()
+        .args(["new-session", "-d", "-s", name])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    oracle
+        .run(&["list-sessions", "-F", "#{session_name}"])
+        .unwrap()
+}
+
+fn scenario(name: &'static str) {
+    let Some(shell) = Shell::new(name) else {
+        return;
+    };
+    let Some(r) = rig(&shell) else { return };
+    let tag = unique("v");
+
+    // 1. Creates the session and attaches, the name intact.
+    r.rosh(&shell, "-I 1 -a 1", &quoted_for(&shell, NAME));
+    let c1 = r.new_client(&[]);
+    let names = r
+        .remote
+        .run(&["list-sessions", "-F", "#{session_name}"])
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        tmux_name_of(NAME, r.dir.path()),
+        "session name{}",
+        r.context()
+    );
+    let opt = r.remote.run(&["show-options", "-v", "destroy-unattached"]);
+    assert_eq!(
+        opt.as_deref(),
+        Some("off\n"),
+        "destroy-unattached{}",
+        r.context()
+    );
+
+    // 2. State in the remote shell: a variable and a running counter.
+    let counter = r.dir.path().join("counter");
+    let stray = r.dir.path().join("stray");
+    r.term.line(&format!(
+        "V={tag}; (i=0; while echo $i 2>/dev/null >'{}'; do i=$((i+1)); sleep 0.1; done) &",
+        counter.display()
+    ));
+    let count = || -> u64 {
+        fs::read_to_string(&counter)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(10, || (count() > 0).then_some(())).is_some(),
+        "counter{}",
+        r.context()
+    );
+
+    // 3. The server side of the connection dies: rosh reconnects, state kept.
+    r.kill_sshd_of(c1);
+    r.wait_log("reconnecting...", 1, 15);
+    let before = count();
+    let c2 = r.new_client(&[c1]);
+    r.term.line("echo V=$V");
+    r.wait_remote(&format!("V={tag}"));
+    assert!(
+        wait_for(10, || (count() > before).then_some(())).is_some(),
+        "counter stopped{}",
+        r.context()
+    );
+
+    // 4. Keys typed while disconnected (a command and a ^D) are dropped.
+    r.kill_sshd_of(c2);
+    r.wait_log("reconnecting...", 2, 15);
+    r.term.line(&format!("touch '{}'", stray.display()));
+    r.term.keys(&["C-d"]);
+    let c3 = r.new_client(&[c1, c2]);
+    r.term.line("echo again=$V");
+    r.wait_remote(&format!("again={tag}"));
+    assert!(
+        !stray.exists(),
+        "a key typed while disconnected ran{}",
+        r.context()
+    );
+
+    // 5. The remote tmux client killed by SIGKILL: OOM hint, then back.
+    kill9(c3);
+    r.wait_log("OOM killer", 1, 15);
+    let _c4 = r.new_client(&[c1, c2, c3]);
+    r.term.line("echo third=$V");
+    r.wait_remote(&format!("third={tag}"));
+
+    // 6. Detach ends the loop, and says the session is still running.
+    let id = r
+        .remote
+        .run(&["list-sessions", "-F", "#{session_id}"])
+        .unwrap_or_default();
+    r.remote.run(&["detach-client", "-s", id.trim()]);
+    assert_eq!(r.wait_end(), "0", "exit status after detach{}", r.context());
+    assert!(r.log().contains("detached; session"), "{}", r.context());
+    assert!(
+        r.remote.server_pid().is_some(),
+        "session gone after detach{}",
+        r.context()
+    );
+
+    // 7. Ctrl-C while waiting to reconnect ends the loop.
+    r.clear();
+    r.rosh(&shell, "-I 30 -a 1", &quoted_for(&shell, NAME));
+    let c5 = wait_for(15, || r.remote.clients().first().copied()).expect("attach for Ctrl-C");
+    r.kill_sshd_of(c5);
+    r.wait_log("reconnecting...", 4, 15);
+    r.term.keys(&["C-c"]);
+    r.wait_end();
+    assert!(
+        r.remote.clients().is_empty(),
+        "reconnected after Ctrl-C{}",
+        r.context()
+    );
+
+    // 8. The remote shell exits: the loop ends and says the session is gone.
+    r.clear();
+    r.rosh(&shell, "-I 1 -a 1", "fresh");
+    r.new_client(&[]);
+    r.term.line("exit");
+    assert_eq!(
+        r.wait_end(),
+        "0",
+        "exit status after the shell exited{}",
+        r.context()
+    );
+    assert!(
+        r.log().contains("session 'fresh' is gone"),
+        "{}",
+        r.context()
+    );
+}
+
+#[test]
+fn rosh_in_bash() {
+    scenario("bash");
+}
+#[test]
+fn rosh_in_zsh() {
+    scenario("zsh");
+}
+#[test]
+fn rosh_in_dash() {
+    scenario("dash");
+}
+#[test]
+fn rosh_in_ksh() {
+    scenario("ksh");
+}
+#[test]
+fn rosh_in_fish() {
+    scenario("fish");
+}
+
+/// Without a terminal: permanent errors end the loop at once, with ssh's
+/// message and one line of rosh's; -V shows the command and the status.
+fn fails_fast(name: &'static str) {
+    let Some(shell) = Shell::new(name) else {
+        return;
+    };
+    if which("tmux").is_none() {
+        return;
+    }
+    let dir = TempDir::new("fail");
+    // A remote PATH with sh and friends but no tmux.
+    let rbin = dir.path().join("rbin");
+    fs::create_dir_all(&rbin).unwrap();
+    for tool in ["sh", "mktemp", "cat", "rm"] {
+        let real = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file());
+        std::os::unix::fs::symlink(real.expect(tool), rbin.join(tool)).unwrap();
+    }
+    let Some(lab) = Lab::start_with(&format!("SetEnv PATH={}", rbin.display())) else {
+        return;
+    };
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let conf = lab.config().display().to_string();
+    let cases = [
+        (
+            "-V -I 0 nosuchhost.invalid",
+            255,
+            "ssh could not set up the session",
+        ),
+        ("-I 0 -o Port=1 lab", 255, "Connection refused"),
+        ("-I 0 lab", 127, "tmux not found"),
+        ("-I x lab", 2, "rosh"),
+    ];
+    for (args, want, msg) in cases {
+        let script = format!("{}; rosh -F '{conf}' {args}", shell.source());
+        let mut argv = shell.argv.clone();
+        argv.retain(|a| a != "-i");
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = wait_for(20, || child.try_wait().ok().flatten());
+        if done.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(done.is_some(), "{name}: rosh {args} did not end: {err}");
+        assert_eq!(out.status.code(), Some(want), "{name}: rosh {args}: {err}");
+        assert!(
+            err.contains(msg),
+            "{name}: rosh {args}: no {msg:?} in {err}"
+        );
+        let ours = err.lines().filter(|l| l.starts_with("rosh: ")).count();
+        if !args.starts_with("-V") {
+            assert_eq!(
+                ours, 1,
+                "{name}: rosh {args}: one line of rosh's own: {err}"
+            );
+        }
+        if args.starts_with("-V") {
+            assert!(
+                err.contains("rosh: + rosh-ssh "),
+                "{name}: -V shows the command: {err}"
+            );
+            assert!(
+                err.contains("ServerAliveCountMax=1"),
+                "{name}: -V shows the command: {err}"
+            );
+            assert!(
+                err.contains("rosh-ssh exited 255"),
+                "{name}: -V shows the status: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn fails_fast_in_bash() {
+    fails_fast("bash");
+}
+#[test]
+fn fails_fast_in_dash() {
+    fails_fast("dash");
+}
+#[test]
+fn fails_fast_in_zsh() {
+    fails_fast("zsh");
+}
+#[test]
+fn fails_fast_in_ksh() {
+    fails_fast("ksh");
+}
+#[test]
+fn fails_fast_in_fish() {
+    fails_fast("fish");
+}
+
+/// The sh file stays POSIX: dash parses it, shellcheck -s sh finds nothing.
+#[test]
+fn rosh_sh_is_posix() {
+    let f = repo().join("shell/rosh.sh");
+    if find("dash").is_some() {
+        let st = Command::new("dash").arg("-n").arg(&f).status().unwrap();
+        assert!(st.success(), "dash -n");
+    }
+    if find("shellcheck").is_some() {
+        let out = Command::new("shellcheck")
+            .args(["-s", "sh"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    if find("fish").is_some() {
+        let st = Command::new("fish")
+            .arg("-n")
+            .arg(repo().join("shell/rosh.fish"))
+            .status()
+            .unwrap();
+        assert!(st.success(), "fish -n");
+    }
+}
