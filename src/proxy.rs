@@ -44,7 +44,8 @@ const PIPE_SIZE: libc::c_int = 256 * 1024;
 /// Buffer of the read/write fallback.
 const COPY_SIZE: usize = 64 * 1024;
 
-const USAGE: &str = "usage: --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]";
+const USAGE: &str =
+    "usage: --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]";
 
 /// What `--proxy` was asked to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +124,7 @@ fn describe(err: &io::Error) -> String {
 
 fn seconds(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         let frac = format!("{:03}", ms % 1000);
@@ -135,10 +136,9 @@ fn seconds(d: Duration) -> String {
 /// status (0) once both directions are closed, or after passing the fd.
 pub fn run(args: &[OsString]) -> Result<i32, ProxyError> {
     let mut opts = parse_args(args)?;
-    if opts.connect_timeout.is_none() {
-        if let Some(value) = std::env::var_os(CONNECT_TIMEOUT_ENV).filter(|v| !v.is_empty()) {
-            opts.connect_timeout = Some(parse_seconds(CONNECT_TIMEOUT_ENV, &value)?);
-        }
+    let from_env = std::env::var_os(CONNECT_TIMEOUT_ENV).filter(|v| !v.is_empty());
+    if let (None, Some(value)) = (opts.connect_timeout, from_env) {
+        opts.connect_timeout = Some(parse_seconds(CONNECT_TIMEOUT_ENV, &value)?);
     }
     let stream = connect(&opts)?;
     if opts.fdpass {
@@ -270,10 +270,7 @@ pub fn connect(opts: &Options) -> Result<TcpStream, ProxyError> {
             Err(failure) => failure,
         };
         let now = Instant::now();
-        let retry = match deadline {
-            Some(deadline) if failure.is_transient() && now < deadline => true,
-            _ => false,
-        };
+        let retry = failure.is_transient() && deadline.is_some_and(|d| now < d);
         if !retry {
             return Err(match failure {
                 Failure::Resolve(reason) => ProxyError::Resolve {
@@ -615,7 +612,7 @@ impl Flow {
                 }
                 Err(err) => Err(err),
             },
-            Mode::Copy { buf, start, end } => {
+            Mode::Copy { buf, end, .. } => {
                 let room = &mut buf[*end..];
                 // SAFETY: reads into the unused tail of our buffer.
                 let n = unsafe { libc::read(self.src, room.as_mut_ptr().cast(), room.len()) };
@@ -627,7 +624,7 @@ impl Flow {
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
             Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
-                self.to_copy()?;
+                self.switch_to_copy()?;
                 return self.read_step();
             }
             Err(err) => return Err(err),
@@ -657,7 +654,7 @@ impl Flow {
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
             Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
-                self.to_copy()?;
+                self.switch_to_copy()?;
                 return self.write_step();
             }
             // The reader is gone (ssh exited, or the server reset): drop
@@ -672,7 +669,7 @@ impl Flow {
     }
 
     /// Leaves splice for read/write, keeping the bytes already in the pipe.
-    fn to_copy(&mut self) -> io::Result<()> {
+    fn switch_to_copy(&mut self) -> io::Result<()> {
         let Mode::Splice { read, held, .. } = &self.mode else {
             return Ok(());
         };
