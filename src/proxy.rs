@@ -118,6 +118,10 @@ impl std::error::Error for ProxyError {}
 fn describe(err: &io::Error) -> String {
     match err.raw_os_error() {
         Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        // TcpStream::connect_timeout's own error: say it as ssh does (ETIMEDOUT).
+        None if err.kind() == io::ErrorKind::TimedOut => {
+            nix::errno::Errno::ETIMEDOUT.desc().to_string()
+        }
         None => err.to_string(),
     }
 }
@@ -879,6 +883,32 @@ mod tests {
             assert!(sent == a, "up, {len} bytes");
             assert!(out == b, "down, {len} bytes");
         }
+    }
+
+    #[test]
+    fn copy_mode_when_input_is_a_tty() {
+        // splice(2) from a tty fails with EINVAL: the fallback must carry it.
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let (near, mut far) = UnixStream::pair().unwrap();
+        let (mut out_r, out_w) = os_pipe::pipe().unwrap();
+        let mut master = std::fs::File::from(pty.master);
+        far.shutdown(std::net::Shutdown::Write).unwrap();
+        let worker = std::thread::spawn(move || {
+            relay(
+                OwnedFd::from(pty.slave),
+                OwnedFd::from(out_w),
+                OwnedFd::from(near),
+            )
+        });
+        // A line, then VEOF (^D) at the start of a line: read() gives 0.
+        master.write_all(b"typed line\n\x04").unwrap();
+        let mut got = Vec::new();
+        far.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"typed line\n");
+        let mut out = Vec::new();
+        out_r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"");
+        worker.join().unwrap().unwrap();
     }
 
     #[test]

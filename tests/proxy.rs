@@ -272,6 +272,47 @@ fn bad_connect_timeout_variable_is_an_error() {
 }
 
 #[test]
+fn connect_timeout_bounds_an_attempt() {
+    // A listener whose backlog is full: the kernel drops further SYNs, so a
+    // connect hangs as it would to a dead host.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen() again on our own listening socket only shrinks its backlog.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    // One connection waiting to be accepted fills a backlog of 0.
+    let _queued = TcpStream::connect(addr).unwrap();
+    thread::sleep(Duration::from_millis(100));
+    for (how, mut cmd) in [
+        (
+            "option",
+            proxy(&["127.0.0.1", &port_of(addr), "--connect-timeout", "1"]),
+        ),
+        ("variable", {
+            let mut c = proxy(&["127.0.0.1", &port_of(addr)]);
+            c.env(rosh_ssh::proxy::CONNECT_TIMEOUT_ENV, "1");
+            c
+        }),
+    ] {
+        let start = Instant::now();
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        let took = start.elapsed();
+        assert_eq!(out.status.code(), Some(255), "{how}");
+        assert_eq!(
+            stderr(&out),
+            format!(
+                "rosh-ssh: connect to host 127.0.0.1 port {}: Connection timed out\n",
+                addr.port()
+            ),
+            "{how}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{how}: {took:?}"
+        );
+    }
+}
+
+#[test]
 fn wait_reaches_a_listener_that_appears_later() {
     let port = refused_port();
     let server = thread::spawn(move || {
