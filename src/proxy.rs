@@ -893,13 +893,8 @@ mod tests {
         let (mut out_r, out_w) = os_pipe::pipe().unwrap();
         let mut master = std::fs::File::from(pty.master);
         far.shutdown(std::net::Shutdown::Write).unwrap();
-        let worker = std::thread::spawn(move || {
-            relay(
-                OwnedFd::from(pty.slave),
-                OwnedFd::from(out_w),
-                OwnedFd::from(near),
-            )
-        });
+        let worker =
+            std::thread::spawn(move || relay(pty.slave, OwnedFd::from(out_w), OwnedFd::from(near)));
         // A line, then VEOF (^D) at the start of a line: read() gives 0.
         master.write_all(b"typed line\n\x04").unwrap();
         let mut got = Vec::new();
