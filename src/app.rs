@@ -7,15 +7,14 @@ use crate::cli::{self, Mode};
 use crate::config::{self, Sources};
 use crate::effective::{self, Effective};
 use crate::error::Error;
-use crate::forward::{self, Endpoint, Forward, Kind};
+use crate::forward::{Endpoint, Forward, Kind};
 use crate::logpipe::{self, Dest, LogPipe};
 use crate::matcher::Failure;
-use crate::probe::{self, Busy};
+use crate::plan::{Decision, Plan, argv_forwards, probe_forward};
 use crate::tmpdir::PrivateDir;
-use crate::{locate, quote};
+use crate::{check, locate, quote};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// Runs rosh-ssh; the caller ends the process the way the result says.
@@ -38,16 +37,16 @@ pub fn run() -> Result<End, Error> {
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()));
         }
-        Mode::Check { .. } => {
-            return Err(Error::Usage("this mode is not available yet".into()));
-        }
-        Mode::Ssh => {}
+        Mode::Check { .. } | Mode::Ssh => {}
     }
     let depth = locate::depth(std::env::var_os(locate::DEPTH_VAR).as_deref());
     if depth >= locate::MAX_DEPTH {
         return Err(Error::Loop(depth));
     }
     let ssh = locate::real_ssh(cli.ssh.as_deref(), std::env::var_os("PATH").as_deref())?;
+    if let Mode::Check { remote } = cli.mode {
+        return check::run(&ssh, &cli.words, remote);
+    }
     let say = Say(cli.verbose);
     say.line(format_args!("real ssh: {}", ssh.display()));
     let args = Args::parse(cli.words.clone());
@@ -85,7 +84,7 @@ pub fn run() -> Result<End, Error> {
         eff: &eff,
         sources: &sources,
         dir: None,
-        decisions: Plan::make(&args, &eff, &sources).decisions,
+        decisions: Plan::make(&args, &eff).decisions,
         attempt: 0,
     };
     for d in &session.decisions {
@@ -407,8 +406,8 @@ impl Session<'_> {
                 if d.drop || hit.iter().any(|(j, _)| *j == i) {
                     continue;
                 }
-                if let Some(b) = probe_forward(&d.forward, self.eff) {
-                    hit.push((i, b.to_string()));
+                if let Some(reason) = probe_forward(&d.forward, self.eff) {
+                    hit.push((i, reason));
                 }
             }
         }
@@ -459,115 +458,6 @@ fn fast_path(args: &Args) -> Option<&'static str> {
         && !config::mentions_forward(&config::sources(last_arg(args, b'F')))
     {
         return Some("no forward options");
-    }
-    None
-}
-
-/// The forwards written on the command line: (index into `args.opts`, forward).
-/// What does not parse is left out: ssh -G has already accepted the words,
-/// so such an option is ssh's business.
-pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
-    let mut out = Vec::new();
-    for (n, o) in args.opts.iter().enumerate() {
-        let f = match (o.letter, &o.arg) {
-            (b'L' | b'R' | b'D', Some(a)) => forward::parse_arg(o.letter, a.as_bytes()),
-            _ => None,
-        };
-        if let Some(f) = f {
-            out.push((n, f));
-        }
-    }
-    for (n, line) in args.config_options() {
-        let kind = match line.keyword.as_slice() {
-            b"localforward" => Kind::Local,
-            b"remoteforward" => Kind::Remote,
-            b"dynamicforward" => Kind::Dynamic,
-            _ => continue,
-        };
-        let a: Vec<&[u8]> = line.args.iter().map(|a| a.as_slice()).collect();
-        if let Some(f) = forward::parse_keyword(kind, &a) {
-            out.push((n, f));
-        }
-    }
-    out.sort_by_key(|(n, _)| *n);
-    out
-}
-
-/// One forward ssh will set up, and what rosh-ssh makes of it.
-struct Decision {
-    forward: Forward,
-    /// The command-line options that ask for it (indexes into `args.opts`).
-    opts: Vec<usize>,
-    /// Why it can't be had: a busy local address, or ssh's failure.
-    reason: Option<String>,
-    drop: bool,
-}
-
-impl Decision {
-    /// The first config line that asks for this forward, as `file:line`.
-    fn config_origin(&self, sources: &Sources) -> Option<String> {
-        config::origins(sources, &self.forward)
-            .first()
-            .map(|o| format!("{}:{}", o.file.display(), o.line))
-    }
-
-    fn origin(&self, args: &Args, sources: &Sources) -> String {
-        let mut from: Vec<String> = self
-            .opts
-            .iter()
-            .map(|&n| {
-                let o = &args.opts[n];
-                let a = o.arg.as_deref().unwrap_or(OsStr::new(""));
-                format!("command line -{} {}", o.letter as char, a.to_string_lossy())
-            })
-            .collect();
-        from.extend(self.config_origin(sources));
-        if from.is_empty() {
-            return "ssh_config".into();
-        }
-        from.join(", ")
-    }
-}
-
-struct Plan {
-    decisions: Vec<Decision>,
-}
-
-impl Plan {
-    /// Matches ssh's forwards to the options that asked for them and
-    /// probes each local listen side. A busy forward is dropped.
-    fn make(args: &Args, eff: &Effective, _sources: &Sources) -> Plan {
-        let from_argv = argv_forwards(args);
-        let decisions = eff
-            .forwards
-            .iter()
-            .map(|f| {
-                let opts: Vec<usize> = from_argv
-                    .iter()
-                    .filter(|(_, g)| g.ssh_equals(f))
-                    .map(|(n, _)| *n)
-                    .collect();
-                let reason = probe_forward(f, eff).map(|b| b.to_string());
-                Decision {
-                    forward: f.clone(),
-                    opts,
-                    drop: reason.is_some(),
-                    reason,
-                }
-            })
-            .collect();
-        Plan { decisions }
-    }
-}
-
-/// The probe for one forward's local listen side; remote forwards listen on
-/// the server and can only fail after connecting.
-fn probe_forward(f: &Forward, eff: &Effective) -> Option<Busy> {
-    if let Some((host, port)) = f.local_tcp_listen() {
-        return probe::tcp(host, port, &eff.probe).err();
-    }
-    if let Some(p) = f.local_path_listen() {
-        return probe::path(p, &eff.probe).err();
     }
     None
 }

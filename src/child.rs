@@ -80,12 +80,19 @@ pub fn exec(mut cmd: Command, ssh: &Path) -> Error {
     Error::Spawn(ssh.to_path_buf(), e)
 }
 
-/// Signals passed on to ssh. A terminal's SIGINT, SIGQUIT, SIGWINCH or
-/// SIGHUP goes to the whole foreground process group, ssh included: those
-/// come from the kernel and are not delivered twice.
+/// Signals passed on to ssh. A terminal's SIGINT, SIGQUIT or SIGWINCH goes
+/// to the whole foreground process group, ssh included: those come from the
+/// kernel and are not delivered twice.
 const FORWARDED: &[i32] = &[
     SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT,
 ];
+
+/// A terminal's hangup goes to the session leader only: when that is the
+/// wrapper (a terminal window running `rosh-ssh host` directly), ssh hears
+/// of it from the wrapper or not at all.
+fn hangup_for_leader(signal: i32) -> bool {
+    signal == SIGHUP && nix::unistd::getsid(None) == Ok(nix::unistd::getpid())
+}
 
 /// Runs ssh as a child and waits for it (only it: a backgrounded ssh from
 /// `-f` or a ControlPersist master lives on), passing signals on.
@@ -119,7 +126,9 @@ pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
             Err(e) => return Err(Error::Io("waitpid".into(), e.into())),
         }
         for info in signals.wait() {
-            if info.signal == SIGCHLD || matches!(info.cause, Cause::Kernel) {
+            if info.signal == SIGCHLD
+                || (matches!(info.cause, Cause::Kernel) && !hangup_for_leader(info.signal))
+            {
                 continue;
             }
             if let Ok(sig) = Signal::try_from(info.signal) {

@@ -283,7 +283,7 @@ impl Tree {
         let node = &self.nodes[id];
         for (i, l) in node.lines.iter().enumerate() {
             match &l.what {
-                What::Forward(Some(f)) if f == fwd => {
+                What::Forward(Some(f)) if f.prints_as(fwd) => {
                     let o = Origin {
                         file: node.path.clone(),
                         line: i + 1,
@@ -441,7 +441,7 @@ impl Writer<'_> {
         let mut c = false;
         for l in &t.nodes[id].lines {
             match &l.what {
-                What::Forward(Some(f)) => c |= self.drop.contains(f),
+                What::Forward(Some(f)) => c |= self.drop.iter().any(|d| d.prints_as(f)),
                 What::Include { matches, rebase } => {
                     c |= *rebase;
                     for m in matches.iter().flatten() {
@@ -467,7 +467,7 @@ impl Writer<'_> {
         for l in &node.lines {
             let raw = &node.bytes[l.raw.clone()];
             match &l.what {
-                What::Forward(Some(f)) if self.drop.contains(f) => {
+                What::Forward(Some(f)) if self.drop.iter().any(|d| d.prints_as(f)) => {
                     out.extend_from_slice(b"# rosh-ssh dropped: ");
                     out.extend_from_slice(raw);
                 }

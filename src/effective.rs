@@ -75,18 +75,23 @@ impl Effective {
         }
         // dump_cfg_forwards prints a local forward to a unix path twice, as
         // a dynamicforward line too: that shadow is not a forward of its own.
-        let shadows: Vec<usize> = (0..e.forwards.len())
-            .filter(|&i| {
+        // One shadow per such forward: a real DynamicForward on the same
+        // port prints the same line and must stay.
+        let mut shadows: Vec<usize> = Vec::new();
+        for g in &e.forwards {
+            if g.kind == Kind::Remote || !matches!(g.connect, Some(Endpoint::Path(_))) {
+                continue;
+            }
+            let shadow = (0..e.forwards.len()).find(|&i| {
                 let f = &e.forwards[i];
                 f.kind == Kind::Dynamic
                     && f.connect.is_none()
-                    && e.forwards.iter().any(|g| {
-                        g.kind != Kind::Remote
-                            && g.listen == f.listen
-                            && matches!(g.connect, Some(Endpoint::Path(_)))
-                    })
-            })
-            .collect();
+                    && f.listen == g.listen
+                    && !shadows.contains(&i)
+            });
+            shadows.extend(shadow);
+        }
+        shadows.sort_unstable();
         for i in shadows.into_iter().rev() {
             e.forwards.remove(i);
         }

@@ -605,6 +605,14 @@ impl Forward {
         }
     }
 
+    /// Whether `ssh -G` shows these two as the same forward: ssh's own
+    /// duplicate test, or the same printed lines (dump_cfg_forwards prints
+    /// a local forward to a host named `socks` as a dynamicforward, which
+    /// reads back as a different forward).
+    pub fn prints_as(&self, other: &Forward) -> bool {
+        self.ssh_equals(other) || self.ssh_g_lines() == other.ssh_g_lines()
+    }
+
     /// misc.c forward_equals: ssh's duplicate test. Only forwards of the
     /// same list (local+dynamic, or remote) are ever compared by ssh.
     pub fn ssh_equals(&self, other: &Forward) -> bool {

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod argv;
+pub mod check;
 pub mod child;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod holder;
 pub mod locate;
 pub mod logpipe;
 pub mod matcher;
+pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod quote;

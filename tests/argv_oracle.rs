@@ -146,7 +146,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
             continue; // a bad spec or value: ssh's own error, passed through
         }
         accepted += 1;
-        let ours: Vec<forward::Forward> = rosh_ssh::app::argv_forwards(&args)
+        let ours: Vec<forward::Forward> = rosh_ssh::plan::argv_forwards(&args)
             .into_iter()
             .map(|(_, f)| f)
             .collect();

@@ -74,11 +74,18 @@ fn held_port_with_exit_on_forward_failure_plain_ssh_fails_rosh_connects() {
     let out = run(&mut rosh(&lab, &opts));
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "session-ran\n");
-    let warn = format!(
-        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}; forward dropped\n",
-        p = held.port
+    // One line naming the forward, the busy address and its holder (us).
+    let err = text(&out.stderr);
+    let want = format!(
+        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}, held by pid {me} (",
+        p = held.port,
+        me = std::process::id()
     );
-    assert_eq!(text(&out.stderr), warn);
+    assert!(err.starts_with(&want), "{err}");
+    assert!(
+        err.ends_with("; forward dropped\n") && err.lines().count() == 1,
+        "{err}"
+    );
 }
 
 #[test]
@@ -425,12 +432,19 @@ fn dry_run_prints_the_command_and_each_forward() {
         "ls",
     ]));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let want = format!(
-        "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls\n\
-         drop localforward [127.0.0.1]:{p} [localhost]:{p} # in use: 127.0.0.1:{p}\n\
-         keep remoteforward 8082 [localhost]:8082\n"
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert_eq!(
+        lines[0],
+        "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls"
     );
-    assert_eq!(text(&out.stdout), want);
+    let drop = format!(
+        "drop localforward [127.0.0.1]:{p} [localhost]:{p} # in use: 127.0.0.1:{p}, held by pid {me} (",
+        me = std::process::id()
+    );
+    assert!(lines[1].starts_with(&drop), "{stdout}");
+    assert_eq!(lines[2], "keep remoteforward 8082 [localhost]:8082");
     // Arguments ssh rejects: ssh's own error, exit 255.
     let out =
         run(Command::new(rosh_ssh()).args(["--dry-run", "-F", "/dev/null", "-L", "0:h:1", "h"]));
@@ -552,4 +566,51 @@ fn non_utf8_arguments_reach_ssh_byte_exact() {
         }
         assert_eq!(fs::read(&out_file).unwrap(), want);
     }
+}
+
+#[test]
+fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
+    let dir = TempDir::new("stub");
+    let pidfile = dir.path().join("bg");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -G ] && {{ echo exitonforwardfailure yes; echo localforward 4444 [h]:22; exit 0; }}\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = -E ] && exec 3>>\"$2\"; shift; done\n\
+             echo 'a log line' >&3\nsleep 30 & echo $! > {}\nexit 0\n",
+            pidfile.display()
+        ),
+    );
+    let started = Instant::now();
+    // The background process holds stdout, stderr and ssh's log FIFO open.
+    let mut child = Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-f", "-L", "4444:h:22", "host"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let st = child.wait().unwrap();
+    let took = started.elapsed();
+    let bg: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bg),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
+    assert!(st.success());
+    assert!(
+        took < Duration::from_secs(5),
+        "waited {took:?} for the background process"
+    );
+    assert_eq!(
+        err, "a log line\n",
+        "the log line written before ssh ended is relayed"
+    );
 }

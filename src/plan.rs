@@ -1,0 +1,135 @@
+//! What ssh will forward, matched to the words that asked for it, and the
+//! probe's verdict on each: the plan both a run and `--check` start from.
+
+use crate::argv::Args;
+use crate::config::{self, Sources};
+use crate::effective::Effective;
+use crate::forward::{self, Forward, Kind};
+use crate::holder;
+use crate::probe::{self, Busy};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+
+/// The forwards written on the command line: (index into `args.opts`, forward).
+/// What does not parse is left out: ssh -G has already accepted the words,
+/// so such an option is ssh's business.
+pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
+    let mut out = Vec::new();
+    for (n, o) in args.opts.iter().enumerate() {
+        let f = match (o.letter, &o.arg) {
+            (b'L' | b'R' | b'D', Some(a)) => forward::parse_arg(o.letter, a.as_bytes()),
+            _ => None,
+        };
+        if let Some(f) = f {
+            out.push((n, f));
+        }
+    }
+    for (n, line) in args.config_options() {
+        let kind = match line.keyword.as_slice() {
+            b"localforward" => Kind::Local,
+            b"remoteforward" => Kind::Remote,
+            b"dynamicforward" => Kind::Dynamic,
+            _ => continue,
+        };
+        let a: Vec<&[u8]> = line.args.iter().map(|a| a.as_slice()).collect();
+        if let Some(f) = forward::parse_keyword(kind, &a) {
+            out.push((n, f));
+        }
+    }
+    out.sort_by_key(|(n, _)| *n);
+    out
+}
+
+/// One forward ssh will set up, and what rosh-ssh makes of it.
+pub struct Decision {
+    pub forward: Forward,
+    /// The command-line options that ask for it (indexes into `args.opts`).
+    pub opts: Vec<usize>,
+    /// Why it can't be had: a busy local address and its holder, or ssh's failure.
+    pub reason: Option<String>,
+    pub drop: bool,
+}
+
+impl Decision {
+    /// The first config line that asks for this forward, as `file:line`.
+    pub fn config_origin(&self, sources: &Sources) -> Option<String> {
+        config::origins(sources, &self.forward)
+            .first()
+            .map(|o| format!("{}:{}", o.file.display(), o.line))
+    }
+
+    pub fn origin(&self, args: &Args, sources: &Sources) -> String {
+        let mut from: Vec<String> = self
+            .opts
+            .iter()
+            .map(|&n| {
+                let o = &args.opts[n];
+                let a = o.arg.as_deref().unwrap_or(OsStr::new(""));
+                format!("command line -{} {}", o.letter as char, a.to_string_lossy())
+            })
+            .collect();
+        from.extend(self.config_origin(sources));
+        if from.is_empty() {
+            return "ssh_config".into();
+        }
+        from.join(", ")
+    }
+}
+
+pub struct Plan {
+    pub decisions: Vec<Decision>,
+}
+
+impl Plan {
+    /// Matches ssh's forwards to the options that asked for them and
+    /// probes each local listen side. A busy forward is dropped.
+    pub fn make(args: &Args, eff: &Effective) -> Plan {
+        let from_argv = argv_forwards(args);
+        let decisions = eff
+            .forwards
+            .iter()
+            .map(|f| {
+                let opts: Vec<usize> = from_argv
+                    .iter()
+                    .filter(|(_, g)| g.prints_as(f))
+                    .map(|(n, _)| *n)
+                    .collect();
+                let reason = probe_forward(f, eff);
+                Decision {
+                    forward: f.clone(),
+                    opts,
+                    drop: reason.is_some(),
+                    reason,
+                }
+            })
+            .collect();
+        Plan { decisions }
+    }
+}
+
+/// The probe for one forward's local listen side, as a reason to drop it
+/// that names the holder; remote forwards listen on the server and can only
+/// fail after connecting.
+pub fn probe_forward(f: &Forward, eff: &Effective) -> Option<String> {
+    let busy = if let Some((host, port)) = f.local_tcp_listen() {
+        probe::tcp(host, port, &eff.probe).err()?
+    } else if let Some(p) = f.local_path_listen() {
+        probe::path(p, &eff.probe).err()?
+    } else {
+        return None;
+    };
+    // Naming the holder reads /proc: done only for what is busy.
+    let holder = match &busy {
+        Busy::Tcp { addr, .. } => {
+            Some(holder::tcp_listener(*addr).map_or_else(|u| u.to_string(), |h| h.to_string()))
+        }
+        Busy::PathLive { path } => {
+            Some(holder::unix_listener(path).map_or_else(|u| u.to_string(), |h| h.to_string()))
+        }
+        Busy::PathExists { .. } => None,
+    };
+    Some(match holder {
+        Some(h) => format!("{busy}, {h}"),
+        None => busy.to_string(),
+    })
+}
