@@ -31,8 +31,11 @@ pub fn run() -> Result<End, Error> {
             println!("rosh-ssh {}", env!("CARGO_PKG_VERSION"));
             return Ok(End::Exited(0));
         }
-        Mode::Proxy(_) => {
-            return Err(Error::Usage("this mode is not available yet".into()));
+        Mode::Proxy(words) => {
+            // TEMPORARY (proxy branch): the lead wires this for real.
+            return crate::proxy::run(words)
+                .map(End::Exited)
+                .map_err(|e| Error::Proxy(e.to_string()));
         }
         Mode::Check { .. } | Mode::Ssh => {}
     }

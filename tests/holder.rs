@@ -1,0 +1,258 @@
+//! holder: a listener held by a process the test starts is named with that pid.
+//!
+//! The holding processes are this very test binary, re-executed with
+//! `ROSH_HOLDER_CHILD` set (see `child_holds`), so no nc or python is needed.
+
+use rosh_ssh::holder::{self, Holder, Unknown};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::process::{Child, Command, Stdio};
+
+const CHILD_ENV: &str = "ROSH_HOLDER_CHILD";
+const LOOKUP_ENV: &str = "ROSH_HOLDER_LOOKUP";
+
+/// Not a test when run by the harness: the body of the holding child.
+/// Binds what `ROSH_HOLDER_CHILD` says, prints `BOUND addr`, holds until stdin closes.
+#[test]
+fn child_holds() {
+    let Ok(what) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let _keep: Box<dyn std::any::Any> = if let Some(path) = what.strip_prefix("unix:") {
+        let l = UnixListener::bind(path).unwrap();
+        println!("BOUND {path}");
+        Box::new(l)
+    } else {
+        let l = TcpListener::bind(what.as_str()).unwrap();
+        println!("BOUND {}", l.local_addr().unwrap());
+        Box::new(l)
+    };
+    std::io::stdout().flush().unwrap();
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+/// Not a test when run by the harness: looks up what `ROSH_HOLDER_LOOKUP`
+/// names (run under another uid) and prints `PHRASE text`.
+#[test]
+fn child_looks_up() {
+    let Ok(what) = std::env::var(LOOKUP_ENV) else {
+        return;
+    };
+    let phrase = match what.strip_prefix("unix:") {
+        Some(path) => show(holder::unix_listener(path.as_bytes())),
+        None => show(holder::tcp_listener(what.parse().unwrap())),
+    };
+    println!("PHRASE {phrase}");
+}
+
+fn show(r: Result<Holder, Unknown>) -> String {
+    match r {
+        Ok(h) => h.to_string(),
+        Err(u) => u.to_string(),
+    }
+}
+
+fn me() -> std::path::PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+/// Starts a child holding `what`; returns it and the bound address text.
+fn spawn_holder(what: &str) -> (Child, String) {
+    let mut child = Command::new(me())
+        .args(["--exact", "child_holds", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, what)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut out = BufReader::new(out);
+    for line in out.by_ref().lines() {
+        let line = line.unwrap();
+        // The harness may print `test child_holds ... ` before it on the same line.
+        if let Some((_, addr)) = line.split_once("BOUND ") {
+            let addr = addr.to_string();
+            // Kept open so the child's harness can print its result.
+            child.stdout = Some(out.into_inner());
+            return (child, addr);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("holder child printed no address");
+}
+
+fn end(mut child: Child) {
+    drop(child.stdin.take());
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut Vec::new());
+    }
+    let _ = child.wait();
+}
+
+fn v6_available() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn names_a_child_holding_v4() {
+    let (child, addr) = spawn_holder("127.0.0.1:0");
+    let addr: SocketAddr = addr.parse().unwrap();
+    let h = holder::tcp_listener(addr).unwrap();
+    assert_eq!(h.pid, child.id());
+    assert!(
+        h.cmdline.starts_with(me().as_os_str().as_encoded_bytes()),
+        "{h}"
+    );
+    assert!(
+        h.to_string()
+            .starts_with(&format!("held by pid {} (", child.id()))
+    );
+    let pid = child.id();
+    end(child);
+    // Gone with its holder (another process may have taken the port since).
+    assert_ne!(holder::tcp_listener(addr).map(|h| h.pid), Ok(pid));
+}
+
+#[test]
+fn names_a_child_holding_v6() {
+    if !v6_available() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let (child, addr) = spawn_holder("[::1]:0");
+    let addr: SocketAddr = addr.parse().unwrap();
+    assert_eq!(holder::tcp_listener(addr).map(|h| h.pid), Ok(child.id()));
+    // ::1 does not cover 127.0.0.1 on the same port.
+    let v4 = SocketAddr::new("127.0.0.1".parse().unwrap(), addr.port());
+    assert_ne!(holder::tcp_listener(v4).map(|h| h.pid), Ok(child.id()));
+    end(child);
+}
+
+#[test]
+fn wildcard_listener_covers_loopback() {
+    let (child, addr) = spawn_holder("0.0.0.0:0");
+    let port = addr.parse::<SocketAddr>().unwrap().port();
+    let asked = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+    assert_eq!(holder::tcp_listener(asked).map(|h| h.pid), Ok(child.id()));
+    // The v4-mapped spelling of the same address.
+    let mapped = SocketAddr::new("::ffff:127.0.0.1".parse().unwrap(), port);
+    assert_eq!(holder::tcp_listener(mapped).map(|h| h.pid), Ok(child.id()));
+    end(child);
+}
+
+#[test]
+fn v6_wildcard_covers_v4() {
+    if !v6_available() {
+        eprintln!("skipped: no IPv6 loopback here");
+        return;
+    }
+    let (child, addr) = spawn_holder("[::]:0");
+    let port = addr.parse::<SocketAddr>().unwrap().port();
+    let asked = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+    assert_eq!(holder::tcp_listener(asked).map(|h| h.pid), Ok(child.id()));
+    end(child);
+}
+
+#[test]
+fn names_our_own_process() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let h = holder::tcp_listener(l.local_addr().unwrap()).unwrap();
+    assert_eq!(h.pid, std::process::id());
+}
+
+#[test]
+fn a_bound_but_not_listening_port_has_no_holder() {
+    // Bound and never listening: in /proc/net/tcp, but not in LISTEN state,
+    // and no other process can take the port meanwhile.
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket,
+    };
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(sock.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0)).unwrap();
+    let port = getsockname::<SockaddrIn>(sock.as_raw_fd()).unwrap().port();
+    let addr = SocketAddr::new("127.0.0.1".parse().unwrap(), port);
+    assert_eq!(holder::tcp_listener(addr), Err(Unknown::NotFound));
+    assert_eq!(Unknown::NotFound.to_string(), "holder not found");
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rosh-holder-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn names_a_child_holding_a_unix_socket() {
+    let dir = temp_dir("unix");
+    let path = dir.join("sock with space");
+    let (child, bound) = spawn_holder(&format!("unix:{}", path.display()));
+    assert_eq!(bound, path.display().to_string());
+    let h = holder::unix_listener(path.as_os_str().as_encoded_bytes()).unwrap();
+    assert_eq!(h.pid, child.id());
+    end(child);
+    // The socket file stays behind, stale: no listener holds it.
+    assert_eq!(
+        holder::unix_listener(path.as_os_str().as_encoded_bytes()),
+        Err(Unknown::NotFound)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the lookup in a child as uid/gid 65534 (nobody), which cannot read
+/// the fds of our (root's) processes. None if that cannot be arranged here.
+fn lookup_as_nobody(what: &str) -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(me())
+        .args([
+            "--exact",
+            "child_looks_up",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LOOKUP_ENV, what)
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find_map(|l| l.split_once("PHRASE ").map(|(_, p)| p.to_string()))
+}
+
+#[test]
+fn another_users_holder_degrades_politely() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let Some(phrase) = lookup_as_nobody(&addr.to_string()) else {
+        eprintln!("skipped: needs root and setpriv to look up as another user");
+        return;
+    };
+    assert_eq!(phrase, "held by a process of uid 0 (not visible)");
+}
+
+#[test]
+fn another_users_unix_holder_degrades_politely() {
+    let dir = temp_dir("unix-other");
+    let path = dir.join("s");
+    let _l = UnixListener::bind(&path).unwrap();
+    let Some(phrase) = lookup_as_nobody(&format!("unix:{}", path.display())) else {
+        eprintln!("skipped: needs root and setpriv to look up as another user");
+        return;
+    };
+    assert_eq!(phrase, "held by a process of uid 0 (not visible)");
+    let _ = std::fs::remove_dir_all(&dir);
+}
