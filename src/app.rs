@@ -32,7 +32,7 @@ pub fn run() -> Result<End, Error> {
             return Ok(End::Exited(0));
         }
         Mode::Proxy(words) => {
-            // TEMPORARY (proxy branch): the lead wires this for real.
+            warn_parent_forwards(cli.ssh.as_deref());
             return crate::proxy::run(words)
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()));
@@ -458,6 +458,74 @@ fn fast_path(args: &Args) -> Option<&'static str> {
         && !config::mentions_forward(&config::sources(last_arg(args, b'F')))
     {
         return Some("no forward options");
+    }
+    None
+}
+
+/// Proxy mode can't rewrite the forwards of the ssh that started it, but it
+/// can see them: the parent's arguments (/proc/PPID/cmdline) and effective
+/// config (`ssh -G`). One line per local forward that will fail, naming the
+/// holder, before ssh tries. Anything unclear is skipped in silence: the
+/// connection matters more than the warning.
+fn warn_parent_forwards(explicit: Option<&OsStr>) {
+    let Ok(ssh) = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()) else {
+        return;
+    };
+    let Some(words) = parent_ssh_words(&ssh) else {
+        return;
+    };
+    let args = Args::parse(words.clone());
+    if args.error {
+        return;
+    }
+    let Ok(Ok(eff)) = effective::query(&ssh, &words) else {
+        return;
+    };
+    let sources = config::sources(last_arg(&args, b'F'));
+    for d in Plan::make(&args, &eff, &sources)
+        .decisions
+        .iter()
+        .filter(|d| d.drop)
+    {
+        eprintln!(
+            "rosh-ssh: {}: {}; ssh will fail to listen there",
+            String::from_utf8_lossy(&d.forward.ssh_g()),
+            d.reason.as_deref().unwrap_or("busy")
+        );
+    }
+}
+
+/// The arguments of the ssh that runs this ProxyCommand: the parent, or the
+/// grandparent when a shell sits between (`sh -c` without `exec`).
+fn parent_ssh_words(ssh: &Path) -> Option<Vec<OsString>> {
+    use std::os::unix::ffi::OsStringExt;
+    use std::os::unix::fs::MetadataExt;
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let want = id(ssh)?;
+    let mut pid = nix::unistd::getppid().as_raw();
+    for _ in 0..2 {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        if id(&proc.join("exe")) == Some(want) {
+            let raw = std::fs::read(proc.join("cmdline")).ok()?;
+            let mut words: Vec<OsString> = raw
+                .split(|&b| b == 0)
+                .map(|w| OsString::from_vec(w.to_vec()))
+                .collect();
+            if raw.ends_with(&[0]) {
+                words.pop();
+            }
+            words.remove(0);
+            return Some(words);
+        }
+        let stat = std::fs::read_to_string(proc.join("stat")).ok()?;
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        pid = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
     }
     None
 }

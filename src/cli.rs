@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 pub const USAGE: &str = "\
 usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh arguments]
        rosh-ssh --check [--remote] [ssh arguments]
-       rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS]
+       rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]
        rosh-ssh --help | --version
 
 rosh-ssh runs the real ssh with the same arguments, except that a -L/-D
@@ -24,6 +24,8 @@ instead of breaking the connection.
                      PATH that is not rosh-ssh)
   --check            report the forwards ssh would set up and their probes
   --proxy HOST PORT  ProxyCommand mode: ProxyCommand rosh-ssh --proxy %h %p
+                     (--fdpass with ProxyUseFdpass yes; --wait SECONDS retries
+                     while the host is unreachable or refuses)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]

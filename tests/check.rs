@@ -85,3 +85,38 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         "{text}"
     );
 }
+
+#[test]
+fn proxy_mode_names_the_forward_of_its_parent_ssh_that_will_fail() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    let cfg = lab.config_with(
+        "proxy.conf",
+        &format!(
+            "Host lab\n  LocalForward 127.0.0.1:{} localhost:22\n  ProxyCommand {} --proxy %h %p\n",
+            held.port,
+            rosh_ssh().display()
+        ),
+    );
+    // The real ssh, as an editor's remote extension would run it.
+    let out = Command::new(lab::SSH)
+        .args(["-F", cfg.to_str().unwrap(), "lab", "echo", "proxied"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "proxied\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}, held by pid {me} (",
+        p = held.port,
+        me = std::process::id()
+    );
+    assert!(err.starts_with(&want), "{err}");
+    assert!(
+        err.lines()
+            .next()
+            .unwrap()
+            .ends_with("; ssh will fail to listen there"),
+        "{err}"
+    );
+}
