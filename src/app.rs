@@ -32,8 +32,8 @@ pub fn run() -> Result<End, Error> {
             return Ok(End::Exited(0));
         }
         Mode::Proxy(words) => {
-            warn_parent_forwards(cli.ssh.as_deref());
-            return crate::proxy::run(words)
+            let timeout = warn_parent_forwards(cli.ssh.as_deref());
+            return crate::proxy::run(words, timeout)
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()));
         }
@@ -466,20 +466,17 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 /// can see them: the parent's arguments (/proc/PPID/cmdline) and effective
 /// config (`ssh -G`). One line per local forward that will fail, naming the
 /// holder, before ssh tries. Anything unclear is skipped in silence: the
-/// connection matters more than the warning.
-fn warn_parent_forwards(explicit: Option<&OsStr>) {
-    let Ok(ssh) = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()) else {
-        return;
-    };
-    let Some(words) = parent_ssh_words(&ssh) else {
-        return;
-    };
+/// connection matters more than the warning. Returns the parent's
+/// ConnectTimeout, which ssh passes to no ProxyCommand token.
+fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration> {
+    let ssh = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()).ok()?;
+    let words = parent_ssh_words(&ssh)?;
     let args = Args::parse(words.clone());
     if args.error {
-        return;
+        return None;
     }
     let Ok(Ok(eff)) = effective::query(&ssh, &words) else {
-        return;
+        return None;
     };
     let sources = config::sources(last_arg(&args, b'F'));
     for d in Plan::make(&args, &eff, &sources)
@@ -493,6 +490,7 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) {
             d.reason.as_deref().unwrap_or("busy")
         );
     }
+    eff.connect_timeout
 }
 
 /// The arguments of the ssh that runs this ProxyCommand: the parent, or the

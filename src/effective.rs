@@ -24,6 +24,8 @@ pub struct Effective {
     pub fork_after_authentication: bool,
     /// `controlpersist` as ssh prints it (`no` when a master won't linger).
     pub control_persist: String,
+    /// `ConnectTimeout`, when set.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 /// ssh rejected the arguments: its stderr and exit status, to pass on.
@@ -66,6 +68,12 @@ impl Effective {
                 b"exitonforwardfailure" => e.exit_on_forward_failure = value == b"yes",
                 b"loglevel" => e.log_level = String::from_utf8_lossy(value).into_owned(),
                 b"logverbose" => e.log_verbose = String::from_utf8_lossy(value).into_owned(),
+                b"connecttimeout" => {
+                    e.connect_timeout = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .map(std::time::Duration::from_secs)
+                }
                 b"forkafterauthentication" => e.fork_after_authentication = value == b"yes",
                 b"controlpersist" => {
                     e.control_persist = String::from_utf8_lossy(value).into_owned()

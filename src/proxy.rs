@@ -138,11 +138,16 @@ fn seconds(d: Duration) -> String {
 
 /// Runs proxy mode with `args`, the words after `--proxy`; returns the exit
 /// status (0) once both directions are closed, or after passing the fd.
-pub fn run(args: &[OsString]) -> Result<i32, ProxyError> {
+/// `known_timeout` is the ConnectTimeout of the ssh that started us, used
+/// when neither `--connect-timeout` nor the environment sets one.
+pub fn run(args: &[OsString], known_timeout: Option<Duration>) -> Result<i32, ProxyError> {
     let mut opts = parse_args(args)?;
     let from_env = std::env::var_os(CONNECT_TIMEOUT_ENV).filter(|v| !v.is_empty());
     if let (None, Some(value)) = (opts.connect_timeout, from_env) {
         opts.connect_timeout = Some(parse_seconds(CONNECT_TIMEOUT_ENV, &value)?);
+    }
+    if opts.connect_timeout.is_none() {
+        opts.connect_timeout = known_timeout;
     }
     let stream = connect(&opts)?;
     if opts.fdpass {
