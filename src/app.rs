@@ -338,9 +338,10 @@ impl Session<'_> {
     /// indexes. A local failure that names no port (LogLevel FATAL) is
     /// found by probing again.
     fn failed(&mut self, failures: &[Failure]) -> Vec<usize> {
+        let failures: Vec<Failure> = failures.iter().map(through_master).collect();
         let mut hit: Vec<(usize, String)> = Vec::new();
         let mut local_named = false;
-        for f in failures {
+        for f in &failures {
             for (i, d) in self.decisions.iter().enumerate() {
                 if d.drop {
                     continue;
@@ -418,6 +419,40 @@ impl Session<'_> {
         }
         hit.into_iter().map(|(i, _)| i).collect()
     }
+}
+
+/// mux.c: through a ControlMaster a failure comes back as the master's
+/// reason: `remote port forwarding failed for listen port N` (or `listen
+/// path P`) for a remote forward, `Port forwarding failed` for a local one.
+fn through_master(f: &Failure) -> Failure {
+    let Failure::Mux { reason } = f else {
+        return f.clone();
+    };
+    let after =
+        |needle: &[u8]| memchr::memmem::find(reason, needle).map(|i| &reason[i + needle.len()..]);
+    if let Some(rest) = after(b"listen port ") {
+        let digits: Vec<u8> = rest
+            .iter()
+            .copied()
+            .take_while(u8::is_ascii_digit)
+            .collect();
+        if let Some(port) = std::str::from_utf8(&digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+        {
+            return Failure::RemotePort { port, fatal: true };
+        }
+    }
+    if let Some(path) = after(b"listen path ") {
+        return Failure::RemotePath {
+            path: path.to_vec(),
+            fatal: true,
+        };
+    }
+    if after(b"Port forwarding failed").is_some() {
+        return Failure::LocalNoneSucceeded;
+    }
+    f.clone()
 }
 
 /// `--verbose` lines on stderr.

@@ -560,3 +560,58 @@ fn log_lines_go_to_the_users_own_e_file() {
         0o600
     );
 }
+
+#[test]
+fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
+    let Some(lab) = Lab::start() else { return };
+    let remote = hold_both();
+    let cfg = grav_config(&lab, "mux.conf", "");
+    let cfg_s = cfg.to_str().unwrap();
+    let sock = lab.path().join("cm");
+    let sock_s = sock.to_str().unwrap();
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-M", "-S", sock_s, "-fN", "grav"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let r = format!("{}:localhost:22", remote.port);
+    let args = [
+        "-F",
+        cfg_s,
+        "-S",
+        sock_s,
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-R",
+        &r,
+        "grav",
+        "echo via-master",
+    ];
+    let plain = Command::new(lab::SSH)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let tmp = private_tmp();
+    let out = rosh_in(&tmp, &args).output().unwrap();
+    let _ = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-S", sock_s, "-O", "exit", "grav"])
+        .output();
+    assert_eq!(plain.status.code(), Some(255), "{}", text(&plain.stderr));
+    assert!(
+        text(&plain.stderr).contains("master forward request failed"),
+        "{}",
+        text(&plain.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "via-master\n");
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "rosh-ssh: remoteforward {} [localhost]:22: the server refused",
+            remote.port
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+}
