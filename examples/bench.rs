@@ -46,12 +46,12 @@ fn run() -> Result<(), String> {
     // 1. No forward anywhere: rosh-ssh reads the config files, finds no
     // forward line and execs ssh.
     let plain = lab.args(&lab.config);
-    let (r, s) = side_by_side(
+    let p = side_by_side(
         reps,
         || connect(&rosh, &plain),
         || connect(Path::new(SSH), &plain),
     )?;
-    table.ratio("connect, no forwards (fast path, exec)", r, s, 1.01);
+    table.ratio("connect, no forwards (fast path, exec)", &p, 1.01);
 
     // 2. A forward in ssh_config: one `ssh -G`, a bind probe, ssh as a child.
     let port = free_port()?;
@@ -60,12 +60,12 @@ fn run() -> Result<(), String> {
         &format!("Host lab\n  LocalForward 127.0.0.1:{port} localhost:22\n"),
     )?;
     let fargs = lab.args(&fwd);
-    let (r, s) = side_by_side(
+    let p = side_by_side(
         reps,
         || connect(&rosh, &fargs),
         || connect(Path::new(SSH), &fargs),
     )?;
-    table.ratio("connect, LocalForward in ssh_config", r, s, 1.05);
+    table.ratio("connect, LocalForward in ssh_config", &p, 1.05);
 
     // 3. The same with ExitOnForwardFailure=yes: ssh's log through the FIFO
     // and the matcher too.
@@ -74,12 +74,12 @@ fn run() -> Result<(), String> {
         .map(OsString::from)
         .chain(fargs.iter().cloned())
         .collect();
-    let (r, s) = side_by_side(
+    let p = side_by_side(
         reps,
         || connect(&rosh, &eargs),
         || connect(Path::new(SSH), &eargs),
     )?;
-    table.ratio("  ... with ExitOnForwardFailure=yes (log FIFO)", r, s, 1.05);
+    table.ratio("  ... with ExitOnForwardFailure=yes (log FIFO)", &p, 1.05);
 
     // 4. Startup to exec: rosh-ssh on the fast path with a stub ssh that
     // exits at once, against the stub run directly.
@@ -88,11 +88,10 @@ fn run() -> Result<(), String> {
     let direct: Vec<OsString> = plain.clone();
     let mut via: Vec<OsString> = vec!["--ssh".into(), stub.into()];
     via.extend(plain.iter().cloned());
-    let (r, s) = side_by_side(n, || spawn_wait(&rosh, &via), || spawn_wait(stub, &direct))?;
+    let p = side_by_side(n, || spawn_wait(&rosh, &via), || spawn_wait(stub, &direct))?;
     table.added_ms(
         &format!("startup to exec, stub ssh (median of {n})"),
-        r,
-        s,
+        &p,
         1.0,
     );
 
@@ -181,7 +180,7 @@ fn side_by_side(
     n: usize,
     mut a: impl FnMut() -> Result<Duration, String>,
     mut b: impl FnMut() -> Result<Duration, String>,
-) -> Result<(Duration, Duration), String> {
+) -> Result<Pair, String> {
     // One of each first, untimed: page cache, sshd's first fork.
     a()?;
     b()?;
@@ -195,7 +194,18 @@ fn side_by_side(
             ta.push(a()?);
         }
     }
-    Ok((median(ta), median(tb)))
+    Ok(Pair {
+        paired_ms: paired_ms(&ta, &tb),
+        a: median(ta),
+        b: median(tb),
+    })
+}
+
+/// Medians of the two sides, and the median paired difference.
+struct Pair {
+    a: Duration,
+    b: Duration,
+    paired_ms: f64,
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -205,6 +215,19 @@ fn median(mut v: Vec<Duration>) -> Duration {
         v[m]
     } else {
         (v[m - 1] + v[m]) / 2
+    }
+}
+
+/// The median of the paired differences `a[i] - b[i]` in ms: pairs ran back
+/// to back, so drift cancels.
+fn paired_ms(a: &[Duration], b: &[Duration]) -> f64 {
+    let mut d: Vec<f64> = a.iter().zip(b).map(|(x, y)| ms(*x) - ms(*y)).collect();
+    d.sort_by(f64::total_cmp);
+    let m = d.len() / 2;
+    if d.len() % 2 == 1 {
+        d[m]
+    } else {
+        (d[m - 1] + d[m]) / 2.0
     }
 }
 
@@ -540,22 +563,32 @@ struct Table {
 }
 
 impl Table {
-    fn ratio(&mut self, what: &str, rosh: Duration, base: Duration, max: f64) {
-        let r = rosh.as_secs_f64() / base.as_secs_f64();
+    fn ratio(&mut self, what: &str, p: &Pair, max: f64) {
+        let r = p.a.as_secs_f64() / p.b.as_secs_f64();
         self.rows.push([
             what.into(),
-            format!("{:.1} ms vs {:.1} ms", ms(rosh), ms(base)),
+            format!(
+                "{:.1} ms vs {:.1} ms (paired {:+.1} ms)",
+                ms(p.a),
+                ms(p.b),
+                p.paired_ms
+            ),
             format!("{r:.3}"),
             format!("<= {max:.2}"),
             verdict(r <= max),
         ]);
     }
 
-    fn added_ms(&mut self, what: &str, rosh: Duration, base: Duration, max_ms: f64) {
-        let added = ms(rosh) - ms(base);
+    fn added_ms(&mut self, what: &str, p: &Pair, max_ms: f64) {
+        let added = ms(p.a) - ms(p.b);
         self.rows.push([
             what.into(),
-            format!("{:.3} ms vs {:.3} ms", ms(rosh), ms(base)),
+            format!(
+                "{:.3} ms vs {:.3} ms (paired {:+.3} ms)",
+                ms(p.a),
+                ms(p.b),
+                p.paired_ms
+            ),
             format!("+{added:.3} ms"),
             format!("<= +{max_ms} ms"),
             verdict(added <= max_ms),

@@ -10,7 +10,7 @@
 
 use rosh_ssh::argv::{self, Args, ConfigLine};
 use rosh_ssh::config;
-use rosh_ssh::forward::{self, Forward, Kind};
+use rosh_ssh::forward::{self, Endpoint, Forward, Kind};
 use rosh_ssh::matcher::{Failure, Matcher, Piece};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -418,6 +418,13 @@ pub fn check_forward_spec(letter: u8, spec: &[u8]) {
 /// from_ssh_g on any line: no panic, and what it returns prints the line.
 pub fn check_ssh_g_line(line: &[u8]) {
     if let Some(f) = Forward::from_ssh_g(line) {
+        // readconf.c dump_cfg_forwards never prints a localforward line
+        // whose connect host is `socks` (it prints `dynamicforward` alone),
+        // so no reading of such a line can print it back.
+        let socks = |c: &Option<Endpoint>| matches!(c, Some(Endpoint::Tcp { host: Some(h), .. }) if h == b"socks");
+        if f.kind == Kind::Local && socks(&f.connect) {
+            return;
+        }
         let want = line.strip_suffix(b"\n").unwrap_or(line);
         assert!(
             f.ssh_g_lines().iter().any(|l| l == want),
