@@ -1,0 +1,142 @@
+//! A bounded, deterministic run of the fuzz properties (fuzz/checks.rs):
+//! the argv grammar, forward specs and `ssh -G` lines, config lines and the
+//! config rewriter, and the matcher, each on thousands of generated inputs
+//! from a fixed-seed PRNG. The long runs are `cargo fuzz run` (fuzz/README.md).
+//!
+//! `ROSH_FUZZ_CASES=N` scales the number of cases; `ROSH_FUZZ_SEED=S`
+//! changes the seed (a failure message names the input, so it can be kept
+//! as a unit test next to the code it breaks).
+
+#[path = "../fuzz/checks.rs"]
+mod checks;
+mod lab;
+
+use checks::{Prng, Source};
+
+#[global_allocator]
+static ALLOC: checks::alloc::Counting = checks::alloc::Counting;
+
+fn cases(default: usize) -> usize {
+    let scale: f64 = std::env::var("ROSH_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(|n: f64| n / 20_000.0)
+        .unwrap_or(1.0);
+    ((default as f64) * scale).max(1.0) as usize
+}
+
+fn prng(salt: u64) -> Prng {
+    let seed: u64 = std::env::var("ROSH_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_2026);
+    Prng::new(seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+#[test]
+fn argv_grammar_and_without() {
+    let mut r = prng(1);
+    for _ in 0..cases(20_000) {
+        let words = checks::gen_words(&mut r);
+        checks::check_argv(words, &mut r);
+    }
+}
+
+#[test]
+fn forward_specs_read_back_from_their_ssh_g_lines() {
+    let mut r = prng(2);
+    // Fewer cases: a2port asks getservbyname, which reads /etc/services.
+    for _ in 0..cases(8_000) {
+        let letter = *r.pick(b"LRD");
+        let spec = checks::gen_spec(&mut r);
+        checks::check_forward_spec(letter, &spec);
+        let noise = checks::noise(&mut r, 24);
+        checks::check_forward_spec(letter, &noise);
+    }
+}
+
+#[test]
+fn ssh_g_lines_read_as_what_prints_them() {
+    let mut r = prng(3);
+    for _ in 0..cases(10_000) {
+        let line = checks::gen_ssh_g_line(&mut r);
+        checks::check_ssh_g_line(&line);
+    }
+}
+
+#[test]
+fn config_lines() {
+    let mut r = prng(4);
+    for _ in 0..cases(20_000) {
+        let mut line = checks::noise(&mut r, 40);
+        if r.coin() {
+            let mut l = r
+                .pick(&[b"LocalForward" as &[u8], b" Host", b"\"a b\"", b"K=", b"#"])
+                .to_vec();
+            l.append(&mut line);
+            line = l;
+        }
+        checks::check_config_line(&line);
+    }
+}
+
+/// Fewer cases: each one writes a file tree and its copy.
+#[test]
+fn config_rewrite_drops_exactly_the_dropped_lines() {
+    let mut r = prng(5);
+    for _ in 0..cases(500) {
+        let tree = lab::TempDir::new("fuzz-tree");
+        let out = lab::TempDir::new("fuzz-out");
+        checks::check_rewrite(&mut r, tree.path(), out.path());
+    }
+}
+
+#[test]
+fn matcher_relays_every_byte_whatever_the_chunks() {
+    let mut r = prng(6);
+    for _ in 0..cases(20_000) {
+        let log = checks::gen_log(&mut r);
+        let chunks: Vec<usize> = (0..r.below(4)).map(|_| r.below(70)).collect();
+        let cap = *r.pick(&[0, 1, 2, 7, 40, 64, 200, rosh_ssh::matcher::DEFAULT_CAP]);
+        checks::check_matcher(&log, &chunks, cap);
+    }
+}
+
+/// The matcher holds about `cap` bytes whatever the input: megabytes
+/// without a newline, and megabytes of lines, in pipe-sized chunks.
+#[test]
+fn matcher_memory_is_bounded_by_its_cap() {
+    let cap = rosh_ssh::matcher::DEFAULT_CAP;
+    let no_newline = vec![b'x'; 4 << 20];
+    checks::check_matcher(&no_newline, &[65536, 4096, 1], cap);
+    let mut lines = Vec::new();
+    while lines.len() < 4 << 20 {
+        lines.extend_from_slice(b"debug3: receive packet: type 94\r\n");
+        lines.extend_from_slice(b"bind [127.0.0.1]:3131: Address already in use\r\n");
+    }
+    checks::check_matcher(&lines, &[65536, 4093], cap);
+}
+
+/// Found by `argv_grammar_and_without`: ssh ends its options when the word
+/// before the destination is `--`, even as an option's argument (ssh.c
+/// `strcmp(av[optind - 1], "--")`), so in `-E -- lab -v` the `-v` is the
+/// remote command. Cutting `-E --` out leaves `lab -v`, where `-v` is an
+/// option: the remote command is gone. Reported; un-ignore once fixed.
+#[test]
+#[ignore = "known bug in Args::without, reported"]
+fn dash_dash_as_an_option_argument_still_ends_the_options_after_a_cut() {
+    use rosh_ssh::argv::Args;
+    let words: Vec<std::ffi::OsString> = ["-E", "--", "lab", "-v"].iter().map(Into::into).collect();
+    let a = Args::parse(words);
+    assert_eq!(a.command, 3, "ssh runs `-v` remotely");
+    let b = Args::parse(a.without(&[0]));
+    assert_eq!(
+        b.host.map(|h| &b.words[h..]),
+        Some(&["lab".into(), "-v".into()][..]),
+    );
+    assert_eq!(
+        b.command,
+        b.words.len() - 1,
+        "the remote command is still `-v`"
+    );
+}
