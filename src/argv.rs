@@ -175,16 +175,36 @@ impl Args {
                 gone[o.word + 1] = true;
             }
         }
-        let mut out = Vec::with_capacity(self.words.len());
+        let mut out = Vec::with_capacity(self.words.len() + 1);
+        let mut host = None;
         for (i, w) in self.words.iter().enumerate() {
             if gone[i] {
                 continue;
+            }
+            if Some(i) == self.host {
+                host = Some(out.len());
             }
             match cut[i] {
                 None => out.push(w.clone()),
                 Some(at) if at <= 1 => {}
                 Some(at) => out.push(OsString::from_vec(w.as_bytes()[..at].to_vec())),
             }
+        }
+        // ssh.c ends option parsing when the word just before the
+        // destination is "--", even an option's argument: the cut must
+        // neither make nor unmake that, or the remote command would change.
+        let (Some(h), Some(old)) = (host, self.host) else {
+            return out;
+        };
+        let was = old > 0 && self.words[old - 1].as_bytes() == b"--";
+        let now = h > 0 && out[h - 1].as_bytes() == b"--";
+        if was && !now {
+            out.insert(h, OsString::from("--"));
+        } else if !was && now && h >= 2 {
+            // That "--" is the separate argument of the option before it:
+            // attached (`-R--`) it means the same and ends nothing.
+            let arg = out.remove(h - 1);
+            out[h - 2].push(arg);
         }
         out
     }
@@ -451,6 +471,19 @@ mod tests {
             ),
             (&["-o", "LocalForward 1 h:2", "-v", "h"], &[0], &["-v", "h"]),
             (&["-L", "1:h:2", "h"], &[], &["-L", "1:h:2", "h"]),
+            // "--" as an option's argument before the destination ends
+            // option parsing in ssh.c: kept when its option is cut...
+            (
+                &["-L", "1:h:2", "-E", "--", "h", "-v"],
+                &[1],
+                &["-L", "1:h:2", "--", "h", "-v"],
+            ),
+            // ...and not made by a cut that brings it next to the destination.
+            (
+                &["-R", "--", "-L", "1:h:2", "h", "-G"],
+                &[1],
+                &["-R--", "h", "-G"],
+            ),
         ];
         for (argv, drop, want) in table {
             let a = parse(argv);

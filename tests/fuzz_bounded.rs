@@ -121,9 +121,8 @@ fn matcher_memory_is_bounded_by_its_cap() {
 /// before the destination is `--`, even as an option's argument (ssh.c
 /// `strcmp(av[optind - 1], "--")`), so in `-E -- lab -v` the `-v` is the
 /// remote command. Cutting `-E --` out leaves `lab -v`, where `-v` is an
-/// option: the remote command is gone. Reported; un-ignore once fixed.
+/// option: the remote command would be gone. `without` keeps the `--`.
 #[test]
-#[ignore = "known bug in Args::without, reported"]
 fn dash_dash_as_an_option_argument_still_ends_the_options_after_a_cut() {
     use rosh_ssh::argv::Args;
     let words: Vec<std::ffi::OsString> = ["-E", "--", "lab", "-v"].iter().map(Into::into).collect();
