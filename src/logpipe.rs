@@ -80,6 +80,9 @@ const HOLD: Duration = Duration::from_millis(200);
 /// The relay's state: lines held back and the failures seen.
 struct Relay {
     dest: Dest,
+    /// Lines ready to go, written once per read from the FIFO rather than
+    /// one write(2) per line.
+    out: Vec<u8>,
     /// Drop lines with a LogVerbose tag: rosh-ssh forced them out for a
     /// user who asked for quiet.
     hide_forced: bool,
@@ -119,16 +122,20 @@ impl Relay {
             self.pending_since.get_or_insert_with(Instant::now);
         } else {
             self.flush_pending();
-            self.dest.write(bytes);
+            self.out.extend_from_slice(bytes);
         }
     }
 
     fn flush_pending(&mut self) {
-        if !self.pending.is_empty() {
-            let p = std::mem::take(&mut self.pending);
-            self.dest.write(&p);
-        }
+        self.out.append(&mut self.pending);
         self.pending_since = None;
+    }
+
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.dest.write(&self.out);
+            self.out.clear();
+        }
     }
 
     /// The poll timeout: until the pending lines are due.
@@ -158,6 +165,7 @@ impl LogPipe {
         let (wake_r, wake) = os_pipe::pipe()?;
         let relay = Relay {
             dest,
+            out: Vec::new(),
             hide_forced,
             failures: Vec::new(),
             pending: Vec::new(),
@@ -191,6 +199,7 @@ fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
             match poll(&mut fds, relay.timeout()) {
                 Ok(0) => {
                     relay.flush_pending();
+                    relay.flush();
                     continue;
                 }
                 Ok(_) => {}
@@ -207,7 +216,10 @@ fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
         }
         match fifo.read(&mut buf) {
             Ok(0) => break, // every writer is gone
-            Ok(n) => matcher.feed(&buf[..n], &mut |p| relay.piece(p)),
+            Ok(n) => {
+                matcher.feed(&buf[..n], &mut |p| relay.piece(p));
+                relay.flush();
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // EAGAIN once ssh has ended: nothing more is buffered.
             Err(_) if ended => break,
@@ -216,6 +228,7 @@ fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
     }
     matcher.finish(&mut |p| relay.piece(p));
     relay.flush_pending();
+    relay.flush();
     Outcome {
         failures: relay.failures,
         held: relay.fatal,
