@@ -638,7 +638,7 @@ fn parse_line(raw: &[u8]) -> Directive {
     let args = if rest.is_empty() {
         Err(())
     } else {
-        argv_split(rest)
+        crate::argv::argv_split(rest).ok_or(())
     };
     match kind {
         Some(k) => Directive::Forward(k, args),
@@ -686,52 +686,6 @@ fn strdelim(buf: &mut Vec<u8>, s: &mut Option<usize>) -> Option<Vec<u8>> {
     }
     *s = Some(n);
     Some(tok)
-}
-
-/// misc.c argv_split with terminate_on_comment: shell-like words, `'`/`"` quotes, `\` escapes
-/// only before a quote, `\` or (unquoted) space. `Err` on an unterminated quote.
-fn argv_split(s: &[u8]) -> Result<Vec<Vec<u8>>, ()> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b' ' || s[i] == b'\t' {
-            i += 1;
-            continue;
-        }
-        if s[i] == b'#' {
-            break;
-        }
-        let mut quote = 0u8;
-        let mut arg = Vec::new();
-        while i < s.len() {
-            let c = s[i];
-            if c == b'\\' {
-                match s.get(i + 1) {
-                    Some(&n)
-                        if n == b'\'' || n == b'"' || n == b'\\' || (quote == 0 && n == b' ') =>
-                    {
-                        arg.push(n);
-                        i += 1;
-                    }
-                    _ => arg.push(c),
-                }
-            } else if quote == 0 && (c == b' ' || c == b'\t') {
-                break;
-            } else if quote == 0 && (c == b'"' || c == b'\'') {
-                quote = c;
-            } else if quote != 0 && c == quote {
-                quote = 0;
-            } else {
-                arg.push(c);
-            }
-            i += 1;
-        }
-        out.push(arg);
-        if i >= s.len() && quote != 0 {
-            return Err(());
-        }
-    }
-    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1123,7 +1077,11 @@ mod tests {
         ];
         for (s, want) in cases {
             let want = want.map(|v| v.iter().map(|a| a.as_bytes().to_vec()).collect::<Vec<_>>());
-            assert_eq!(argv_split(s.as_bytes()), want, "{s:?}");
+            assert_eq!(
+                crate::argv::argv_split(s.as_bytes()).ok_or(()),
+                want,
+                "{s:?}"
+            );
         }
     }
 
