@@ -56,7 +56,7 @@ pub fn run() -> Result<End, Error> {
             say.line(format_args!("fast path ({why}): exec {}", ssh.display()));
             return Err(child::exec(child::command(&ssh, &cli.words, depth), &ssh));
         }
-        if why != "no forward options" {
+        if why != "no forward options" && !args.error {
             // A mode, or ClearAllForwardings: ssh -G has nothing to say.
             print_command(&ssh, &cli.words);
             return Ok(End::Exited(0));
@@ -253,12 +253,12 @@ channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*";
 
 impl Session<'_> {
     fn dir(&mut self) -> Result<&PrivateDir, Error> {
-        if self.dir.is_none() {
-            let d = PrivateDir::new()
-                .map_err(|e| Error::Io("cannot create a private directory".into(), e))?;
-            self.dir = Some(d);
-        }
-        Ok(self.dir.as_ref().expect("just made"))
+        let d = match self.dir.take() {
+            Some(d) => d,
+            None => PrivateDir::new()
+                .map_err(|e| Error::Io("cannot create a private directory".into(), e))?,
+        };
+        Ok(self.dir.insert(d))
     }
 
     /// The words for the next run: dropped forwards cut out of argv, a

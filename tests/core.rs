@@ -453,6 +453,15 @@ fn dry_run_prints_the_command_and_each_forward() {
         text(&out.stderr),
         "Bad local forwarding specification '0:h:1'\n"
     );
+    // A usage error too.
+    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-Z", "h"]));
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).starts_with("unknown option -- Z\nusage: ssh"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
