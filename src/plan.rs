@@ -86,11 +86,12 @@ impl Plan {
             .iter()
             .zip(origins)
             .map(|(f, origins)| {
-                let opts: Vec<usize> = from_argv
-                    .iter()
-                    .filter(|(_, g)| g.prints_as(f))
-                    .map(|(n, _)| *n)
-                    .collect();
+                let asked: Vec<&(usize, Forward)> =
+                    from_argv.iter().filter(|(_, g)| g.prints_as(f)).collect();
+                let opts: Vec<usize> = asked.iter().map(|(n, _)| *n).collect();
+                // A line of `ssh -G` with a space in a path reads more than one
+                // way; the words that asked for the forward read one way only.
+                let f = asked.first().map_or(f, |(_, g)| g);
                 let reason = probe_forward(f, eff);
                 Decision {
                     forward: f.clone(),

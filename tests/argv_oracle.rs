@@ -120,7 +120,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
     let home = lab::TempDir::new("argv-oracle");
     let mut rng = Rng(0x0005_eed0_fa11_u64);
     let (mut accepted, mut rejected) = (0, 0);
-    for n in 0..400 {
+    for n in 0..2000 {
         let argv = generate(&mut rng);
         let out = Command::new(lab::SSH)
             .arg("-G")

@@ -18,7 +18,7 @@ use rosh_ssh::forward::{self, Endpoint, Forward, Kind};
 const SSH: &str = "/usr/bin/ssh";
 const SEED: u64 = 0x5eed_f0e4_2026_0001;
 /// Generated specs per form (-L, -D, -R, and each keyword).
-const PER_FORM: usize = 120;
+const PER_FORM: usize = 500;
 
 /// xorshift64*: small, deterministic, no crate.
 struct Rng(u64);
@@ -378,9 +378,12 @@ fn parser_agrees_with_ssh_g() {
                 // except `-L N:socks:P`, which ssh prints as dynamic.
                 let socks_quirk = f.kind == Kind::Local
                     && matches!(&f.connect, Some(Endpoint::Tcp { host: Some(h), .. }) if h == b"socks");
+                // A path with a space makes the printed line ambiguous
+                // (`remoteforward /a b :[/x]`): any reading that prints it
+                // back is as good as ssh's output allows.
                 if let [line] = printed.as_slice()
                     && !socks_quirk
-                    && Forward::from_ssh_g(line).as_ref() != Some(f)
+                    && !Forward::from_ssh_g(line).is_some_and(|g| g == *f || g.prints_as(f))
                 {
                     bad.push(format!(
                         "{}: from_ssh_g({:?}) = {:?}, parsed {f:?}",
