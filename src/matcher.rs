@@ -511,6 +511,13 @@ fn match_body(body: &[u8]) -> Option<Failure> {
         if !starts_with(body) && !after_func.is_some_and(starts_with) {
             return None;
         }
+        // The two lines a busy port writes most, read by hand: the same
+        // language as their regexes, without a capture engine per line.
+        match rule {
+            Rule::Remote => return remote_failed(body),
+            Rule::LocalBind => return local_bind(body),
+            _ => {}
+        }
         let c = re.captures(body)?;
         let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
         match rule {
@@ -545,6 +552,41 @@ fn match_body(body: &[u8]) -> Option<Failure> {
                 reason: cap(1)?.to_vec(),
             }),
         }
+    })
+}
+
+/// `(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))`.
+fn remote_failed(body: &[u8]) -> Option<Failure> {
+    let (fatal, rest) = match body.strip_prefix(b"Error: ") {
+        Some(rest) => (true, rest),
+        None => (false, body.strip_prefix(b"Warning: ")?),
+    };
+    let rest = rest.strip_prefix(b"remote port forwarding failed for listen ")?;
+    if let Some(digits) = rest.strip_prefix(b"port ") {
+        return Some(Failure::RemotePort {
+            port: parse_port(digits)?,
+            fatal,
+        });
+    }
+    let path = rest.strip_prefix(b"path ")?;
+    Some(Failure::RemotePath {
+        path: path.to_vec(),
+        fatal,
+    })
+}
+
+/// `bind \[([^\]]*)\]:([0-9]+): (.*)`.
+fn local_bind(body: &[u8]) -> Option<Failure> {
+    let rest = body.strip_prefix(b"bind [")?;
+    let close = memchr(b']', rest)?;
+    let addr = &rest[..close];
+    let rest = rest[close..].strip_prefix(b"]:")?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    let reason = rest[digits..].strip_prefix(b": ")?;
+    Some(Failure::LocalBind {
+        addr: addr.to_vec(),
+        port: parse_port(&rest[..digits])?,
+        reason: reason.to_vec(),
     })
 }
 
