@@ -553,3 +553,62 @@ fn ssh_through_proxy_to_a_refused_port_fails_like_ssh() {
         stderr(&out)
     );
 }
+
+#[test]
+fn wait_rides_out_a_rebooting_server_with_real_ssh() {
+    let Some(lab) = lab::Lab::start() else { return };
+    // A second sshd, like the lab's, on a port nothing listens on yet.
+    let port = refused_port();
+    let conf = std::fs::read_to_string(lab.path().join("sshd_config")).unwrap();
+    let conf: String = conf
+        .lines()
+        .map(|l| {
+            if l.starts_with("Port ") {
+                format!("Port {port}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let conf_path = lab.path().join("sshd_config.late");
+    std::fs::write(&conf_path, conf).unwrap();
+    let start = Instant::now();
+    let client = Command::new(lab::SSH)
+        .args(lab.args())
+        .arg("-o")
+        .arg(format!(
+            "ProxyCommand={} --proxy %h %p --wait 10",
+            lab::rosh_ssh().display()
+        ))
+        .args(["-p", &port.to_string(), "echo", "back"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_secs(2));
+    let mut sshd = Command::new(lab::SSHD)
+        .arg("-D")
+        .arg("-f")
+        .arg(&conf_path)
+        .arg("-E")
+        .arg(lab.path().join("sshd.late.log"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = client.wait_with_output().unwrap();
+    let _ = sshd.kill();
+    let _ = sshd.wait();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "back\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
+}
