@@ -22,7 +22,7 @@
 
 use memchr::memchr;
 use regex::bytes::Regex;
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 /// Default cap on the partial line held between chunks.
 pub const DEFAULT_CAP: usize = 64 * 1024;
@@ -395,75 +395,76 @@ const FUNC: &str = "[a-z_][a-z0-9_]*";
 struct RuleRe {
     rule: Rule,
     starts: &'static [&'static str],
-    re: Regex,
+    re: &'static str,
 }
 
-static RULES: LazyLock<Vec<RuleRe>> = LazyLock::new(|| {
-    let table: [(Rule, &[&str], &str); 9] = [
-        // ssh.c ssh_confirm_remote_forward
-        (
-            Rule::Remote,
-            &["Warning: remote port", "Error: remote port"],
-            r"(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))",
-        ),
-        // ssh.c ssh_confirm_remote_forward: debug("remote forward %s for: listen %s%s%d, ...")
-        (
-            Rule::RemoteDebug,
-            &["remote forward failure"],
-            r"remote forward failure for: listen (.*?), connect .*",
-        ),
-        // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s")
-        (
-            Rule::LocalBind,
-            &["bind ["],
-            r"bind \[([^\]]*)\]:([0-9]+): (.*)",
-        ),
-        // channels.c channel_setup_fwd_listener_tcpip: error_f("cannot listen to port: %d")
-        (
-            Rule::CannotListen,
-            &["cannot listen to port"],
-            r"(?:{FUNC}: )?cannot listen to port: ([0-9]+)",
-        ),
-        // ssh.c ssh_init_forwarding
-        (
-            Rule::NoneSucceeded,
-            &["Could not request local"],
-            r"Could not request local forwarding\.",
-        ),
-        // misc.c unix_listener: error_f("cannot bind to path %s: %s") / "cannot listen on path"
-        (
-            Rule::UnixListener,
-            &["cannot bind to path", "cannot listen on path"],
-            r"(?:{FUNC}: )?cannot (?:bind to|listen on) path (.*): [^:]*",
-        ),
-        // mux.c mux_client_forward: error_f("forwarding request failed: %s")
-        (
-            Rule::MuxFailed,
-            &["forwarding request failed"],
-            r"(?:{FUNC}: )?forwarding request failed: (.*)",
-        ),
-        // mux.c mux_client_forward: error("Master refused forwarding request: %s")
-        (
-            Rule::MuxRefused,
-            &["Master refused forwarding"],
-            r"Master refused forwarding request: (.*)",
-        ),
-        // mux.c muxclient: error_f/fatal_f("master forward request failed")
-        (
-            Rule::MuxMaster,
-            &["master forward request failed"],
-            r"(?:{FUNC}: )?(master forward request failed)",
-        ),
-    ];
-    table
-        .into_iter()
-        .map(|(rule, starts, re)| {
-            let re = re.replace("{FUNC}", FUNC);
-            let re = Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex");
-            RuleRe { rule, starts, re }
-        })
-        .collect()
-});
+/// Each rule's regex, compiled the first time a line starts like its message:
+/// most sessions never compile one (the commonest failures are read by hand).
+static COMPILED: [OnceLock<Regex>; 9] = [const { OnceLock::new() }; 9];
+
+fn compiled(i: usize) -> &'static Regex {
+    COMPILED[i].get_or_init(|| {
+        let re = RULES[i].re.replace("{FUNC}", FUNC);
+        Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex")
+    })
+}
+
+static RULES: [RuleRe; 9] = [
+    // ssh.c ssh_confirm_remote_forward
+    RuleRe {
+        rule: Rule::Remote,
+        starts: &["Warning: remote port", "Error: remote port"],
+        re: r"(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))",
+    },
+    // ssh.c ssh_confirm_remote_forward: debug("remote forward %s for: listen %s%s%d, ...")
+    RuleRe {
+        rule: Rule::RemoteDebug,
+        starts: &["remote forward failure"],
+        re: r"remote forward failure for: listen (.*?), connect .*",
+    },
+    // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s")
+    RuleRe {
+        rule: Rule::LocalBind,
+        starts: &["bind ["],
+        re: r"bind \[([^\]]*)\]:([0-9]+): (.*)",
+    },
+    // channels.c channel_setup_fwd_listener_tcpip: error_f("cannot listen to port: %d")
+    RuleRe {
+        rule: Rule::CannotListen,
+        starts: &["cannot listen to port"],
+        re: r"(?:{FUNC}: )?cannot listen to port: ([0-9]+)",
+    },
+    // ssh.c ssh_init_forwarding
+    RuleRe {
+        rule: Rule::NoneSucceeded,
+        starts: &["Could not request local"],
+        re: r"Could not request local forwarding\.",
+    },
+    // misc.c unix_listener: error_f("cannot bind to path %s: %s") / "cannot listen on path"
+    RuleRe {
+        rule: Rule::UnixListener,
+        starts: &["cannot bind to path", "cannot listen on path"],
+        re: r"(?:{FUNC}: )?cannot (?:bind to|listen on) path (.*): [^:]*",
+    },
+    // mux.c mux_client_forward: error_f("forwarding request failed: %s")
+    RuleRe {
+        rule: Rule::MuxFailed,
+        starts: &["forwarding request failed"],
+        re: r"(?:{FUNC}: )?forwarding request failed: (.*)",
+    },
+    // mux.c mux_client_forward: error("Master refused forwarding request: %s")
+    RuleRe {
+        rule: Rule::MuxRefused,
+        starts: &["Master refused forwarding"],
+        re: r"Master refused forwarding request: (.*)",
+    },
+    // mux.c muxclient: error_f/fatal_f("master forward request failed")
+    RuleRe {
+        rule: Rule::MuxMaster,
+        starts: &["master forward request failed"],
+        re: r"(?:{FUNC}: )?(master forward request failed)",
+    },
+];
 
 /// `body` without a leading `function: ` (an identifier, as `__func__` is), if it has one.
 fn strip_func(body: &[u8]) -> Option<&[u8]> {
@@ -506,53 +507,61 @@ fn match_body(body: &[u8]) -> Option<Failure> {
     if !may_start_failure(body) && !after_func.is_some_and(may_start_failure) {
         return None;
     }
-    RULES.iter().find_map(|RuleRe { rule, starts, re }| {
-        let starts_with = |s: &[u8]| starts.iter().any(|w| s.starts_with(w.as_bytes()));
-        if !starts_with(body) && !after_func.is_some_and(starts_with) {
-            return None;
-        }
-        // The two lines a busy port writes most, read by hand: the same
-        // language as their regexes, without a capture engine per line.
-        match rule {
-            Rule::Remote => return remote_failed(body),
-            Rule::LocalBind => return local_bind(body),
-            _ => {}
-        }
-        let c = re.captures(body)?;
-        let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
-        match rule {
-            Rule::Remote => {
-                let fatal = cap(1)? == b"Error";
-                match (cap(2), cap(3)) {
-                    (Some(port), _) => Some(Failure::RemotePort {
-                        port: parse_port(port)?,
-                        fatal,
-                    }),
-                    (None, Some(path)) => Some(Failure::RemotePath {
-                        path: path.to_vec(),
-                        fatal,
-                    }),
-                    (None, None) => None,
-                }
+    RULES
+        .iter()
+        .enumerate()
+        .find_map(|(i, RuleRe { rule, starts, .. })| {
+            let starts_with = |s: &[u8]| starts.iter().any(|w| s.starts_with(w.as_bytes()));
+            if !starts_with(body) && !after_func.is_some_and(starts_with) {
+                return None;
             }
-            Rule::RemoteDebug => remote_debug_listen(cap(1)?),
-            Rule::LocalBind => Some(Failure::LocalBind {
-                addr: cap(1)?.to_vec(),
-                port: parse_port(cap(2)?)?,
-                reason: cap(3)?.to_vec(),
-            }),
-            Rule::CannotListen => Some(Failure::LocalCannotListen {
-                port: parse_port(cap(1)?)?,
-            }),
-            Rule::NoneSucceeded => Some(Failure::LocalNoneSucceeded),
-            Rule::UnixListener => Some(Failure::LocalPath {
-                path: cap(1)?.to_vec(),
-            }),
-            Rule::MuxFailed | Rule::MuxRefused | Rule::MuxMaster => Some(Failure::Mux {
-                reason: cap(1)?.to_vec(),
-            }),
+            // The two lines a busy port writes most, read by hand: the same
+            // language as their regexes, without a capture engine per line.
+            match rule {
+                Rule::Remote => return remote_failed(body),
+                Rule::LocalBind => return local_bind(body),
+                _ => {}
+            }
+            by_regex(i, body)
+        })
+}
+
+/// Rule `i`'s regex on `body`, its captures made a [`Failure`].
+fn by_regex(i: usize, body: &[u8]) -> Option<Failure> {
+    let c = compiled(i).captures(body)?;
+    let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
+    match RULES[i].rule {
+        Rule::Remote => {
+            let fatal = cap(1)? == b"Error";
+            match (cap(2), cap(3)) {
+                (Some(port), _) => Some(Failure::RemotePort {
+                    port: parse_port(port)?,
+                    fatal,
+                }),
+                (None, Some(path)) => Some(Failure::RemotePath {
+                    path: path.to_vec(),
+                    fatal,
+                }),
+                (None, None) => None,
+            }
         }
-    })
+        Rule::RemoteDebug => remote_debug_listen(cap(1)?),
+        Rule::LocalBind => Some(Failure::LocalBind {
+            addr: cap(1)?.to_vec(),
+            port: parse_port(cap(2)?)?,
+            reason: cap(3)?.to_vec(),
+        }),
+        Rule::CannotListen => Some(Failure::LocalCannotListen {
+            port: parse_port(cap(1)?)?,
+        }),
+        Rule::NoneSucceeded => Some(Failure::LocalNoneSucceeded),
+        Rule::UnixListener => Some(Failure::LocalPath {
+            path: cap(1)?.to_vec(),
+        }),
+        Rule::MuxFailed | Rule::MuxRefused | Rule::MuxMaster => Some(Failure::Mux {
+            reason: cap(1)?.to_vec(),
+        }),
+    }
 }
 
 /// `(Warning|Error): remote port forwarding failed for listen (?:port ([0-9]+)|path (.*))`.
@@ -1246,6 +1255,43 @@ mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
         assert_eq!(tag_len(long.as_bytes()), None);
         let just = format!("{}:f():1 (pid=2): x", "a".repeat(TAG_NAME_MAX));
         assert_eq!(tag_len(just.as_bytes()), Some(just.len() - 1));
+    }
+
+    /// The hand readers of the two commonest lines accept exactly what
+    /// their rules' regexes accept, with the same captures.
+    #[test]
+    fn hand_readers_agree_with_their_regexes() {
+        let bodies = [
+            "bind [127.0.0.1]:3131: Address already in use",
+            "bind [::1]:3131: Cannot assign requested address",
+            "bind []:1: x",
+            "bind [a]b]:1: x",
+            "bind [a]:: x",
+            "bind [a]:1:x",
+            "bind [a]:99999: x",
+            "bind [a]:12a: x",
+            "bind [a:1: x",
+            "bind [a]:1: ",
+            "Warning: remote port forwarding failed for listen port 8082",
+            "Error: remote port forwarding failed for listen port 0",
+            "Error: remote port forwarding failed for listen port 65536",
+            "Error: remote port forwarding failed for listen port 80x",
+            "Error: remote port forwarding failed for listen port ",
+            "Warning: remote port forwarding failed for listen path /tmp/a b",
+            "Warning: remote port forwarding failed for listen path ",
+            "Warning: remote port forwarding failed for listen socket x",
+            "Notice: remote port forwarding failed for listen port 1",
+        ];
+        for (i, rule) in RULES.iter().enumerate() {
+            let hand: fn(&[u8]) -> Option<Failure> = match rule.rule {
+                Rule::Remote => remote_failed,
+                Rule::LocalBind => local_bind,
+                _ => continue,
+            };
+            for b in bodies {
+                assert_eq!(hand(b.as_bytes()), by_regex(i, b.as_bytes()), "{b:?}");
+            }
+        }
     }
 
     #[test]
