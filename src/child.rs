@@ -119,9 +119,17 @@ pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
         .map_err(|e| Error::Spawn(ssh.to_path_buf(), e))?;
     let pid = Pid::from_raw(child.id() as i32);
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(WaitStatus::Exited(_, c)) => return Ok(End::Exited(c)),
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(End::Signaled(s as i32)),
+            // ssh's `~^Z` stops ssh alone (clientloop.c: kill(getpid(),
+            // SIGTSTP)): stop the same way, so that the shell sees its job
+            // stop and takes the terminal back. `fg` continues the whole
+            // process group, and a SIGCONT to the wrapper alone is passed on.
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                let _ = signal::kill(Pid::this(), sig);
+                continue;
+            }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::Io("waitpid".into(), e.into())),
         }

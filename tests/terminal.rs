@@ -133,3 +133,72 @@ fn pid_of_comm(comm: &str, marker: &std::path::Path) -> nix::unistd::Pid {
     }
     panic!("no {comm} process found");
 }
+
+#[test]
+fn ssh_suspended_by_its_escape_suspends_the_wrapper_and_fg_resumes_both() {
+    if !lab::require("/usr/bin/tmux") {
+        return;
+    }
+    let dir = TempDir::new("tstp");
+    let log = dir.path().join("log");
+    let ssh = dir.path().join("ssh");
+    // Like ssh's `~^Z`: stop itself (clientloop.c kill(getpid(), SIGTSTP)).
+    fs::write(
+        &ssh,
+        format!(
+            "#!/usr/bin/env python3\nimport os, signal, sys\n\
+             if sys.argv[1] == '-G': sys.exit(0)\n\
+             open('{log}', 'a').write('ready\\n')\n\
+             os.kill(os.getpid(), signal.SIGTSTP)\n\
+             open('{log}', 'a').write('continued\\n')\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o755)).unwrap();
+    let tmux = Tmux {
+        socket: dir.path().join("tmux.sock"),
+    };
+    let out = tmux.cmd(&[
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-x",
+        "120",
+        "-y",
+        "30",
+        "env PS1='$ ' bash --norc --noprofile -i",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = dir.path().join("status");
+    let line = format!(
+        "ROSH_SSH={} {} -L 4444:h:22 host",
+        ssh.display(),
+        rosh_ssh().display()
+    );
+    tmux.cmd(&["send-keys", "-l", &line]);
+    tmux.cmd(&["send-keys", "Enter"]);
+    wait_for("the stub ssh", || {
+        fs::read_to_string(&log).unwrap_or_default() == "ready\n"
+    });
+    // The shell sees its job stop and gives the prompt back.
+    let pane = || String::from_utf8_lossy(&tmux.cmd(&["capture-pane", "-p"]).stdout).into_owned();
+    wait_for("the job to stop", || pane().contains("Stopped"));
+    assert!(!log.exists() || fs::read_to_string(&log).unwrap() == "ready\n");
+    tmux.cmd(&[
+        "send-keys",
+        "-l",
+        &format!("fg; echo status=$? > {}", status.display()),
+    ]);
+    tmux.cmd(&["send-keys", "Enter"]);
+    wait_for("the job to end", || {
+        fs::read_to_string(&status).is_ok_and(|s| s.ends_with('\n'))
+    });
+    assert_eq!(fs::read_to_string(&status).unwrap(), "status=0\n");
+    assert_eq!(fs::read_to_string(&log).unwrap(), "ready\ncontinued\n");
+}
