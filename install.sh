@@ -51,6 +51,10 @@ install_all() {
   for d in bin share/rosh lib/rosh/bin; do
     [ -w "$prefix/$d" ] || err "$prefix/$d is not writable"
   done
+  # Written before the build, so that --uninstall finds what a failed
+  # install created.
+  # shellcheck disable=SC2086 # one line of words
+  echo $created >"$prefix/$MANIFEST" || err "cannot write $prefix/$MANIFEST"
   say 'building the release binary (cargo build --release)'
   (cd "$src" && command cargo build --release --locked --quiet) || err 'cargo build failed'
   case ${CARGO_TARGET_DIR-} in # cargo reads a relative one from $src
@@ -62,9 +66,7 @@ install_all() {
   put "$src/shell/rosh.sh" share/rosh/rosh.sh 644
   put "$src/shell/rosh.fish" share/rosh/rosh.fish 644
   ln -sfn ../../../bin/rosh-ssh "$prefix/lib/rosh/bin/ssh" || err 'cannot make the ssh shim'
-  # shellcheck disable=SC2086 # one line of words
-  echo $created >"$prefix/$MANIFEST" || err "cannot write $prefix/$MANIFEST"
-  "$prefix/bin/rosh-ssh" -V >/dev/null 2>&1 || say "warning: $prefix/bin/rosh-ssh -V failed"
+  "$prefix/bin/rosh-ssh" --version >/dev/null 2>&1 || err "$prefix/bin/rosh-ssh does not run"
 
   say "installed into $prefix. Add what you want to your shell's rc file:"
   cat <<EOF
@@ -75,11 +77,11 @@ install_all() {
   source '$prefix/share/rosh/rosh.fish'
 
   # optional: rosh-ssh on PATH, and every interactive ssh through it
-  PATH='$prefix/bin':\$PATH
+  PATH='$prefix/bin':\$PATH          # fish: fish_add_path '$prefix/bin'
   alias ssh=rosh-ssh
 
   # optional: tools that find ssh on PATH (vagrant ssh, git, rsync) use rosh-ssh
-  PATH='$prefix/lib/rosh/bin':\$PATH
+  PATH='$prefix/lib/rosh/bin':\$PATH  # fish: fish_add_path '$prefix/lib/rosh/bin'
 
   # optional, in ~/.ssh/config, for hosts reached by ssh clients you cannot wrap
   Host myhost
@@ -122,6 +124,8 @@ main() {
     shift
   done
   [ -n "$prefix" ] || err 'empty --prefix'
+  # The lines printed for rc files quote the prefix in single quotes.
+  case $prefix in *\'*) err "--prefix must not contain a single quote: $prefix" ;; esac
   case $prefix in /*) ;; *) prefix=$(pwd)/$prefix ;; esac
   src=$(cd "$(dirname "$0")" && pwd) || err 'cannot find the source directory'
   if [ -n "$uninstall" ]; then uninstall_all; else install_all; fi

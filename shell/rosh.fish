@@ -52,6 +52,11 @@ function rosh --description 'ssh into a tmux session on HOST, reconnecting when 
     set -a args -- $host $remote
     set -l tmpdir /tmp
     set -q TMPDIR[1]; and set tmpdir $TMPDIR
+    # ssh expands % in LocalCommand, and the mark is quoted in single quotes.
+    if string match -q -r "['%\\\\]" -- $tmpdir
+        echo "rosh: TMPDIR has a quote, % or backslash: $tmpdir" >&2
+        return 1
+    end
 
     set -l connected
     set -l st

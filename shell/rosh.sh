@@ -24,8 +24,10 @@ rosh() (
 
   # One word quoted for a POSIX shell: it's -> 'it'\''s'. Plain words stay bare.
   q() {
+    # A leading = is zsh's command expansion: quoted like any other
+    # byte a remote login shell might read as syntax.
     case $1 in
-      '' | *[!A-Za-z0-9_./=:,+@%^-]*) ;;
+      '' | [=]* | *[!A-Za-z0-9_./=:,+@%-]*) ;;
       *) printf '%s' "$1"; return ;;
     esac
     _q_out='' _q_in=$1
@@ -68,7 +70,7 @@ rosh() (
     shift $((OPTIND - 1))
     case $# in 1 | 2) ;; *) usage ;; esac
     host=$1 name=${2-default}
-    case $pause$alive in *[!0-9]*)
+    case "$pause,$alive" in ,* | *, | *[!0-9,]*)
       say "-I and -a want whole seconds, not '$pause' and '$alive'"
       exit 2
       ;;
