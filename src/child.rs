@@ -87,6 +87,17 @@ const FORWARDED: &[i32] = &[
     SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM, SIGWINCH, SIGCONT,
 ];
 
+/// Whether `signal`'s disposition is SIG_IGN.
+fn ignored(signal: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one
+    // into a zeroed struct.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// A terminal's hangup goes to the session leader only: when that is the
 /// wrapper (a terminal window running `rosh-ssh host` directly), ssh hears
 /// of it from the wrapper or not at all.
@@ -97,7 +108,10 @@ fn hangup_for_leader(signal: i32) -> bool {
 /// Runs ssh as a child and waits for it (only it: a backgrounded ssh from
 /// `-f` or a ControlPersist master lives on), passing signals on.
 pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
-    let mut wanted = FORWARDED.to_vec();
+    // A signal the caller ignores stays ignored, for the wrapper and, across
+    // exec, for ssh: `nohup ssh` and `ssh ... &` in a script rely on that
+    // (ssh keeps an ignored SIGHUP, SIGINT, SIGQUIT or SIGTERM ignored).
+    let mut wanted: Vec<i32> = FORWARDED.iter().copied().filter(|&s| !ignored(s)).collect();
     wanted.push(SIGCHLD);
     // Registered before the spawn, so that no SIGCHLD can be missed.
     let mut signals = SignalsInfo::<WithOrigin>::new(&wanted)

@@ -624,3 +624,41 @@ fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
         "the log line written before ssh ended is relayed"
     );
 }
+
+#[test]
+fn signals_the_caller_ignores_stay_ignored_as_under_nohup() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("nohup");
+    let report = dir.path().join("report");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/usr/bin/env python3\nimport signal, sys\n\
+             if sys.argv[1] == '-G': sys.exit(0)\n\
+             ign = [s.name for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) == signal.SIG_IGN]\n\
+             open('{}', 'w').write(' '.join(ign) + '\\n')\n",
+            report.display()
+        ),
+    );
+    for extra in [&[][..], &["-L", "4444:h:22"][..]] {
+        let _ = fs::remove_file(&report);
+        let mut cmd = Command::new(rosh_ssh());
+        cmd.env("ROSH_SSH", &ssh).args(extra).arg("host");
+        // SAFETY: signal() in the child before exec, as nohup does.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_IGN);
+                libc::signal(libc::SIGINT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let st = cmd.stdin(Stdio::null()).status().unwrap();
+        assert!(st.success());
+        assert_eq!(
+            fs::read_to_string(&report).unwrap(),
+            "SIGHUP SIGINT\n",
+            "{extra:?}"
+        );
+    }
+}
