@@ -4,7 +4,6 @@ mod lab;
 
 use lab::{Lab, TempDir, rosh_ssh};
 use std::fs;
-use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -59,22 +58,7 @@ fn grav_config(lab: &Lab, name: &str, extra: &str) -> std::path::PathBuf {
 
 /// Runs `prog args` with `input` on stdin.
 fn run_with_input(prog: &Path, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(prog)
-        .args(args)
-        .env_remove("ROSH_SSH")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let w = std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
+    lab::run_with_input(Command::new(prog).args(args).env_remove("ROSH_SSH"), input)
 }
 
 #[test]
@@ -431,12 +415,7 @@ fn nothing_left_in_the_private_dir_when_ssh_or_the_wrapper_is_killed() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
+        let line = lab::first_line(&mut child);
         assert_eq!(line, "started\n", "{victim} {sig}");
         assert_eq!(
             leftovers(tmp.path()).len(),

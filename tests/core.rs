@@ -4,7 +4,6 @@ mod lab;
 
 use lab::{Lab, PortHolder, TempDir, rosh_ssh};
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -161,20 +160,7 @@ fn stdout_stderr_and_stdin_are_byte_exact() {
     let fwd = format!("{port}:localhost:22");
     let remote = r"cat; printf '\377\000\r\nout'; printf '\001err\n' >&2; exit 3";
     let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
-    let go = |cmd: &mut Command| {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let data = input.clone();
-        let w = std::thread::spawn(move || stdin.write_all(&data));
-        let out = child.wait_with_output().unwrap();
-        w.join().unwrap().unwrap();
-        out
-    };
+    let go = |cmd: &mut Command| lab::run_with_input(cmd, &input);
     let mut plain = Command::new(lab::SSH);
     plain.args(lab.args()).args(["-L", &fwd, remote]);
     let want = go(&mut plain);
@@ -304,12 +290,7 @@ fn signals_sent_to_the_wrapper_reach_ssh() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let line = lab::first_line(&mut child);
     assert_eq!(line, "ready\n");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
@@ -335,12 +316,7 @@ fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    let line = lab::first_line(&mut child);
     assert_eq!(line.trim(), marker);
     let started = Instant::now();
     nix::sys::signal::kill(

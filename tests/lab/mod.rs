@@ -234,6 +234,33 @@ impl Drop for Lab {
     }
 }
 
+/// Runs `cmd` with `input` on its stdin, written from a thread so that a
+/// full pipe never deadlocks, and collects its output.
+pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let data = input.to_vec();
+    let feeder = std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let out = child.wait_with_output().expect("wait");
+    feeder.join().expect("feeder");
+    out
+}
+
+/// The first line a child writes on its piped stdout (which it takes).
+pub fn first_line(child: &mut Child) -> String {
+    let mut line = String::new();
+    let out = child.stdout.take().expect("piped stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("read");
+    line
+}
+
 /// The rosh-ssh binary cargo built for these tests.
 pub fn rosh_ssh() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rosh-ssh"))
