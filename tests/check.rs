@@ -56,13 +56,16 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
 
     // --remote: one connection; the server (this machine) has the port taken.
-    let out = Command::new(rosh_ssh())
-        .args(["--check", "--remote"])
-        .args(base)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let remote_check = || {
+        let out = Command::new(rosh_ssh())
+            .args(["--check", "--remote"])
+            .args(base)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = remote_check();
     assert!(
         text.contains(&format!(
             "  probe: taken on the server: port {remote} is listening there"
@@ -71,13 +74,7 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
     assert!(text.contains("tmux sessions"), "{text}");
     drop(remote_v4);
-    let out = Command::new(rosh_ssh())
-        .args(["--check", "--remote"])
-        .args(base)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = remote_check();
     assert!(
         text.contains(&format!(
             "  probe: free on the server: nothing listens on port {remote}"
