@@ -638,3 +638,64 @@ fn signals_the_caller_ignores_stay_ignored_as_under_nohup() {
         );
     }
 }
+
+#[test]
+fn closed_standard_descriptors_reach_ssh_as_dev_null_on_both_paths() {
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("stdfd");
+    let report = dir.path().join("report");
+    // What ssh finds on 0, 1 and 2 (ssh's own sanitise_stdfd would open
+    // /dev/null there; the wrapper must neither leave them closed for a
+    // file of its own to land on nor hand ssh one of its pipes).
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/usr/bin/env python3\nimport os, sys\n\
+             if sys.argv[1] == '-G': sys.exit(0)\n\
+             def name(fd):\n    try: return os.readlink('/proc/self/fd/%d' % fd)\n    except OSError: return 'closed'\n\
+             seen = [name(fd) for fd in (0, 1, 2)]\n\
+             open('{}', 'w').write(' '.join(seen) + '\\n')\nsys.exit(7)\n",
+            report.display()
+        ),
+    );
+    for extra in [&[][..], &["-L", "4444:h:22"][..]] {
+        let _ = fs::remove_file(&report);
+        let mut cmd = Command::new(rosh_ssh());
+        cmd.env("ROSH_SSH", &ssh).args(extra).arg("host");
+        // SAFETY: close() in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                for fd in 0..3 {
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        assert_eq!(cmd.status().unwrap().code(), Some(7), "{extra:?}");
+        assert_eq!(
+            fs::read_to_string(&report).unwrap(),
+            "/dev/null /dev/null /dev/null\n",
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn the_wrapper_does_not_load_libgcc_s() {
+    // src/main.rs links the unwinder statically so that each start skips
+    // loading libgcc_s.so.1 (issue 6's startup figure). The child path's
+    // wrapper is still running while its ssh reads the wrapper's mappings.
+    let dir = TempDir::new("maps");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\ncat /proc/$PPID/maps\n",
+    );
+    let out = run(Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-L", "4444:h:22", "host"]));
+    let maps = text(&out.stdout);
+    assert!(maps.contains("libc.so"), "{maps}");
+    assert!(!maps.contains("libgcc_s"), "{maps}");
+}
