@@ -54,7 +54,7 @@ pub fn run() -> Result<End, Error> {
     if let Some(why) = fast_path(&args) {
         if !cli.dry_run {
             say.line(format_args!("fast path ({why}): exec {}", ssh.display()));
-            return Err(child::exec(child::command(&ssh, &cli.words, depth), &ssh));
+            return Err(child::exec(&ssh, &cli.words, depth));
         }
         if why != "no forward options" && !args.error {
             // A mode, or ClearAllForwardings: ssh -G has nothing to say.
@@ -75,7 +75,7 @@ pub fn run() -> Result<End, Error> {
             say.line(format_args!(
                 "ssh -G rejected the arguments: exec ssh for its error"
             ));
-            return Err(child::exec(child::command(&ssh, &cli.words, depth), &ssh));
+            return Err(child::exec(&ssh, &cli.words, depth));
         }
     };
     let sources = config::sources(last_arg(&args, b'F'));

@@ -13,7 +13,7 @@
 //! comments) and in `Include` lines that must name a copy or an absolute path.
 
 use crate::forward::{self, Forward, Kind};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
@@ -55,16 +55,21 @@ pub struct Origin {
 
 /// The files ssh reads given the value of its last `-F` (ssh.c keeps the last: `config = optarg`).
 pub fn sources(dash_f: Option<&OsStr>) -> Sources {
-    let pw_dir = nix::unistd::User::from_uid(nix::unistd::getuid())
-        .ok()
-        .flatten()
-        .map(|u| u.dir);
+    // The passwd lookup goes through NSS (nscd, nsswitch.conf, the passwd
+    // file): asked for only when an answer needs it, not with `-F` and $HOME.
+    let passwd_dir = || {
+        nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| u.dir)
+    };
+    let pw_dir = dash_f.is_none().then(passwd_dir).flatten();
     let home = if nix::unistd::getuid() != nix::unistd::geteuid() {
-        pw_dir.clone()
+        pw_dir.clone().or_else(passwd_dir)
     } else {
         std::env::var_os("HOME")
             .map(PathBuf::from)
-            .or(pw_dir.clone())
+            .or_else(|| pw_dir.clone().or_else(passwd_dir))
     };
     let sshdir = PathBuf::from(SSHDIR);
     match dash_f {
@@ -195,7 +200,7 @@ impl Trouble {
 
 /// Which flags a file is read with: `SSHCONF_USERCONF` or not. It decides where relative
 /// `Include` paths resolve, and is inherited by included files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Ctx {
     User,
     System,
@@ -249,7 +254,9 @@ struct Tree {
 struct Loader<'a> {
     src: &'a Sources,
     nodes: Vec<Node>,
-    index: HashMap<(PathBuf, Ctx), usize>,
+    /// A BTreeMap: a HashMap's random keys would cost a getrandom call on
+    /// the fast path, for the few files a config has.
+    index: BTreeMap<(PathBuf, Ctx), usize>,
     stack: Vec<(PathBuf, Ctx)>,
 }
 
@@ -258,7 +265,7 @@ impl Tree {
         let mut l = Loader {
             src,
             nodes: Vec::new(),
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             stack: Vec::new(),
         };
         let mut roots = [None, None];

@@ -18,8 +18,12 @@ fn identity(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
-fn executable_file(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+/// The identity of `p` if it is an executable file: one stat for both.
+fn executable(p: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(p)
+        .ok()
+        .filter(|m| m.is_file() && m.mode() & 0o111 != 0)
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// The real ssh to run. `explicit` is `--ssh` or `ROSH_SSH`; a bare name is
@@ -33,10 +37,10 @@ pub fn real_ssh(explicit: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<Pa
             search(e, path_var, me)
                 .ok_or_else(|| Error::BadSsh(PathBuf::from(e), "not found on PATH".into()))?
         };
-        if !executable_file(&p) {
+        let Some(id) = executable(&p) else {
             return Err(Error::BadSsh(p, "not an executable file".into()));
-        }
-        if me.is_some() && identity(&p) == me {
+        };
+        if me == Some(id) {
             return Err(Error::SshIsSelf(p));
         }
         return Ok(p);
@@ -51,7 +55,7 @@ fn search(name: &OsStr, path_var: Option<&OsStr>, me: Option<(u64, u64)>) -> Opt
         // An empty PATH entry means the current directory, as in execvp.
         let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
         let cand = Path::new(OsStr::from_bytes(dir)).join(name);
-        if executable_file(&cand) && (me.is_none() || identity(&cand) != me) {
+        if executable(&cand).is_some_and(|id| Some(id) != me) {
             return Some(cand);
         }
     }
