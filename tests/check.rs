@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 fn check_reports_forwards_probes_holders_and_the_server() {
     let Some(lab) = Lab::start() else { return };
     let local = PortHolder::v4();
-    let remote_v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote_v4 = lab::fresh_listener();
     let remote = remote_v4.local_addr().unwrap().port();
     let cfg = lab.config_with(
         "check.conf",

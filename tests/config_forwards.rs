@@ -21,7 +21,7 @@ struct Held {
 
 fn hold_both() -> Held {
     loop {
-        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let v4 = lab::fresh_listener();
         let port = v4.local_addr().unwrap().port();
         match TcpListener::bind(("::1", port)) {
             Ok(v6) => {

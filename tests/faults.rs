@@ -1085,6 +1085,16 @@ fn soak(n: usize) {
             Vec::<PathBuf>::new(),
             "connect {i}: leftovers"
         );
+        // Closing the held port is not the end of its listener: a process
+        // another test thread is forking has a copy of the descriptor until
+        // it execs (CLOEXEC acts at exec). The next connect expects it gone.
+        if let Some(l) = held {
+            drop(l);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while listeners(port) > 0 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
     }
     let took = started.elapsed();
     // sshd's per-connection children may take a moment to go.

@@ -83,10 +83,52 @@ pub fn user_name() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A port that was free a moment ago on 127.0.0.1 (the kernel's pick).
+/// A listener on 127.0.0.1 at a port the kernel picked and this test
+/// process has not used before. Tests run in parallel threads: without the
+/// record, a port one test took from [`free_port`] and released could be
+/// the kernel's next pick for another test's holder, and the first test's
+/// forward would find it busy (seen in the soak under load).
+pub fn fresh_listener() -> TcpListener {
+    static USED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().unwrap().port();
+        if USED.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return l;
+        }
+    }
+}
+
+/// `extra` sshd_config lines with SHLVL=1 set for sessions. Debian's bash
+/// sources ~/.bashrc for a command from sshd only at shell level 1, and the
+/// machine's own rc is not under test (on the dev box, pyenv init: its
+/// rehash races between concurrent sessions and prints `rm: cannot remove
+/// ...`). sshd keeps only its first SetEnv line: the variable joins that
+/// line when `extra` has one.
+fn with_shlvl(extra: &str) -> String {
+    let mut done = false;
+    let mut lines: Vec<String> = extra
+        .lines()
+        .map(|l| {
+            if !done && l.trim_start().starts_with("SetEnv ") {
+                done = true;
+                format!("{l} SHLVL=1")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !done {
+        lines.push("SetEnv SHLVL=1".into());
+    }
+    lines.join("\n")
+}
+
+/// A port that was free a moment ago on 127.0.0.1 (the kernel's pick), and
+/// not handed out before in this process.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+    fresh_listener().local_addr().unwrap().port()
 }
 
 fn keygen(path: &Path) {
@@ -117,6 +159,7 @@ impl Lab {
         if !require(SSHD) || !require(SSH) {
             return None;
         }
+        let extra = with_shlvl(extra);
         let dir = TempDir::new("lab");
         let d = dir.path().to_path_buf();
         keygen(&d.join("hostkey"));
@@ -275,7 +318,7 @@ pub struct PortHolder {
 
 impl PortHolder {
     pub fn v4() -> PortHolder {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l = fresh_listener();
         PortHolder {
             port: l.local_addr().unwrap().port(),
             _v4: l,
