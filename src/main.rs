@@ -16,7 +16,7 @@
 //! - libgcc's unwinder is linked in statically (`gcc_eh`): with
 //!   `panic = "abort"` it is only there for backtraces, and loading
 //!   libgcc_s.so.1 at run time (mapping, relocation, its CPU-feature
-//!   constructor) cost more than everything rosh-ssh itself does.
+//!   constructor) cost about 75 us a start; linked in, it adds ~10 KB.
 #![no_main]
 
 use rosh_ssh::child::End;

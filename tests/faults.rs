@@ -1131,7 +1131,7 @@ fn soak_fifty_connects() {
 }
 
 #[test]
-#[ignore = "about 6 minutes (debug build): run with --ignored"]
+#[ignore = "500 connects, minutes: cargo test --release --test faults -- --ignored"]
 fn soak_five_hundred_connects() {
     soak(500);
 }
