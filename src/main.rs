@@ -24,6 +24,7 @@ use rosh_ssh::child::End;
 // Ahead of std's `-lgcc_s` on the link line, so the linker takes the
 // unwinder from here and drops libgcc_s.so.1 from the needed libraries
 // (`--as-needed`); tests/core.rs checks that it is not loaded.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[link(name = "gcc_eh", kind = "static")]
 unsafe extern "C" {}
 
