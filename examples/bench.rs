@@ -9,19 +9,19 @@
 //! and which goes first alternates too), so drift on the machine hits both.
 //! Run it on a quiet machine: two CPUs shared with a build make noise.
 
+#[path = "shared/lab.rs"]
+mod lab;
 #[path = "shared/synthetic.rs"]
 mod synthetic;
+use lab::{Lab, SSH, free_port};
 use rosh_ssh::matcher::{Matcher, Piece};
 use std::ffi::OsString;
 use std::fs;
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SSHD: &str = "/usr/sbin/sshd";
-const SSH: &str = "/usr/bin/ssh";
 const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
@@ -46,7 +46,7 @@ fn run() -> Result<(), String> {
     drop_cargo_library_path(&rosh);
     let mut table = Table::default();
 
-    let lab = Lab::start()?;
+    let lab = Lab::start("bench")?;
     println!(
         "sshd lab on 127.0.0.1:{}; {reps} interleaved connects each way per line",
         lab.port
@@ -181,7 +181,7 @@ fn run() -> Result<(), String> {
 
     // 6. Matcher throughput: a real `ssh -vvv` transcript of a lab connect,
     // repeated, and a synthetic -vvv log of a session with busy forwards.
-    let vvv = lab.vvv_transcript()?;
+    let vvv = vvv_transcript(&lab)?;
     let real = repeat_to(&vvv, 100_000_000);
     let gbs = throughput(&real);
     table.value(
@@ -490,149 +490,6 @@ fn count_lines(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c == b'\n').count()
 }
 
-fn free_port() -> Result<u16, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
-}
-
-/// A loopback sshd like tests/lab (which the bench cannot include: it names
-/// the test-only `CARGO_BIN_EXE_rosh-ssh`), cut to what the bench needs.
-struct Lab {
-    dir: PathBuf,
-    port: u16,
-    config: PathBuf,
-    sshd: Child,
-}
-
-impl Lab {
-    fn start() -> Result<Lab, String> {
-        for tool in [SSHD, SSH] {
-            if !Path::new(tool).exists() {
-                return Err(format!("{tool} is not installed"));
-            }
-        }
-        let dir = std::env::temp_dir().join(format!("rosh-bench-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        for key in ["hostkey", "id"] {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.join(key))
-                .stdin(Stdio::null())
-                .status()
-                .map_err(|e| format!("ssh-keygen: {e}"))?;
-            if !st.success() {
-                return Err("ssh-keygen failed".into());
-            }
-        }
-        fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).map_err(|e| e.to_string())?;
-        let _ = fs::create_dir_all("/run/sshd");
-        let user = Command::new("id")
-            .arg("-un")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .map_err(|e| e.to_string())?;
-        let d = dir.display();
-        for _ in 0..5 {
-            let port = free_port()?;
-            // SHLVL=1: Debian's bash sources ~/.bashrc for a command run by
-            // sshd only at shell level 1 (SSH_SOURCE_BASHRC); a user's rc
-            // (pyenv init on the dev box: ~100 ms of its own, noisy) is
-            // remote work both sides pay, and only widens the spread.
-            fs::write(
-                dir.join("sshd_config"),
-                format!(
-                    "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\n\
-                     AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
-                     PidFile none\nPermitRootLogin yes\nAllowTcpForwarding yes\n\
-                     PrintMotd no\nPrintLastLog no\nMaxStartups 100:30:200\nSetEnv SHLVL=1\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            let mut sshd = Command::new(SSHD)
-                .arg("-D")
-                .arg("-f")
-                .arg(dir.join("sshd_config"))
-                .arg("-E")
-                .arg(dir.join("sshd.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("{SSHD}: {e}"))?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let mut up = false;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = sshd.try_wait() {
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if !up {
-                let _ = sshd.kill();
-                let _ = sshd.wait();
-                continue;
-            }
-            let config = dir.join("config");
-            fs::write(
-                &config,
-                format!(
-                    "Host lab\n  HostName 127.0.0.1\n  Port {port}\n  User {user}\n  IdentityFile {d}/id\n\
-                     \x20 IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n\
-                     \x20 BatchMode yes\n  LogLevel ERROR\n"
-                ),
-            )
-            .map_err(|e| e.to_string())?;
-            return Ok(Lab {
-                dir,
-                port,
-                config,
-                sshd,
-            });
-        }
-        Err("sshd did not come up".into())
-    }
-
-    fn args(&self, config: &Path) -> Vec<OsString> {
-        vec!["-F".into(), config.into(), "lab".into()]
-    }
-
-    /// The lab config with `extra` in front of its `Host lab` block.
-    fn config_with(&self, name: &str, extra: &str) -> Result<PathBuf, String> {
-        let base = fs::read_to_string(&self.config).map_err(|e| e.to_string())?;
-        let p = self.dir.join(name);
-        fs::write(&p, format!("{extra}\n{base}")).map_err(|e| e.to_string())?;
-        Ok(p)
-    }
-
-    /// What `ssh -vvv` logs for one connect that runs `true`.
-    fn vvv_transcript(&self) -> Result<Vec<u8>, String> {
-        let out = Command::new(SSH)
-            .arg("-vvv")
-            .args(self.args(&self.config))
-            .arg("true")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| e.to_string())?;
-        if !out.status.success() || count_lines(&out.stderr) < 50 {
-            return Err("ssh -vvv did not log a session".into());
-        }
-        Ok(out.stderr)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = self.sshd.kill();
-        let _ = self.sshd.wait();
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The printed results: one row a measure, with its target and verdict.
 #[derive(Default)]
 struct Table {
@@ -772,4 +629,19 @@ fn ms(d: Duration) -> f64 {
 
 fn verdict(ok: bool) -> String {
     if ok { "PASS" } else { "MISS" }.into()
+}
+
+/// What `ssh -vvv` logs for one connect to the lab that runs `true`.
+fn vvv_transcript(lab: &Lab) -> Result<Vec<u8>, String> {
+    let out = Command::new(SSH)
+        .arg("-vvv")
+        .args(lab.args(&lab.config))
+        .arg("true")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() || count_lines(&out.stderr) < 50 {
+        return Err("ssh -vvv did not log a session".into());
+    }
+    Ok(out.stderr)
 }

@@ -10,9 +10,14 @@
 //! 127.0.0.1 (skipped when /usr/sbin/sshd is missing). The rosh-ssh binary
 //! is the one beside this example (`target/release/rosh-ssh`), or `$ROSH_SSH_BIN`.
 
+// Only part of the shared lab is used here.
+#[allow(dead_code)]
+#[path = "shared/lab.rs"]
+mod lab;
+use lab::Lab;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -74,19 +79,18 @@ fn main() {
         c
     };
     report("rosh-ssh --proxy", mb, sink, source, &rosh_cmd);
-    match Sshd::start() {
-        Some(sshd) => {
+    match Lab::start("proxy-bench") {
+        Ok(lab) => {
             let ssh_cmd = |port: u16| {
-                let mut c = Command::new("ssh");
-                c.args(sshd.client_args())
-                    .arg("-W")
+                let mut c = Command::new(lab::SSH);
+                c.arg("-W")
                     .arg(format!("127.0.0.1:{port}"))
-                    .arg("lab");
+                    .args(lab.args(&lab.config));
                 c
             };
             report("ssh -W (loopback sshd)", mb, sink, source, &ssh_cmd);
         }
-        None => println!("{:<22} skipped: no sshd", "ssh -W"),
+        Err(e) => println!("{:<22} skipped: {e}", "ssh -W"),
     }
 }
 
@@ -165,80 +169,4 @@ fn download(cmd: Command, bytes: usize) -> Duration {
     let _ = child.wait();
     assert_eq!(got, bytes, "download count");
     took
-}
-
-/// A throwaway sshd on 127.0.0.1 for `ssh -W`, killed on drop.
-struct Sshd {
-    dir: PathBuf,
-    child: Child,
-}
-
-impl Sshd {
-    fn start() -> Option<Sshd> {
-        if !Path::new("/usr/sbin/sshd").exists() {
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("rosh-proxy-bench-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).ok()?;
-        for key in ["hostkey", "id"] {
-            Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.join(key))
-                .status()
-                .ok()?;
-        }
-        std::fs::copy(dir.join("id.pub"), dir.join("authorized_keys")).ok()?;
-        let _ = std::fs::create_dir_all("/run/sshd");
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/hostkey\n\
-             AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\nPidFile none\n\
-             PermitRootLogin yes\nAllowTcpForwarding yes\n"
-        );
-        std::fs::write(dir.join("sshd_config"), conf).ok()?;
-        let user = String::from_utf8(Command::new("id").arg("-un").output().ok()?.stdout).ok()?;
-        let client = format!(
-            "Host lab\n  HostName 127.0.0.1\n  Port {port}\n  User {}\n  IdentityFile {d}/id\n  \
-             IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  \
-             BatchMode yes\n  LogLevel ERROR\n",
-            user.trim()
-        );
-        std::fs::write(dir.join("config"), client).ok()?;
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-f")
-            .arg(dir.join("sshd_config"))
-            .arg("-E")
-            .arg(dir.join("sshd.log"))
-            .stdin(Stdio::null())
-            .spawn()
-            .ok()?;
-        let sshd = Sshd { dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(sshd)
-    }
-
-    fn client_args(&self) -> Vec<String> {
-        vec!["-F".into(), self.dir.join("config").display().to_string()]
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
