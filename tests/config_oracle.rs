@@ -3,6 +3,9 @@
 //! comments), forwards dropped the way the app picks them (from ssh -G's own lines), and the
 //! rewritten config must print exactly what the original printed less the dropped lines.
 
+mod lab;
+
+use lab::ssh_g;
 use rosh_ssh::config::{self, Sources};
 use rosh_ssh::effective::Effective;
 use rosh_ssh::forward::{self, Forward};
@@ -11,9 +14,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-const SSH: &str = "/usr/bin/ssh";
 /// How many configs are generated; each is asked about every host in [`HOSTS`].
 const CASES: u64 = 400;
 const HOSTS: [&str; 3] = ["target", "other", "x"];
@@ -211,26 +212,6 @@ fn write(p: &Path, s: &str) {
     fs::set_permissions(p, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-/// `ssh -G -F file host` with HOME set: stdout lines, or stderr when ssh refuses.
-fn ssh_g(file: &Path, host: &str, home: &Path) -> Result<Vec<String>, String> {
-    let out = Command::new(SSH)
-        .arg("-G")
-        .arg("-F")
-        .arg(file)
-        .arg(host)
-        .env("HOME", home)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ssh -G");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
-}
-
 /// `lines` with the dynamicforward block sorted: which of two equal dynamicforward lines is a
 /// shadow of a local forward to a path (dump_cfg_forwards prints both in one block) can't be
 /// told from the lines, so that block is compared as a set with repeats.
@@ -279,7 +260,7 @@ fn one_case(seed: u64, root: &Path, stats: &mut Stats) -> Option<String> {
     }
     let mut originals = Vec::new();
     for h in HOSTS {
-        originals.push(ssh_g(&top, h, &home));
+        originals.push(ssh_g(Some(&top), h, Some(&home)));
     }
     if originals.iter().any(Result::is_err) {
         stats.refused += 1;
@@ -343,7 +324,7 @@ fn one_case(seed: u64, root: &Path, stats: &mut Stats) -> Option<String> {
         }
     };
     for (h, want) in HOSTS.iter().zip(&originals) {
-        let got = ssh_g(&rewritten, h, &home);
+        let got = ssh_g(Some(&rewritten), h, Some(&home));
         match (want, &got) {
             (Err(_), Err(_)) => {}
             (Ok(want), Ok(got)) => {
@@ -394,9 +375,7 @@ fn all_cases() -> Option<&'static (Vec<String>, Stats)> {
     static RESULTS: std::sync::OnceLock<Option<(Vec<String>, Stats)>> = std::sync::OnceLock::new();
     RESULTS
         .get_or_init(|| {
-            if !Path::new(SSH).exists() {
-                assert!(std::env::var_os("CI").is_none(), "ssh missing under CI");
-                eprintln!("skipping: {SSH} missing");
+            if !lab::require(lab::SSH) {
                 return None;
             }
             let base = std::env::temp_dir().join(format!("rosh-oracle-{}", std::process::id()));
@@ -468,14 +447,14 @@ fn generated_ssh_g_outputs_read_back_whole() {
 /// generator above leaves the host name `socks` out so that this one case is reported once.)
 #[test]
 fn a_forward_to_a_host_named_socks_is_dropped_as_ssh_prints_it() {
-    if !Path::new(SSH).exists() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let root = std::env::temp_dir().join(format!("rosh-oracle-socks-{}", std::process::id()));
     let home = root.join("home");
     let top = root.join("top.conf");
     write(&top, "LocalForward 7002 socks:21\nLocalForward 7003 h:21\n");
-    let want = ssh_g(&top, "h", &home).unwrap();
+    let want = ssh_g(Some(&top), "h", Some(&home)).unwrap();
     assert!(want.iter().any(|l| l == "dynamicforward 7002"), "{want:?}");
     let eff = Effective::parse((want.join("\n") + "\n").as_bytes());
     let drops: Vec<Forward> = eff
@@ -493,7 +472,7 @@ fn a_forward_to_a_host_named_socks_is_dropped_as_ssh_prints_it() {
     };
     let dir = PrivateDir::new_in(&root).unwrap();
     let got = config::rewrite(&src, &drops, dir.path())
-        .map(|p| ssh_g(&p, "h", &home).unwrap())
+        .map(|p| ssh_g(Some(&p), "h", Some(&home)).unwrap())
         .unwrap();
     let expected: Vec<&String> = want
         .iter()

@@ -1,45 +1,15 @@
 //! Differential tests of config::rewrite with the real `ssh -G` as the oracle: the rewritten
 //! config means what the original meant, less exactly the dropped forward lines.
 
+mod lab;
+
+use lab::ssh_g;
 use rosh_ssh::config::{self, Origin, Sources};
 use rosh_ssh::forward::{self, Forward, Kind};
 use rosh_ssh::tmpdir::PrivateDir;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-
-const SSH: &str = "/usr/bin/ssh";
-
-fn have_ssh() -> bool {
-    if Path::new(SSH).exists() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "ssh missing under CI");
-    eprintln!("skipping: {SSH} missing");
-    false
-}
-
-/// `ssh -G [-F file] host` with `HOME` set to `home` (None: inherited): lines, or the error.
-fn ssh_g(f: Option<&Path>, host: &str, home: Option<&Path>) -> Result<Vec<String>, String> {
-    let mut c = Command::new(SSH);
-    c.arg("-G");
-    if let Some(f) = f {
-        c.arg("-F").arg(f);
-    }
-    c.arg(host).stdin(Stdio::null());
-    if let Some(h) = home {
-        c.env("HOME", h);
-    }
-    let out = c.output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect())
-}
 
 fn fwd(kind: Kind, args: &[&str]) -> Forward {
     let a: Vec<&[u8]> = args.iter().map(|s| s.as_bytes()).collect();
@@ -215,7 +185,7 @@ fn check_tree(main: &Path, home: &Path, home_env: Option<&Path>, sub: &str) {
 
 #[test]
 fn rewrite_keeps_meaning_with_a_temp_home() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let home = PrivateDir::new().unwrap();
@@ -242,7 +212,7 @@ impl Drop for RealSshDir {
 
 #[test]
 fn rewrite_keeps_meaning_with_the_real_home() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     // ssh's glob expands `~` to $HOME, as config::sources does.
@@ -272,7 +242,7 @@ fn rewrite_keeps_meaning_with_the_real_home() {
 
 #[test]
 fn system_branch_rebases_relative_includes() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let t = PrivateDir::new().unwrap();
@@ -355,7 +325,7 @@ fn system_branch_rebases_relative_includes() {
 
 #[test]
 fn default_sources_round_trip_on_this_machine() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let src = config::sources(None);
@@ -389,7 +359,7 @@ fn dash_f_none_and_last_sources() {
 
 #[test]
 fn a_world_writable_dash_f_file_is_copied_not_included() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let t = PrivateDir::new().unwrap();
@@ -481,7 +451,7 @@ fn mentions_forward_table() {
 
 #[test]
 fn include_depth_limit_matches_ssh() {
-    if !have_ssh() {
+    if !lab::require(lab::SSH) {
         return;
     }
     let t = PrivateDir::new().unwrap();

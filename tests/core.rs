@@ -601,82 +601,92 @@ fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
     );
 }
 
-#[test]
-fn signals_the_caller_ignores_stay_ignored_as_under_nohup() {
+/// A python stub ssh that answers `-G` with nothing; otherwise it evaluates
+/// `expr` (a string) before opening anything, writes it and a newline to a
+/// report file and exits with `code`. rosh-ssh runs it on the fast path and
+/// on the child path (a forward makes rosh-ssh stay), with `prepare` applied
+/// in rosh-ssh's process before its exec. Returns each run's exit code and
+/// report, in that order.
+fn report_on_both_paths(
+    tag: &str,
+    imports: &str,
+    expr: &str,
+    code: i32,
+    prepare: fn() -> std::io::Result<()>,
+) -> Vec<(Option<i32>, String)> {
     use std::os::unix::process::CommandExt;
-    let dir = TempDir::new("nohup");
+    let dir = TempDir::new(tag);
     let report = dir.path().join("report");
     let ssh = script(
         dir.path(),
         "ssh",
         &format!(
-            "#!/usr/bin/env python3\nimport signal, sys\n\
+            "#!/usr/bin/env python3\nimport sys, {imports}\n\
              if sys.argv[1] == '-G': sys.exit(0)\n\
-             ign = [s.name for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) == signal.SIG_IGN]\n\
-             open('{}', 'w').write(' '.join(ign) + '\\n')\n",
+             seen = {expr}\nopen('{}', 'w').write(seen + '\\n')\nsys.exit({code})\n",
             report.display()
         ),
     );
+    let mut out = Vec::new();
     for extra in [&[][..], &["-L", "4444:h:22"][..]] {
         let _ = fs::remove_file(&report);
         let mut cmd = Command::new(rosh_ssh());
         cmd.env("ROSH_SSH", &ssh).args(extra).arg("host");
-        // SAFETY: signal() in the child before exec, as nohup does.
-        unsafe {
-            cmd.pre_exec(|| {
+        // SAFETY: `prepare` makes plain libc calls in the child before exec.
+        unsafe { cmd.pre_exec(prepare) };
+        let code = cmd.stdin(Stdio::null()).status().unwrap().code();
+        out.push((code, fs::read_to_string(&report).unwrap_or_default()));
+    }
+    out
+}
+
+#[test]
+fn signals_the_caller_ignores_stay_ignored_as_under_nohup() {
+    let runs = report_on_both_paths(
+        "nohup",
+        "signal",
+        "' '.join(s.name for s in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM) \
+         if signal.getsignal(s) == signal.SIG_IGN)",
+        0,
+        // As nohup (and a script's `&` for SIGINT) does.
+        || {
+            // SAFETY: signal() with SIG_IGN, in the child before exec.
+            unsafe {
                 libc::signal(libc::SIGHUP, libc::SIG_IGN);
                 libc::signal(libc::SIGINT, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-        let st = cmd.stdin(Stdio::null()).status().unwrap();
-        assert!(st.success());
-        assert_eq!(
-            fs::read_to_string(&report).unwrap(),
-            "SIGHUP SIGINT\n",
-            "{extra:?}"
-        );
+            }
+            Ok(())
+        },
+    );
+    for (i, run) in runs.iter().enumerate() {
+        assert_eq!(run, &(Some(0), "SIGHUP SIGINT\n".to_string()), "path {i}");
     }
 }
 
 #[test]
 fn closed_standard_descriptors_reach_ssh_as_dev_null_on_both_paths() {
-    use std::os::unix::process::CommandExt;
-    let dir = TempDir::new("stdfd");
-    let report = dir.path().join("report");
     // What ssh finds on 0, 1 and 2 (ssh's own sanitise_stdfd would open
     // /dev/null there; the wrapper must neither leave them closed for a
     // file of its own to land on nor hand ssh one of its pipes).
-    let ssh = script(
-        dir.path(),
-        "ssh",
-        &format!(
-            "#!/usr/bin/env python3\nimport os, sys\n\
-             if sys.argv[1] == '-G': sys.exit(0)\n\
-             def name(fd):\n    try: return os.readlink('/proc/self/fd/%d' % fd)\n    except OSError: return 'closed'\n\
-             seen = [name(fd) for fd in (0, 1, 2)]\n\
-             open('{}', 'w').write(' '.join(seen) + '\\n')\nsys.exit(7)\n",
-            report.display()
-        ),
+    let runs = report_on_both_paths(
+        "stdfd",
+        "os",
+        "' '.join(os.readlink('/proc/self/fd/%d' % fd) if os.path.exists('/proc/self/fd/%d' % fd) \
+         else 'closed' for fd in (0, 1, 2))",
+        7,
+        || {
+            for fd in 0..3 {
+                // SAFETY: close() in the child before exec.
+                unsafe { libc::close(fd) };
+            }
+            Ok(())
+        },
     );
-    for extra in [&[][..], &["-L", "4444:h:22"][..]] {
-        let _ = fs::remove_file(&report);
-        let mut cmd = Command::new(rosh_ssh());
-        cmd.env("ROSH_SSH", &ssh).args(extra).arg("host");
-        // SAFETY: close() in the child before exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                for fd in 0..3 {
-                    libc::close(fd);
-                }
-                Ok(())
-            });
-        }
-        assert_eq!(cmd.status().unwrap().code(), Some(7), "{extra:?}");
+    for (i, run) in runs.iter().enumerate() {
         assert_eq!(
-            fs::read_to_string(&report).unwrap(),
-            "/dev/null /dev/null /dev/null\n",
-            "{extra:?}"
+            run,
+            &(Some(7), "/dev/null /dev/null /dev/null\n".to_string()),
+            "path {i}"
         );
     }
 }

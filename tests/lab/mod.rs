@@ -77,6 +77,28 @@ fn wait_ready(sshd: &mut Child, port: u16) -> bool {
     false
 }
 
+/// `ssh -G [-F file] host` with `HOME` set to `home` (None: inherited):
+/// stdout lines, or stderr when ssh refuses the arguments or the config.
+pub fn ssh_g(f: Option<&Path>, host: &str, home: Option<&Path>) -> Result<Vec<String>, String> {
+    let mut c = Command::new(SSH);
+    c.arg("-G");
+    if let Some(f) = f {
+        c.arg("-F").arg(f);
+    }
+    c.arg(host).stdin(Stdio::null());
+    if let Some(h) = home {
+        c.env("HOME", h);
+    }
+    let out = c.output().expect("run ssh -G");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
 /// The name of the user the tests run as (sshd logs in as this user).
 pub fn user_name() -> String {
     let out = Command::new("id").arg("-un").output().expect("id -un");
