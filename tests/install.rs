@@ -7,11 +7,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 12] = [
     "bin/rosh-ssh",
     "share/rosh/rosh.sh",
     "share/rosh/rosh.fish",
     "lib/rosh/bin/ssh",
+    "share/man/man1/rosh-ssh.1",
+    "share/man/man1/rosh.1",
+    "share/bash-completion/completions/rosh-ssh",
+    "share/bash-completion/completions/rosh",
+    "share/zsh/site-functions/_rosh-ssh",
+    "share/zsh/site-functions/_rosh",
+    "share/fish/vendor_completions.d/rosh-ssh.fish",
+    "share/fish/vendor_completions.d/rosh.fish",
 ];
 
 fn repo() -> PathBuf {
@@ -91,6 +99,12 @@ fn install_then_uninstall_leaves_nothing() {
         format!("source '{p}/share/rosh/rosh.fish'"),
         "alias ssh=rosh-ssh".to_string(),
         format!("PATH='{p}/lib/rosh/bin':$PATH"),
+        // Where each shell's completion went, and the line it needs when
+        // the prefix is not where that shell looks.
+        format!("{p}/share/man/man1"),
+        format!(". '{p}/share/bash-completion/completions/rosh-ssh'"),
+        format!("fpath=('{p}/share/zsh/site-functions' $fpath)"),
+        format!("set -p fish_complete_path '{p}/share/fish/vendor_completions.d'"),
         format!("ProxyCommand '{p}/bin/rosh-ssh' --proxy %h %p"),
     ] {
         assert!(said.contains(&line), "no {line:?} in {}", text(&out));
@@ -158,6 +172,8 @@ fn install_then_uninstall_leaves_nothing() {
         text(&v)
     );
 
+    installed_where_shells_look(&prefix, &home);
+
     let out = install(&home, &path(), &["--prefix", p, "--uninstall"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(tree(&prefix).is_empty(), "left behind: {:?}", tree(&prefix));
@@ -165,6 +181,108 @@ fn install_then_uninstall_leaves_nothing() {
         prefix.is_dir(),
         "the prefix itself existed before: it stays"
     );
+}
+
+/// Each shell finds the installed completion by its own lookup (given the
+/// line install.sh prints), and man finds the pages from PATH.
+fn installed_where_shells_look(prefix: &Path, home: &Path) {
+    let p = prefix.display().to_string();
+    let share = format!("{p}/share");
+    let run = |cmd: &mut Command, what: &str| -> String {
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let bc = "/usr/share/bash-completion/bash_completion";
+    if find("bash").is_some() && lab::require(bc) {
+        // bash-completion's lazy loader, looking in XDG_DATA_DIRS.
+        let script = format!(
+            ". {bc}; __load_completion rosh-ssh && __load_completion rosh; complete -p rosh-ssh rosh"
+        );
+        let out = run(
+            Command::new("bash")
+                .args(["--norc", "-c", &script])
+                .env("XDG_DATA_DIRS", &share),
+            "bash",
+        );
+        assert!(out.contains("-F _rosh_ssh rosh-ssh"), "{out}");
+        assert!(out.contains("-F _rosh rosh"), "{out}");
+    }
+    if find("zsh").is_some() {
+        let script = format!(
+            "fpath=('{p}/share/zsh/site-functions' $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[rosh-ssh] $_comps[rosh]"
+        );
+        let out = run(Command::new("zsh").args(["-f", "-c", &script]), "zsh");
+        assert_eq!(out.trim(), "_rosh-ssh _rosh");
+    }
+    if find("fish").is_some() {
+        let out = run(
+            Command::new("fish")
+                // fish loads a completion only for a command that exists.
+                .args([
+                    "-c",
+                    &format!("source '{p}/share/rosh/rosh.fish'; complete -C 'rosh-ssh --dry'; complete -C 'rosh -'"),
+                ])
+                .env("PATH", format!("{p}/bin:{}", path()))
+                .env("HOME", home)
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("XDG_DATA_HOME")
+                .env("XDG_DATA_DIRS", &share),
+            "fish",
+        );
+        assert!(out.contains("--dry-run"), "{out}");
+        assert!(out.lines().any(|l| l.starts_with("-V\t")), "{out}");
+    }
+    if find("man").is_some() {
+        for page in ["rosh-ssh", "rosh"] {
+            let out = run(
+                Command::new("man")
+                    .args(["-w", page])
+                    .env("PATH", format!("{p}/bin:/usr/bin:/bin"))
+                    .env_remove("MANPATH"),
+                "man -w",
+            );
+            assert_eq!(out.trim(), format!("{p}/share/man/man1/{page}.1"));
+        }
+    }
+}
+
+#[test]
+fn help_exits_0_and_a_bad_option_2() {
+    let dir = TempDir::new("install-help");
+    let out = install(dir.path(), &path(), &["--help"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    for w in [
+        "usage: ./install.sh",
+        "--prefix DIR",
+        "--uninstall",
+        "--help",
+    ] {
+        assert!(said.contains(w), "no {w:?} in {}", text(&out));
+    }
+    let out = install(dir.path(), &path(), &["--bogus"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown option: --bogus"),
+        "{}",
+        text(&out)
+    );
+    assert!(tree(dir.path()).is_empty(), "{:?}", tree(dir.path()));
+}
+
+#[test]
+fn uninstall_removes_a_prefix_it_created() {
+    let dir = TempDir::new("install-new");
+    let prefix = dir.path().join("new/prefix");
+    fs::create_dir_all(dir.path().join("new")).unwrap();
+    let p = prefix.to_str().unwrap();
+    let out = install(dir.path(), &path(), &["--prefix", p]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = install(dir.path(), &path(), &["--prefix", p, "--uninstall"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!prefix.exists(), "left {:?}", tree(&prefix));
+    assert!(dir.path().join("new").is_dir(), "removed more than it made");
 }
 
 #[test]
