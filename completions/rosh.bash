@@ -21,8 +21,10 @@ _rosh_ssh() {
         w=${COMP_WORDS[i]}
         case $w in
             --help | --version) return 0 ;;
-            --verbose | --dry-run | --require-forward | --no-restore | --check | --remote) ;;
+            --verbose | --dry-run | --require-forward | --no-restore | --check | --remote | --ssh=?*) ;;
             --ssh)
+                # --ssh PATH, or --ssh=PATH (COMP_WORDBREAKS makes `=` a word)
+                [[ ${COMP_WORDS[i + 1]-} == = ]] && ((i++))
                 if ((i + 1 == COMP_CWORD)); then
                     declare -F _filedir >/dev/null && _filedir
                     return 0
@@ -74,8 +76,11 @@ _rosh_ssh() {
 
 _rosh() {
     local cur prev words cword
-    _init_completion -n : || return
+    # Words whole across `=` and `:`, so that `-o Key=value` is two words.
+    _init_completion -n =: || return
     _rosh_load_ssh || return 0
+    # ssh -o Key=value: complete the value as ssh does.
+    _ssh_suboption_check ssh && return 0
     case $prev in
         -*[LIap]) return 0 ;;
         -*[Fi])
@@ -95,8 +100,6 @@ _rosh() {
             return 0
             ;;
     esac
-    # ssh -o Key=value: complete the value as ssh does.
-    _ssh_suboption_check ssh && return 0
     local args=0 i
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in

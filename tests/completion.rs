@@ -46,6 +46,33 @@ fn lines(out: std::process::Output, what: &str) -> Vec<String> {
     v
 }
 
+/// The words readline gives a completion function for `line`: split at
+/// blanks, and `=` and `:` (in bash's COMP_WORDBREAKS) words of their own.
+/// A trailing blank starts an empty word.
+fn comp_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    for w in line.split_whitespace() {
+        let mut cur = String::new();
+        for c in w.chars() {
+            if c == '=' || c == ':' {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+                words.push(c.to_string());
+            } else {
+                cur.push(c);
+            }
+        }
+        if !cur.is_empty() {
+            words.push(cur);
+        }
+    }
+    if line.ends_with(' ') {
+        words.push(String::new());
+    }
+    words
+}
+
 /// The candidates bash offers for `line` (cursor at its end; a trailing
 /// space starts a new empty word): the function `complete -p` names for the
 /// command, called with COMP_WORDS, COMP_CWORD, COMP_LINE and COMP_POINT.
@@ -54,8 +81,8 @@ fn bash(home: &Path, setup: &str, line: &str) -> Vec<String> {
         r#". {BASH_COMPLETION}
 {setup}
 line=$1
-read -ra COMP_WORDS <<<"$line"
-[[ $line == *' ' ]] && COMP_WORDS+=("")
+shift
+COMP_WORDS=("$@")
 COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))
 COMP_LINE=$line COMP_POINT=${{#line}}
 spec=$(complete -p "${{COMP_WORDS[0]}}" 2>/dev/null) || __load_completion "${{COMP_WORDS[0]}}"
@@ -68,6 +95,7 @@ printf '%s\n' "${{COMPREPLY[@]}}"
     );
     let out = Command::new("bash")
         .args(["--norc", "--noprofile", "-c", &script, "bash", line])
+        .args(comp_words(line))
         .env("HOME", home)
         .env_remove("BASH_COMPLETION_USER_DIR")
         .env_remove("XDG_DATA_HOME")
@@ -136,6 +164,7 @@ fn bash_completes_rosh_ssh_as_ssh_and_rosh_hosts() {
     assert!(has(&ssh, "Compression="), "ssh itself: {ssh:?}");
     assert_eq!(b("rosh-ssh -o Compres"), ssh);
     assert_eq!(b("rosh-ssh --verbose --ssh /usr/bin/ssh -o Compres"), ssh);
+    assert_eq!(b("rosh-ssh --ssh=/usr/bin/ssh -o Compres"), ssh);
     assert_eq!(b("rosh-ssh alp"), bash(h.path(), "", "ssh alp"));
     assert_eq!(b("rosh-ssh --dry-run alp"), ["alpha-one"]);
     assert_eq!(b("rosh-ssh --proxy bet"), ["beta-two"]);
@@ -151,6 +180,14 @@ fn bash_completes_rosh_ssh_as_ssh_and_rosh_hosts() {
         b("rosh alpha-one ")
     );
     assert!(b("rosh alpha-one work ").is_empty());
+    // -o takes ssh's options, completed as ssh completes them.
+    assert_eq!(b("rosh -o Compres"), ssh);
+    assert_eq!(
+        b("rosh -o Compression=y"),
+        bash(h.path(), "", "ssh -o Compression=y")
+    );
+    assert_eq!(b("rosh -o Compression=y"), ["yes"]);
+    assert_eq!(b("rosh-ssh -o Compression=y"), ["yes"]);
     let opts = b("rosh -");
     for o in ["-V", "-S", "-L", "-I", "-a", "-F", "-o"] {
         assert!(has(&opts, o), "{o} not in {opts:?}");

@@ -238,6 +238,19 @@ fn man_pages_lint_clean_and_render() {
             "mandoc -T lint {page}:\n{said}"
         );
 
+        // groff, man-db's formatter, with all its warnings on.
+        if lab::require("/usr/bin/groff") {
+            let out = Command::new("groff")
+                .args(["-mdoc", "-ww", "-z"])
+                .arg(repo().join(page))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+                "groff -ww {page}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         // man-db's own renderer (groff) reads it without a complaint.
         if lab::require("/usr/bin/man") {
             let out = Command::new("man")
