@@ -194,7 +194,7 @@ fn installed_where_shells_look(prefix: &Path, home: &Path) {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let bc = "/usr/share/bash-completion/bash_completion";
-    if find("bash").is_some() && lab::require(bc) {
+    if lab::require("/usr/bin/bash") && lab::require(bc) {
         // bash-completion's lazy loader, looking in XDG_DATA_DIRS.
         let script = format!(
             ". {bc}; __load_completion rosh-ssh && __load_completion rosh; complete -p rosh-ssh rosh"
@@ -208,14 +208,14 @@ fn installed_where_shells_look(prefix: &Path, home: &Path) {
         assert!(out.contains("-F _rosh_ssh rosh-ssh"), "{out}");
         assert!(out.contains("-F _rosh rosh"), "{out}");
     }
-    if find("zsh").is_some() {
+    if lab::require("/usr/bin/zsh") {
         let script = format!(
             "fpath=('{p}/share/zsh/site-functions' $fpath); autoload -Uz compinit; compinit -u -D; print -r -- $_comps[rosh-ssh] $_comps[rosh]"
         );
         let out = run(Command::new("zsh").args(["-f", "-c", &script]), "zsh");
         assert_eq!(out.trim(), "_rosh-ssh _rosh");
     }
-    if find("fish").is_some() {
+    if lab::require("/usr/bin/fish") {
         let out = run(
             Command::new("fish")
                 // fish loads a completion only for a command that exists.
@@ -233,7 +233,7 @@ fn installed_where_shells_look(prefix: &Path, home: &Path) {
         assert!(out.contains("--dry-run"), "{out}");
         assert!(out.lines().any(|l| l.starts_with("-V\t")), "{out}");
     }
-    if find("man").is_some() {
+    if lab::require("/usr/bin/man") {
         for page in ["rosh-ssh", "rosh"] {
             let out = run(
                 Command::new("man")
