@@ -286,6 +286,67 @@ fn uninstall_removes_a_prefix_it_created() {
 }
 
 #[test]
+fn default_prefix_is_where_bash_and_fish_look() {
+    let dir = TempDir::new("install-default");
+    let home = dir.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    let out = Command::new(repo().join("install.sh"))
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_DATA_DIRS")
+        .env("CARGO_TARGET_DIR", repo().join("target/install-test"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    let local = home.join(".local");
+    for line in [
+        format!(
+            "bash: {}/share/bash-completion/completions (bash-completion loads it by itself)",
+            local.display()
+        ),
+        format!(
+            "fish: {}/share/fish/vendor_completions.d (fish loads it by itself)",
+            local.display()
+        ),
+        format!(
+            "fpath=('{}/share/zsh/site-functions' $fpath)",
+            local.display()
+        ),
+    ] {
+        assert!(said.contains(&line), "no {line:?} in {}", text(&out));
+    }
+    // bash-completion's loader finds it in its user directory, unaided.
+    let bc = "/usr/share/bash-completion/bash_completion";
+    if lab::require("/usr/bin/bash") && lab::require(bc) {
+        let out = Command::new("bash")
+            .args([
+                "--norc",
+                "-c",
+                &format!(". {bc}; __load_completion rosh-ssh; complete -p rosh-ssh"),
+            ])
+            .env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("BASH_COMPLETION_USER_DIR")
+            .output()
+            .unwrap();
+        assert!(
+            text(&out).contains("-F _rosh_ssh rosh-ssh"),
+            "{}",
+            text(&out)
+        );
+    }
+    let out = Command::new(repo().join("install.sh"))
+        .arg("--uninstall")
+        .env("HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(tree(&home).is_empty(), "left {:?}", tree(&home));
+}
+
+#[test]
 fn uninstall_keeps_what_others_put_there() {
     let dir = TempDir::new("install-keep");
     let prefix = dir.path().join("prefix");
