@@ -9,7 +9,7 @@
 # DIR/share/man/man1, and completions for bash, zsh and fish where each shell
 # looks under DIR/share. Edits no rc file: prints the lines to add instead.
 # Idempotent; needs no root. --uninstall removes exactly those files, and the
-# directories under DIR that are left empty.
+# directories it created (DIR itself too) that are left empty.
 set -u
 
 say() { printf 'install.sh: %s\n' "$*"; }
