@@ -6,6 +6,10 @@
 # plus rosh-ssh's long options before the first ssh argument. rosh
 # completes its options, then one host the way ssh does, then nothing.
 
+# COMPREPLY=($(compgen ...)) is bash-completion's own idiom; no candidate
+# here holds a blank.
+# shellcheck disable=SC2207
+
 # Loads bash-completion's ssh completion (_ssh, _ssh_options, ...).
 _rosh_load_ssh() {
     declare -F _ssh >/dev/null && return 0
