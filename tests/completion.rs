@@ -259,3 +259,55 @@ fn fish_completes_rosh_ssh_as_ssh_and_rosh_hosts() {
         assert!(has(&opts, o), "{o} not in {opts:?}");
     }
 }
+
+/// The scripts that ship parse in their shells and pass shellcheck.
+#[test]
+fn shipped_scripts_parse_and_pass_shellcheck() {
+    for (shell, files) in [
+        ("/usr/bin/bash", &["completions/rosh.bash"][..]),
+        (
+            "/usr/bin/zsh",
+            &["completions/_rosh-ssh", "completions/_rosh"][..],
+        ),
+        (
+            "/usr/bin/fish",
+            &["completions/rosh-ssh.fish", "completions/rosh.fish"][..],
+        ),
+        ("/usr/bin/dash", &["install.sh", "pkg/build-deb.sh"][..]),
+    ] {
+        if !need(shell) {
+            continue;
+        }
+        for f in files {
+            let out = Command::new(shell)
+                .arg("-n")
+                .arg(repo().join(f))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "{shell} -n {f}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    if !need("/usr/bin/shellcheck") {
+        return;
+    }
+    for (dialect, f) in [
+        ("bash", "completions/rosh.bash"),
+        ("sh", "install.sh"),
+        ("sh", "pkg/build-deb.sh"),
+    ] {
+        let out = Command::new("shellcheck")
+            .args(["-s", dialect])
+            .arg(repo().join(f))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shellcheck {f}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
