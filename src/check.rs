@@ -6,11 +6,11 @@
 
 use crate::argv::Args;
 use crate::child::End;
-use crate::config;
 use crate::effective::{self, Effective};
 use crate::error::Error;
 use crate::forward::{Endpoint, Kind};
 use crate::plan::Plan;
+use crate::{config, describe};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -119,8 +119,9 @@ fn report(
         writeln!(out, "no forwards: rosh-ssh runs ssh as it is")?;
     }
     for d in &plan.decisions {
-        writeln!(out, "{}", String::from_utf8_lossy(&d.forward.ssh_g()))?;
+        writeln!(out, "{}", describe::forward(d, args))?;
         writeln!(out, "  from: {}", d.origin(args))?;
+        writeln!(out, "  ssh -G: {}", describe::ssh_g(&d.forward))?;
         let remote = d.forward.kind == Kind::Remote;
         if remote {
             let port = match &d.forward.listen {

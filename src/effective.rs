@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 pub struct Effective {
     /// Every forward ssh will set up, in `ssh -G` order.
     pub forwards: Vec<Forward>,
+    /// The forward lines as `ssh -G` printed them, in its order.
+    pub forward_lines: Vec<Vec<u8>>,
     pub probe: Opts,
     pub exit_on_forward_failure: bool,
     /// `loglevel` as ssh prints it (`INFO`, `QUIET`, `FATAL`, ...).
@@ -52,6 +54,7 @@ impl Effective {
             };
             match key {
                 b"localforward" | b"remoteforward" | b"dynamicforward" => {
+                    e.forward_lines.push(line.to_vec());
                     if let Some(f) = Forward::from_ssh_g(line) {
                         e.forwards.push(f);
                     }
@@ -104,6 +107,82 @@ impl Effective {
             e.forwards.remove(i);
         }
         e
+    }
+}
+
+impl Effective {
+    /// ssh's forwards, read with the help of the forwards the words and the
+    /// config files ask for (`known`, in ssh's order): a known forward claims
+    /// the lines it prints (a local forward to a path prints two, a `%`
+    /// token prints expanded), so a path with a space reads the way it was
+    /// written and one forward stays one. Lines no known forward claims are
+    /// read as [`Effective::parse`] reads them.
+    pub fn resolve(&self, known: &[Forward]) -> Vec<Forward> {
+        let lines = &self.forward_lines;
+        let mut claimed = vec![false; lines.len()];
+        let mut found: Vec<(usize, Forward)> = Vec::new();
+        // Exact spellings first, so a `%` pattern can't take another's line.
+        for pattern in [false, true] {
+            for k in known {
+                if pattern != k.has_percent_path() {
+                    continue;
+                }
+                let want = k.ssh_g_lines();
+                let mut at: Vec<usize> = Vec::new();
+                for w in &want {
+                    let hit = (0..lines.len()).find(|&i| {
+                        !claimed[i]
+                            && !at.contains(&i)
+                            && if pattern {
+                                Forward::from_ssh_g_all(&lines[i])
+                                    .iter()
+                                    .any(|g| k.prints_as(g))
+                            } else {
+                                lines[i] == *w
+                            }
+                    });
+                    match hit {
+                        Some(i) => at.push(i),
+                        None => break,
+                    }
+                }
+                if want.is_empty() || at.len() != want.len() {
+                    continue;
+                }
+                // What ssh binds: the expanded reading that matches `k`.
+                let expanded = at
+                    .iter()
+                    .rev()
+                    .flat_map(|&i| Forward::from_ssh_g_all(&lines[i]))
+                    .find(|g| k.expands_to(g) || *g == *k);
+                let f = match expanded {
+                    Some(g) => Forward { kind: k.kind, ..g },
+                    None => k.clone(),
+                };
+                for &i in &at {
+                    claimed[i] = true;
+                }
+                found.push((*at.iter().min().unwrap_or(&0), f));
+            }
+        }
+        let rest: Vec<u8> = lines
+            .iter()
+            .zip(&claimed)
+            .filter(|(_, c)| !**c)
+            .flat_map(|(l, _)| l.iter().copied().chain(std::iter::once(b'\n')))
+            .collect();
+        let rest_lines: Vec<usize> = (0..lines.len()).filter(|&i| !claimed[i]).collect();
+        let mut rest_fwds = Effective::parse(&rest).forwards.into_iter();
+        // parse drops shadows, so the positions are approximate; only the
+        // order among the rest and the claimed matters, and both keep theirs.
+        for i in rest_lines {
+            match rest_fwds.next() {
+                Some(f) => found.push((i, f)),
+                None => break,
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        found.into_iter().map(|(_, f)| f).collect()
     }
 }
 

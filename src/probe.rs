@@ -200,17 +200,15 @@ fn resolve(
 /// when a file is there that ssh won't unlink first (misc.c unix_listener).
 pub fn path(p: &[u8], o: &Opts) -> Result<(), Busy> {
     let path = std::path::Path::new(OsStr::from_bytes(p));
-    if std::fs::symlink_metadata(path).is_err() {
+    // misc.c unix_listener: with StreamLocalBindUnlink ssh unlinks the
+    // path before binding, a live socket included: the user asked for it.
+    if o.stream_local_bind_unlink || std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
     if listener_answers(path) {
         return Err(Busy::PathLive { path: p.to_vec() });
     }
-    if o.stream_local_bind_unlink {
-        Ok(())
-    } else {
-        Err(Busy::PathExists { path: p.to_vec() })
-    }
+    Err(Busy::PathExists { path: p.to_vec() })
 }
 
 fn listener_answers(path: &std::path::Path) -> bool {
@@ -301,12 +299,14 @@ mod tests {
         assert!(path(pb, &o).is_ok());
         let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
         assert!(matches!(path(pb, &o), Err(Busy::PathLive { .. })));
-        drop(l); // the file stays: a stale socket
-        assert!(matches!(path(pb, &o), Err(Busy::PathExists { .. })));
         let unlink = Opts {
             stream_local_bind_unlink: true,
             ..o
         };
+        // ssh unlinks even a live socket when asked to: the forward stays.
+        assert!(path(pb, &unlink).is_ok());
+        drop(l); // the file stays: a stale socket
+        assert!(matches!(path(pb, &o), Err(Busy::PathExists { .. })));
         assert!(path(pb, &unlink).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }

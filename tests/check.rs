@@ -33,7 +33,8 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let want_local = format!(
-        "localforward [127.0.0.1]:{p} [localhost]:22\n  from: {c}:2\n  probe: in use: 127.0.0.1:{p}, held by pid {me} (",
+        "LocalForward 127.0.0.1:{p} localhost:22 ({c}:2)\n  from: {c}:2\n  \
+         ssh -G: localforward [127.0.0.1]:{p} [localhost]:22\n  probe: in use: 127.0.0.1:{p}, held by pid {me} (",
         p = local.port,
         c = cfg.display(),
         me = std::process::id()
@@ -46,7 +47,7 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
     assert!(
         text.contains(&format!(
-            "remoteforward {remote} [localhost]:22\n  from: command line -R {r}\n"
+            "-R {r}\n  from: command line -R {r}\n  ssh -G: remoteforward {remote} [localhost]:22\n"
         )),
         "{text}"
     );
@@ -104,8 +105,9 @@ fn proxy_mode_names_the_forward_of_its_parent_ssh_that_will_fail() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "proxied\n");
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
-        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}, held by pid {me} (",
+        "rosh-ssh: LocalForward 127.0.0.1:{p} localhost:22 ({c}:2): in use: 127.0.0.1:{p}, held by pid {me} (",
         p = held.port,
+        c = cfg.display(),
         me = std::process::id()
     );
     assert!(err.starts_with(&want), "{err}");
