@@ -2,7 +2,7 @@
 //! arguments prints the effective configuration (Include, Match, Host
 //! patterns, tokens and `-F` all honoured by ssh itself).
 
-use crate::forward::{Endpoint, Forward, Kind};
+use crate::forward::{self, Endpoint, Forward, Kind};
 use crate::probe::{Family, Opts};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -134,9 +134,7 @@ impl Effective {
                         !claimed[i]
                             && !at.contains(&i)
                             && if pattern {
-                                Forward::from_ssh_g_all(&lines[i])
-                                    .iter()
-                                    .any(|g| k.prints_as(g))
+                                forward::percent_match(w, &lines[i])
                             } else {
                                 lines[i] == *w
                             }
@@ -201,5 +199,85 @@ pub fn query(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Effective
             stderr: out.stderr,
             status: out.status.code().unwrap_or(255),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::parse_arg;
+
+    fn resolved(known: &[(u8, &str)], out: &str) -> Vec<Forward> {
+        let known: Vec<Forward> = known
+            .iter()
+            .map(|(l, s)| parse_arg(*l, s.as_bytes()).unwrap())
+            .collect();
+        Effective::parse(out.as_bytes()).resolve(&known)
+    }
+
+    fn path(p: &str) -> Endpoint {
+        Endpoint::Path(p.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_path_with_a_space_is_one_forward_read_as_written() {
+        let out = "dynamicforward /tmp/a b\nlocalforward /tmp/a b ./rel.sock\n";
+        let got = resolved(&[(b'D', "/tmp/a b:./rel.sock")], out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/a b"));
+        assert_eq!(got[0].connect, Some(path("./rel.sock")));
+        // Without the words, the old reading (leftmost split) stands.
+        assert_eq!(resolved(&[], out).len(), 2);
+    }
+
+    #[test]
+    fn a_local_forward_to_a_path_is_one_forward() {
+        let out = "dynamicforward 46633\nlocalforward 46633 /var/run/postgresql/.s.PGSQL.5432\n\
+                   dynamicforward 1080\n";
+        let got = resolved(&[(b'L', "46633:/var/run/postgresql/.s.PGSQL.5432")], out);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].kind, Kind::Local);
+        assert_eq!(got[1].ssh_g(), b"dynamicforward 1080");
+    }
+
+    #[test]
+    fn percent_tokens_match_what_ssh_expanded() {
+        // ssh -G -L '/tmp/x/%n %h.sock:/tmp/y.sock' -R '/tmp/x/%n.rs:/tmp/%%y' lab
+        let out = "dynamicforward /tmp/x/lab lab.sock\n\
+                   localforward /tmp/x/lab lab.sock /tmp/y.sock\n\
+                   remoteforward /tmp/x/lab.rs /tmp/%y\n";
+        let got = resolved(
+            &[
+                (b'L', "/tmp/x/%n %h.sock:/tmp/y.sock"),
+                (b'R', "/tmp/x/%n.rs:/tmp/%%y"),
+            ],
+            out,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/x/lab lab.sock"));
+        assert_eq!(got[0].connect, Some(path("/tmp/y.sock")));
+        assert_eq!(got[1].kind, Kind::Remote);
+        assert_eq!(got[1].listen, path("/tmp/x/lab.rs"));
+        assert_eq!(got[1].connect, Some(path("/tmp/%y")));
+        // The written forward is what the expanded one prints as: argv
+        // options and config lines are found from it.
+        let w = parse_arg(b'R', b"/tmp/x/%n.rs:/tmp/%%y").unwrap();
+        assert!(w.prints_as(&got[1]) && got[1].prints_as(&w));
+    }
+
+    #[test]
+    fn an_exact_spelling_is_claimed_before_a_pattern() {
+        let out = "dynamicforward /tmp/x/lab.sock\nlocalforward /tmp/x/lab.sock /tmp/a\n\
+                   dynamicforward /tmp/x/other.sock\nlocalforward /tmp/x/other.sock /tmp/a\n";
+        let got = resolved(
+            &[
+                (b'L', "/tmp/x/%n.sock:/tmp/a"),
+                (b'L', "/tmp/x/lab.sock:/tmp/a"),
+            ],
+            out,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/x/lab.sock"));
+        assert_eq!(got[1].listen, path("/tmp/x/other.sock"));
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! Not mirrored: ssh.c %-expands unix-socket *paths* (`%h`, `%%`, ...) after
 //! parsing and before `ssh -G` prints them (an unknown `%x` is fatal there).
-//! Paths here are kept as written; a path with `%` prints differently.
+//! Paths here are kept as written; a path with `%` prints differently, and
+//! [`Forward::prints_as`] matches it to its expansion ([`percent_match`];
+//! effective.rs `resolve` reads `ssh -G` lines with it).
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -981,6 +983,27 @@ mod tests {
         // Other letters, even -W (stdio forwarding), are not forwards.
         (b'W', "h:22", None),
     ];
+
+    #[test]
+    fn percent_match_table() {
+        let table: &[(&str, &str, bool)] = &[
+            ("/a/%h.sock", "/a/host.sock", true),
+            ("/a/%h.sock", "/a/.sock", true),
+            ("/a/%h.sock", "/a/host.sok", false),
+            ("/a/%%h", "/a/%h", true),
+            ("/a/%%h", "/a/xh", false),
+            ("/a/%h%p%r", "/a/h22u", true),
+            ("/a/%", "/a/%", false),
+            ("/plain", "/plain", true),
+            ("/plain", "/plainx", false),
+        ];
+        for &(p, t, want) in table {
+            assert_eq!(percent_match(p.as_bytes(), t.as_bytes()), want, "{p} {t}");
+        }
+        // Many wildcards stay cheap (one row per token).
+        let p = "%a".repeat(50) + "x";
+        assert!(!percent_match(p.as_bytes(), "y".repeat(100).as_bytes()));
+    }
 
     #[test]
     fn parse_arg_table() {
