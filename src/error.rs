@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// Every `ssh` on PATH is this binary.
     NoRealSsh,
+    /// No `ssh` on PATH at all.
+    NoSsh,
     /// `--ssh`/`ROSH_SSH` names something that cannot be run.
     BadSsh(PathBuf, String),
     /// `--ssh`/`ROSH_SSH` names rosh-ssh itself.
@@ -30,6 +32,10 @@ impl fmt::Display for Error {
             Error::NoRealSsh => write!(
                 f,
                 "no real ssh found: every ssh on PATH is rosh-ssh itself (set ROSH_SSH=/path/to/ssh)"
+            ),
+            Error::NoSsh => write!(
+                f,
+                "no ssh found on PATH (install OpenSSH's client, or set ROSH_SSH=/path/to/ssh)"
             ),
             Error::BadSsh(p, why) => write!(f, "cannot use {} as ssh: {why}", p.display()),
             Error::SshIsSelf(p) => write!(

@@ -122,6 +122,9 @@ pub fn probe_forward(f: &Forward, eff: &Effective) -> Option<String> {
     };
     // Naming the holder reads /proc: done only for what is busy.
     let holder = match &busy {
+        // A privilege problem, not a conflict: there is no holder to name.
+        Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
+        Busy::NotLocal { .. } => None,
         Busy::Tcp { addr, .. } => {
             Some(holder::tcp_listener(*addr).map_or_else(|u| u.to_string(), |h| h.to_string()))
         }
