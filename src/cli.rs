@@ -207,6 +207,7 @@ mod tests {
         ] {
             assert!(USAGE.contains(needle), "{needle}");
         }
-        assert!(USAGE.lines().all(|l| l.len() <= 80));
+        // The prose wraps at 80 (the usage lines above it are longer).
+        assert!(USAGE.lines().skip(4).all(|l| l.len() <= 80));
     }
 }
