@@ -45,7 +45,7 @@ pub fn run() -> Result<End, Error> {
     }
     let ssh = locate::real_ssh(cli.ssh.as_deref(), std::env::var_os("PATH").as_deref())?;
     if let Mode::Check { remote } = cli.mode {
-        return check::run(&ssh, &cli.words, remote);
+        return check::run(&ssh, &cli.words, remote, cli.dry_run);
     }
     let say = Say(cli.verbose);
     say.line(format_args!("real ssh: {}", ssh.display()));

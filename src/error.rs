@@ -24,6 +24,8 @@ pub enum Error {
     Io(String, std::io::Error),
     /// Proxy mode failed.
     Proxy(String),
+    /// `--check --remote` could not ask the server.
+    Check(String),
 }
 
 impl fmt::Display for Error {
@@ -50,7 +52,7 @@ impl fmt::Display for Error {
             Error::Usage(m) => write!(f, "{m} (see rosh-ssh --help)"),
             Error::Spawn(p, e) => write!(f, "cannot run {}: {e}", p.display()),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
-            Error::Proxy(m) => write!(f, "{m}"),
+            Error::Proxy(m) | Error::Check(m) => write!(f, "{m}"),
         }
     }
 }
