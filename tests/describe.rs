@@ -322,3 +322,28 @@ fn nix_is_root() -> bool {
         .output()
         .is_ok_and(|o| text(&o.stdout).trim() == "0")
 }
+
+/// A remote socket path with a `%` token that the server refuses (its
+/// directory does not exist there): ssh names the expanded path; rosh-ssh
+/// matches it to the forward and runs ssh again without the words written.
+#[test]
+fn a_percent_token_in_a_remote_socket_path_is_matched_and_cut() {
+    let Some(lab) = Lab::start() else { return };
+    let missing = lab.path().join("no-such-dir");
+    let spec = format!("{}/%n.rs:/tmp/rosh-target.sock", missing.display());
+    let args = ["-o", "ExitOnForwardFailure=yes", "-R", &spec, "echo", "ran"];
+    let plain = lab.ssh(&args);
+    assert_eq!(plain.status.code(), Some(255), "plain ssh");
+    let out = rosh(&lab, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ran\n");
+    let w = warnings(&out);
+    assert_eq!(w.len(), 1, "{}", text(&out.stderr));
+    assert_eq!(
+        w[0],
+        format!(
+            "rosh-ssh: -R {spec}: the server refused listen path {}/lab.rs; forward dropped",
+            missing.display()
+        )
+    );
+}
