@@ -347,3 +347,63 @@ fn a_percent_token_in_a_remote_socket_path_is_matched_and_cut() {
         )
     );
 }
+
+/// Docker-socket shapes: a path to a path on the command line, and
+/// `${VAR}` in a config line (ssh expands it from its environment).
+#[test]
+fn socket_to_socket_and_dollar_var_forwards_are_one_line_each() {
+    let Some(lab) = Lab::start() else { return };
+    let d = lab.path().display().to_string();
+    let _argv_sock = UnixListener::bind(lab.path().join("docker.sock")).unwrap();
+    let _cfg_sock = UnixListener::bind(lab.path().join("cfg-docker.sock")).unwrap();
+    let cfg = lab.config_with(
+        "docker.conf",
+        "Host lab\n  LocalForward ${ROSH_SOCK_DIR}/cfg-docker.sock /var/run/docker.sock\n",
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let spec = format!("{d}/docker.sock:/var/run/docker.sock");
+    let base = [
+        "-F",
+        cfg_s,
+        "-o",
+        "ExitOnForwardFailure=yes",
+        "-L",
+        &spec,
+        "lab",
+    ];
+    let run = |pre: &[&str], prog: &std::path::Path| {
+        Command::new(prog)
+            .args(pre)
+            .args(base)
+            .args(["echo", "ran"])
+            .env("ROSH_SOCK_DIR", &d)
+            .env_remove("ROSH_SSH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let plain = run(&[], std::path::Path::new(lab::SSH));
+    assert_eq!(plain.status.code(), Some(255), "plain ssh");
+    let out = run(&[], &rosh_ssh());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let w = warnings(&out);
+    assert_eq!(w.len(), 2, "{}", text(&out.stderr));
+    assert!(
+        w[0].starts_with(&format!("rosh-ssh: -L {spec}: in use: {d}/docker.sock")),
+        "{w:?}"
+    );
+    assert!(
+        w[1].starts_with(&format!(
+            "rosh-ssh: LocalForward ${{ROSH_SOCK_DIR}}/cfg-docker.sock /var/run/docker.sock ({cfg_s}:2): in use: {d}/cfg-docker.sock"
+        )),
+        "{w:?}"
+    );
+    let dry = run(&["--dry-run"], &rosh_ssh());
+    let stdout = text(&dry.stdout);
+    let lines: Vec<&str> = stdout.lines().take_while(|l| !l.starts_with('#')).collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("drop ")),
+        "{stdout}"
+    );
+}
