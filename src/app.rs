@@ -12,7 +12,7 @@ use crate::logpipe::{self, Dest, LogPipe};
 use crate::matcher::Failure;
 use crate::plan::{Decision, Plan, argv_forwards, probe_forward};
 use crate::tmpdir::PrivateDir;
-use crate::{check, locate, quote};
+use crate::{check, describe, locate, quote};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub fn run() -> Result<End, Error> {
     }
     let ssh = locate::real_ssh(cli.ssh.as_deref(), std::env::var_os("PATH").as_deref())?;
     if let Mode::Check { remote } = cli.mode {
-        return check::run(&ssh, &cli.words, remote);
+        return check::run(&ssh, &cli.words, remote, cli.dry_run);
     }
     let say = Say(cli.verbose);
     say.line(format_args!("real ssh: {}", ssh.display()));
@@ -89,10 +89,8 @@ pub fn run() -> Result<End, Error> {
     };
     for d in &session.decisions {
         say.line(format_args!(
-            "forward {} ({}): {}",
-            String::from_utf8_lossy(&d.forward.ssh_g()),
-            d.origin(&args),
-            d.reason.as_deref().unwrap_or("free")
+            "forward {}",
+            describe::with_reason(d, &args, describe::unprobed(d))
         ));
     }
 
@@ -102,19 +100,9 @@ pub fn run() -> Result<End, Error> {
         let mut out = std::io::stdout().lock();
         for d in &session.decisions {
             let _ = out.write_all(if d.drop { b"drop " } else { b"keep " });
-            let _ = out.write_all(&d.forward.ssh_g());
-            let from = d.from_config.as_deref();
-            match (&d.reason, from) {
-                (Some(r), Some(f)) => {
-                    let _ = write!(out, " # {r}; from {f}");
-                }
-                (Some(r), None) => {
-                    let _ = write!(out, " # {r}");
-                }
-                (None, Some(f)) => {
-                    let _ = write!(out, " # from {f}");
-                }
-                (None, None) => {}
+            let _ = out.write_all(describe::forward(d, &args).as_bytes());
+            if let Some(r) = &d.reason {
+                let _ = write!(out, " # {r}");
             }
             let _ = out.write_all(b"\n");
         }
@@ -125,7 +113,7 @@ pub fn run() -> Result<End, Error> {
     }
 
     for d in session.decisions.iter().filter(|d| d.drop) {
-        warn(&cli, d);
+        warn(&cli, &args, d);
     }
     if cli.require_forward && session.decisions.iter().any(|d| d.drop) {
         return Ok(End::Exited(255));
@@ -167,12 +155,11 @@ pub fn run() -> Result<End, Error> {
             let d = &session.decisions[i];
             if cli.require_forward {
                 eprintln!(
-                    "rosh-ssh: {}: {}; not retrying (--require-forward)",
-                    String::from_utf8_lossy(&d.forward.ssh_g()),
-                    d.reason.as_deref().unwrap_or("failed")
+                    "rosh-ssh: {}; not retrying (--require-forward)",
+                    describe::with_reason(d, &args, "failed")
                 );
             } else {
-                warn(&cli, d);
+                warn(&cli, &args, d);
             }
         }
         if cli.require_forward {
@@ -181,13 +168,12 @@ pub fn run() -> Result<End, Error> {
     }
 }
 
-fn warn(cli: &cli::Cli, d: &Decision) {
-    let name = String::from_utf8_lossy(&d.forward.ssh_g()).into_owned();
-    let reason = d.reason.as_deref().unwrap_or("failed");
+fn warn(cli: &cli::Cli, args: &Args, d: &Decision) {
+    let line = describe::with_reason(d, args, "failed");
     if cli.require_forward {
-        eprintln!("rosh-ssh: {name}: {reason}; not connecting (--require-forward)");
+        eprintln!("rosh-ssh: {line}; not connecting (--require-forward)");
     } else {
-        eprintln!("rosh-ssh: {name}: {reason}; forward dropped");
+        eprintln!("rosh-ssh: {line}; forward dropped");
     }
 }
 
@@ -520,9 +506,8 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration>
         .filter(|d| d.drop)
     {
         eprintln!(
-            "rosh-ssh: {}: {}; ssh will fail to listen there",
-            String::from_utf8_lossy(&d.forward.ssh_g()),
-            d.reason.as_deref().unwrap_or("busy")
+            "rosh-ssh: {}; ssh will fail to listen there",
+            describe::with_reason(d, &args, "busy")
         );
     }
     eff.connect_timeout

@@ -6,29 +6,72 @@
 
 use crate::argv::Args;
 use crate::child::End;
-use crate::config;
 use crate::effective::{self, Effective};
 use crate::error::Error;
 use crate::forward::{Endpoint, Kind};
 use crate::plan::Plan;
+use crate::{config, describe};
 use std::ffi::OsString;
-use std::io::Write;
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs on the server under `sh -c`: the listening TCP sockets from
-/// /proc/net (Linux) and the tmux sessions. No quote inside, so any login
+/// /proc/net (Linux), then the tmux sessions on every socket in tmux's
+/// directory for this user (`tmux -L NAME` lives there too, so the socket
+/// `rosh -L NAME` uses is among them). No single quote inside, so any login
 /// shell passes it through.
-const REMOTE_SCRIPT: &str = "echo @tcp; cat /proc/net/tcp /proc/net/tcp6 2>/dev/null; \
-echo @tmux; tmux list-sessions 2>&1; echo @end";
+const REMOTE_SCRIPT: &str = "echo @tcp4; cat /proc/net/tcp 2>/dev/null; \
+echo @tcp6; cat /proc/net/tcp6 2>/dev/null; echo @tmux; \
+if command -v tmux >/dev/null 2>&1; then \
+d=\"${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)\"; for s in \"$d\"/*; do \
+[ -S \"$s\" ] || continue; echo \"@socket ${s##*/}\"; tmux -S \"$s\" list-sessions 2>&1; \
+done; else echo @notmux; fi; echo @end";
+
+/// The tmux sessions on one socket of the server.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Socket {
+    pub name: String,
+    /// `None`: a socket file with no server behind it.
+    pub sessions: Option<Vec<String>>,
+}
 
 /// What the server said.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Server {
-    /// Ports with a listening socket; None when /proc/net could not be read.
-    pub listening: Option<Vec<u16>>,
-    pub tmux: Vec<String>,
+    /// Listening TCP sockets (address, port); None when /proc/net/tcp
+    /// could not be read (not Linux, or /proc hidden).
+    pub listening: Option<Vec<(IpAddr, u16)>>,
+    /// /proc/net/tcp6 was there: the server has IPv6.
+    pub ipv6: bool,
+    /// tmux is not installed there.
+    pub no_tmux: bool,
+    pub tmux: Vec<Socket>,
+}
+
+/// A /proc/net/tcp{,6} local address: hex words in host byte order.
+fn proc_addr(hex: &str) -> Option<(IpAddr, u16)> {
+    let (a, p) = hex.split_once(':')?;
+    let port = u16::from_str_radix(p, 16).ok()?;
+    let words: Vec<u32> = (0..a.len() / 8)
+        .map(|i| u32::from_str_radix(a.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect::<Option<_>>()?;
+    let ip = match (a.len(), words.as_slice()) {
+        (8, [w]) => IpAddr::V4(Ipv4Addr::from(w.to_ne_bytes())),
+        (32, ws) => {
+            let mut b = [0u8; 16];
+            for (i, w) in ws.iter().enumerate() {
+                b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(b))
+        }
+        _ => return None,
+    };
+    Some((ip, port))
 }
 
 impl Server {
@@ -37,38 +80,144 @@ impl Server {
         let mut s = Server::default();
         let mut section = "";
         let mut ports = Vec::new();
+        let mut seen_tcp4 = false;
         for line in out.lines() {
             match line {
-                "@tcp" | "@tmux" | "@end" => {
+                "@tcp4" | "@tcp6" | "@tmux" | "@end" => {
                     section = line;
+                    continue;
+                }
+                "@notmux" => {
+                    s.no_tmux = true;
                     continue;
                 }
                 _ => {}
             }
+            if let Some(name) = line.strip_prefix("@socket ") {
+                s.tmux.push(Socket {
+                    name: name.to_string(),
+                    sessions: Some(Vec::new()),
+                });
+                continue;
+            }
             match section {
-                "@tcp" => {
-                    // "  0: 0100007F:1F92 00000000:0000 0A ..." : state 0A is LISTEN.
+                "@tcp4" | "@tcp6" => {
                     let f: Vec<&str> = line.split_whitespace().collect();
-                    let port = f.get(1).and_then(|a| a.rsplit(':').next());
-                    let port = port.and_then(|h| u16::from_str_radix(h, 16).ok());
-                    if let (Some(p), Some(&"0A")) = (port, f.get(3)) {
-                        ports.push(p);
+                    if f.first() == Some(&"sl") {
+                        seen_tcp4 |= section == "@tcp4";
+                        s.ipv6 |= section == "@tcp6";
+                        continue;
+                    }
+                    // "0: 0100007F:1F92 00000000:0000 0A ...": state 0A is LISTEN.
+                    if let (Some(a), Some(&"0A")) = (f.get(1).and_then(|a| proc_addr(a)), f.get(3))
+                    {
+                        ports.push(a);
                     }
                 }
-                "@tmux" => s.tmux.push(line.to_string()),
+                "@tmux" => {
+                    let Some(sock) = s.tmux.last_mut() else {
+                        continue;
+                    };
+                    // tmux -S on a socket file whose server is gone.
+                    if line.starts_with("no server running on")
+                        || line.starts_with("error connecting to")
+                    {
+                        sock.sessions = None;
+                    } else if let Some(list) = &mut sock.sessions {
+                        list.push(line.to_string());
+                    }
+                }
                 _ => {}
             }
         }
-        if out.contains("@tcp\n") && out.lines().any(|l| l.trim_start().starts_with("sl ")) {
+        if seen_tcp4 {
             ports.sort_unstable();
             ports.dedup();
             s.listening = Some(ports);
         }
         s
     }
+
+    /// What ssh's `-R` would meet on the server for a TCP listen side,
+    /// assuming the server's GatewayPorts is `no` (sshd's default):
+    /// channels.c channel_fwd_bind_addr, server side, binds the address the
+    /// client sent when it is `127.0.0.1` or `::1`, else the loopback
+    /// address of each family; the forward succeeds if any of them binds
+    /// (channel_setup_fwd_listener_tcpip). A wildcard listener blocks its
+    /// family; `[::]` is taken to block IPv4 too (Linux's bindv6only=0).
+    pub fn remote_verdict(&self, host: Option<&[u8]>, port: u16) -> Option<RemoteVerdict> {
+        let listening = self.listening.as_ref()?;
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        let wanted: Vec<IpAddr> = match host {
+            Some(b"127.0.0.1") => vec![v4],
+            Some(b"::1") => vec![v6],
+            _ if self.ipv6 => vec![v4, v6],
+            _ => vec![v4],
+        };
+        let holders = |want: IpAddr| -> Vec<(IpAddr, u16)> {
+            listening
+                .iter()
+                .copied()
+                .filter(|&(a, p)| {
+                    p == port
+                        && (a == want
+                            || a.is_unspecified() && (a.is_ipv4() == want.is_ipv4() || a.is_ipv6()))
+                })
+                .collect()
+        };
+        let blocked: Vec<(IpAddr, Vec<(IpAddr, u16)>)> =
+            wanted.iter().map(|&w| (w, holders(w))).collect();
+        let taken = blocked.iter().all(|(_, h)| !h.is_empty());
+        let seen: Vec<(IpAddr, u16)> = blocked.iter().flat_map(|(_, h)| h.clone()).collect();
+        Some(RemoteVerdict {
+            wanted,
+            seen,
+            taken,
+        })
+    }
 }
 
-pub fn run(ssh: &Path, words: &[OsString], remote: bool) -> Result<End, Error> {
+/// The server side of one remote TCP forward.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RemoteVerdict {
+    /// The addresses sshd would bind.
+    pub wanted: Vec<IpAddr>,
+    /// Listeners on those addresses (or their wildcards).
+    pub seen: Vec<(IpAddr, u16)>,
+    /// Every wanted address is held: ssh's `-R` fails.
+    pub taken: bool,
+}
+
+impl fmt::Display for RemoteVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(", ");
+        let held = list(
+            &mut self
+                .seen
+                .iter()
+                .map(|&(a, p)| SocketAddr::new(a, p).to_string()),
+        );
+        let wanted = list(&mut self.wanted.iter().map(|a| a.to_string()));
+        if self.taken {
+            write!(
+                f,
+                "taken on the server: {held} listening (sshd binds {wanted})"
+            )
+        } else if self.seen.is_empty() {
+            write!(f, "free on the server: nothing listens there on {wanted}")
+        } else {
+            write!(
+                f,
+                "free on the server: {held} listening, but sshd binds {wanted} and one is free"
+            )
+        }
+    }
+}
+
+/// `dry_run` with `remote`: the report without the server, and the
+/// command the server check would run; nothing connects.
+pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Result<End, Error> {
     let args = Args::parse(words.to_vec());
     let eff = match effective::query(ssh, words) {
         Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
@@ -78,8 +227,9 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool) -> Result<End, Error> {
         }
         Ok(Ok(eff)) => eff,
     };
-    let server = if remote {
-        Some(ask_server(ssh, &args)?)
+    let server_words = server_words(&args, &eff);
+    let server = if remote && !dry_run {
+        Some(ask_server(ssh, &server_words, deadline(&eff))?)
     } else {
         None
     };
@@ -93,7 +243,84 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool) -> Result<End, Error> {
     let plan = Plan::make(&args, &eff, &sources);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
+    if remote && dry_run {
+        let line = crate::quote::line(
+            std::iter::once(ssh.as_os_str()).chain(server_words.iter().map(|w| w.as_os_str())),
+        );
+        let _ = writeln!(
+            out,
+            "server: not asked (--dry-run); --remote would run, for at most {} s:",
+            deadline(&eff).as_secs()
+        );
+        let _ = out.write_all(&line);
+        let _ = out.write_all(b"\n");
+    }
     Ok(End::Exited(0))
+}
+
+/// ssh.c getopt letters the check's own connection leaves out, whatever
+/// the user's words say: each sets its option directly, past any `-o`.
+/// -f fork, -N no command, -W stdio forward, -s subsystem, -M master,
+/// -O/-G/-V/-Q modes, -t a tty, -L/-R/-D forwards (ClearAllForwardings too).
+const NOT_FOR_THE_CHECK: &[u8] = b"fNWsMOGVQtLRD";
+
+/// Options given first, so they win over the user's `-o` and config (ssh
+/// keeps the first value it obtains): a session that runs our command,
+/// ends, and leaves nothing behind.
+const CHECK_OPTIONS: &[&str] = &[
+    "ClearAllForwardings=yes",
+    "ControlMaster=no",
+    "ControlPersist=no",
+    "ForkAfterAuthentication=no",
+    "SessionType=default",
+    "StdinNull=yes",
+    "RemoteCommand=none",
+    "RequestTTY=no",
+    "PermitLocalCommand=no",
+    "ExitOnForwardFailure=no",
+    "ServerAliveInterval=5",
+    "ServerAliveCountMax=2",
+];
+
+/// The check's ssh words: its options, the user's other options rebuilt
+/// one per word, the destination, and REMOTE_SCRIPT as the command (the
+/// user's remote command is not run).
+fn server_words(args: &Args, eff: &Effective) -> Vec<OsString> {
+    let mut w: Vec<OsString> = vec!["-T".into()];
+    for o in CHECK_OPTIONS {
+        w.push("-o".into());
+        w.push((*o).into());
+    }
+    if eff.connect_timeout.is_none() {
+        w.push("-o".into());
+        w.push(format!("ConnectTimeout={}", DEFAULT_CONNECT.as_secs()).into());
+    }
+    for o in args
+        .opts
+        .iter()
+        .filter(|o| !NOT_FOR_THE_CHECK.contains(&o.letter))
+    {
+        let mut flag = OsString::from("-");
+        flag.push(OsString::from((o.letter as char).to_string()));
+        w.push(flag);
+        w.extend(o.arg.clone());
+    }
+    if let Some(h) = args.host.and_then(|h| args.words.get(h)) {
+        w.push("--".into());
+        w.push(h.clone());
+    }
+    w.push(format!("sh -c '{REMOTE_SCRIPT}'").into());
+    w
+}
+
+/// ConnectTimeout when the user set none.
+const DEFAULT_CONNECT: Duration = Duration::from_secs(15);
+/// Time for the login and the script once connected.
+const AFTER_CONNECT: Duration = Duration::from_secs(20);
+
+/// How long the check's ssh may take, all in.
+fn deadline(eff: &Effective) -> Duration {
+    eff.connect_timeout.unwrap_or(DEFAULT_CONNECT) + AFTER_CONNECT
 }
 
 fn report(
@@ -119,24 +346,23 @@ fn report(
         writeln!(out, "no forwards: rosh-ssh runs ssh as it is")?;
     }
     for d in &plan.decisions {
-        writeln!(out, "{}", String::from_utf8_lossy(&d.forward.ssh_g()))?;
+        writeln!(out, "{}", describe::forward(d, args))?;
         writeln!(out, "  from: {}", d.origin(args))?;
+        writeln!(out, "  ssh -G: {}", describe::ssh_g(&d.forward))?;
         let remote = d.forward.kind == Kind::Remote;
         if remote {
-            let port = match &d.forward.listen {
-                Endpoint::Tcp { port, .. } => Some(*port),
-                Endpoint::Path(_) => None,
-            };
-            let seen = match (server.and_then(|s| s.listening.as_ref()), port) {
-                (_, Some(0)) => "port 0: the server picks a free one".to_string(),
-                (Some(l), Some(p)) if l.contains(&p) => {
-                    format!("taken on the server: port {p} is listening there")
+            let seen = match (&d.forward.listen, server) {
+                (Endpoint::Tcp { port: 0, .. }, _) => "port 0: the server picks a free one".into(),
+                (Endpoint::Path(_), Some(_)) => {
+                    "a unix socket on the server: not checked".to_string()
                 }
-                (Some(_), Some(p)) => format!("free on the server: nothing listens on port {p}"),
-                (None, _) if server.is_some() => {
-                    "unknown (the server's /proc/net could not be read)".into()
+                (Endpoint::Tcp { host, port }, Some(s)) => {
+                    match s.remote_verdict(host.as_deref(), *port) {
+                        Some(v) => v.to_string(),
+                        None => "unknown: the server has no /proc/net/tcp (not Linux?)".into(),
+                    }
                 }
-                _ => "on the server (check with --check --remote)".into(),
+                (_, None) => "on the server (check with --check --remote)".into(),
             };
             writeln!(out, "  probe: {seen}")?;
         } else {
@@ -154,39 +380,95 @@ fn report(
         writeln!(out, "  rosh-ssh: {verdict}")?;
     }
     if let Some(s) = server {
-        if s.tmux.is_empty() {
-            writeln!(out, "tmux sessions: none")?;
+        if s.no_tmux {
+            writeln!(out, "tmux: not installed on the server")?;
+        } else if s.tmux.iter().all(|t| t.sessions.is_none()) {
+            writeln!(out, "tmux sessions: no tmux server")?;
         } else {
             writeln!(out, "tmux sessions:")?;
             for t in &s.tmux {
-                writeln!(out, "  {t}")?;
+                // `rosh -L NAME` is `tmux -L NAME`: the socket's file name.
+                match &t.sessions {
+                    None => writeln!(out, "  -L {}: no tmux server", t.name)?,
+                    Some(list) if list.is_empty() => writeln!(out, "  -L {}: none", t.name)?,
+                    Some(list) => {
+                        for l in list {
+                            writeln!(out, "  -L {}: {l}", t.name)?;
+                        }
+                    }
+                }
             }
         }
     }
     Ok(())
 }
 
-/// One ssh connection with every forward cleared, running REMOTE_SCRIPT.
-fn ask_server(ssh: &Path, args: &Args) -> Result<Server, Error> {
-    // The destination and options only: the user's remote command is not run.
-    let words = &args.words[..args.command.min(args.words.len())];
-    let out = Command::new(ssh)
+/// One ssh connection running REMOTE_SCRIPT, ended by `limit` at the
+/// latest: past it ssh gets SIGTERM (it then ends its ProxyCommand), and
+/// SIGKILL two seconds later.
+fn ask_server(ssh: &Path, words: &[OsString], limit: Duration) -> Result<Server, Error> {
+    let mut child = Command::new(ssh)
         .arg0(ssh)
-        .args(["-T", "-o", "ClearAllForwardings=yes"])
         .args(words)
-        .arg(format!("sh -c '{REMOTE_SCRIPT}'"))
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| Error::Spawn(ssh.to_path_buf(), e))?;
-    if !out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("@end") {
-        return Err(Error::Usage(format!(
-            "--check --remote: ssh to the server failed ({})",
-            out.status
+    let mut stdout = child.stdout.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A ProxyCommand may hold the pipe after ssh is gone: the reader is
+    // waited for with a bound, never joined.
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stdout.as_mut() {
+            let _ = s.take(MAX_OUTPUT).read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    let start = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut timed_out = false;
+    let mut termed: Option<Instant> = None;
+    let status = loop {
+        if let Some(st) = child
+            .try_wait()
+            .map_err(|e| Error::Io("waiting for ssh".into(), e))?
+        {
+            break st;
+        }
+        let now = Instant::now();
+        match termed {
+            None if now.duration_since(start) >= limit => {
+                timed_out = true;
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                termed = Some(now);
+            }
+            Some(t) if now.duration_since(t) >= Duration::from_secs(2) => {
+                let _ = child.kill();
+            }
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
+    let out = String::from_utf8_lossy(&out);
+    if timed_out {
+        return Err(Error::Check(format!(
+            "--check --remote: no answer from the server within {} s",
+            limit.as_secs()
         )));
     }
-    Ok(Server::parse(&String::from_utf8_lossy(&out.stdout)))
+    if !out.contains("@end") {
+        return Err(Error::Check(format!(
+            "--check --remote: ssh to the server failed ({status})"
+        )));
+    }
+    Ok(Server::parse(&out))
 }
+
+/// REMOTE_SCRIPT prints a few KiB; more is not from it.
+const MAX_OUTPUT: u64 = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -194,17 +476,100 @@ mod tests {
 
     #[test]
     fn parses_proc_net_tcp_and_tmux() {
-        let out = "@tcp\n  sl  local_address rem_address   st\n\
+        let out = "@tcp4\n  sl  local_address rem_address   st\n\
                    0: 0100007F:1F92 00000000:0000 0A 0\n\
                    1: 0100007F:0016 0100007F:9C40 01 0\n\
-                   sl  local_address\n\
-                   0: 00000000000000000000000001000000:1F92 0000:0000 0A 0\n\
-                   @tmux\ndefault: 1 windows (created Sat)\n@end\n";
+                   @tcp6\n  sl  local_address\n\
+                   0: 00000000000000000000000001000000:1F93 0000:0000 0A 0\n\
+                   @tmux\n@socket default\n0: 1 windows (created Sat)\n\
+                   @socket work\nno server running on /tmp/tmux-0/work\n@end\n";
         let s = Server::parse(out);
-        assert_eq!(s.listening, Some(vec![8082]));
-        assert_eq!(s.tmux, vec!["default: 1 windows (created Sat)"]);
-        let none = Server::parse("@tcp\n@tmux\nno server running on /tmp/tmux-0/default\n@end\n");
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+        assert_eq!(s.listening, Some(vec![(v4, 8082), (v6, 8083)]));
+        assert!(s.ipv6 && !s.no_tmux);
+        assert_eq!(
+            s.tmux,
+            vec![
+                Socket {
+                    name: "default".into(),
+                    sessions: Some(vec!["0: 1 windows (created Sat)".into()])
+                },
+                Socket {
+                    name: "work".into(),
+                    sessions: None
+                }
+            ]
+        );
+        let none = Server::parse("@tcp4\n@tcp6\n@tmux\n@notmux\n@end\n");
         assert_eq!(none.listening, None);
-        assert_eq!(none.tmux.len(), 1);
+        assert!(none.no_tmux && none.tmux.is_empty());
+    }
+
+    /// sshd with GatewayPorts no binds 127.0.0.1 and ::1 for `-R P:...`
+    /// (or the one loopback address asked for): a port held on one of
+    /// them only does not make ssh's -R fail.
+    #[test]
+    fn remote_verdict_follows_the_address_sshd_binds() {
+        let v4 = |p| format!("0: 0100007F:{p:04X} 00000000:0000 0A 0\n");
+        let v6 = |p| format!("0: 00000000000000000000000001000000:{p:04X} 0000:0000 0A 0\n");
+        let any4 = |p| format!("0: 00000000:{p:04X} 00000000:0000 0A 0\n");
+        let any6 = |p| format!("0: 00000000000000000000000000000000:{p:04X} 0000:0000 0A 0\n");
+        let server = |four: String, six: String| {
+            Server::parse(&format!(
+                "@tcp4\n  sl local\n{four}@tcp6\n  sl local\n{six}@tmux\n@end\n"
+            ))
+        };
+        let table: &[(String, String, Option<&[u8]>, bool)] = &[
+            (String::new(), v6(22), None, false),
+            (v4(22), String::new(), None, false),
+            (v4(22), v6(22), None, true),
+            (any4(22), v6(22), None, true),
+            (String::new(), any6(22), None, true),
+            (v4(22), String::new(), Some(b"127.0.0.1"), true),
+            (String::new(), v6(22), Some(b"127.0.0.1"), false),
+            (String::new(), v6(22), Some(b"::1"), true),
+            // Any other address: loopback of both families (GatewayPorts no).
+            (v4(22), String::new(), Some(b"*"), false),
+            (v4(23), v6(23), None, false),
+        ];
+        for (four, six, host, taken) in table {
+            let v = server(four.clone(), six.clone())
+                .remote_verdict(*host, 22)
+                .unwrap();
+            assert_eq!(v.taken, *taken, "{four}{six}{host:?}: {v}");
+        }
+        // Without IPv6 on the server, 127.0.0.1 alone decides.
+        let s = Server::parse(&format!("@tcp4\n  sl l\n{}@tcp6\n@tmux\n@end\n", v4(22)));
+        assert!(s.remote_verdict(None, 22).unwrap().taken);
+        let v = server(String::new(), v6(22))
+            .remote_verdict(None, 22)
+            .unwrap();
+        assert_eq!(
+            v.to_string(),
+            "free on the server: [::1]:22 listening, but sshd binds 127.0.0.1, ::1 and one is free"
+        );
+    }
+
+    #[test]
+    fn the_check_connection_drops_what_would_keep_it_alive() {
+        let words: Vec<OsString> = [
+            "-fNL", "1:h:2", "-W", "h:22", "-p", "22", "host", "-t", "sleep", "9",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let args = Args::parse(words);
+        let w = server_words(&args, &Effective::default());
+        let w: Vec<String> = w.iter().map(|w| w.to_string_lossy().into_owned()).collect();
+        for gone in ["-fNL", "-f", "-N", "-W", "-t", "sleep"] {
+            assert!(!w.contains(&gone.to_string()), "{gone}: {w:?}");
+        }
+        let tail = &w[w.len() - 5..];
+        assert_eq!(&tail[..3], ["-p", "22", "--"], "{w:?}");
+        assert_eq!(w[w.len() - 2], "host");
+        assert!(w[w.len() - 1].starts_with("sh -c '"));
+        assert!(!REMOTE_SCRIPT.contains('\''));
+        assert!(w.contains(&"ConnectTimeout=15".to_string()));
     }
 }

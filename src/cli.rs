@@ -14,18 +14,27 @@ usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh ar
 
 rosh-ssh runs the real ssh with the same arguments, except that a -L/-D
 forward whose local port is already taken is dropped with one warning line
-instead of breaking the connection.
+instead of breaking the connection. A -R/RemoteForward can only fail on the
+server: with ExitOnForwardFailure yes, rosh-ssh reads ssh's log and, when the
+server refuses a remote forward, runs ssh again without it (before the
+remote command starts, so it runs once); with ExitOnForwardFailure no, ssh
+goes on without it by itself.
 
   --verbose          explain each decision on stderr (ROSH_VERBOSE=1)
-  --dry-run          print the ssh command line and each forward's fate; connect nowhere
+  --dry-run          print the ssh command line and each forward's fate
+                     (keep/drop, as you wrote it); connect nowhere
   --require-forward  a taken port is fatal: exit 255, as ssh with
                      ExitOnForwardFailure=yes would (ROSH_REQUIRE_FORWARD=1)
   --ssh PATH         the real ssh (ROSH_SSH=PATH; default: the first ssh on
                      PATH that is not rosh-ssh)
-  --check            report the forwards ssh would set up and their probes
+  --check            report the forwards ssh would set up and their probes;
+                     --remote also asks the server, in one bounded connection,
+                     which remote ports are taken and which tmux sessions run
   --proxy HOST PORT  ProxyCommand mode: ProxyCommand rosh-ssh --proxy %h %p
                      (--fdpass with ProxyUseFdpass yes; --wait SECONDS retries
-                     while the host is unreachable or refuses)
+                     while the host is unreachable or refuses;
+                     --connect-timeout SECONDS, or ROSH_SSH_CONNECT_TIMEOUT,
+                     bounds each connect attempt)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,5 +194,20 @@ mod tests {
         let c = p(&["--check", "--remote", "h"], &[]).unwrap();
         assert_eq!(c.mode, Mode::Check { remote: true });
         assert_eq!(c.words, ["h"]);
+    }
+
+    #[test]
+    fn usage_names_remote_forwards_and_the_connect_timeout() {
+        for needle in [
+            "RemoteForward",
+            "runs ssh again without it",
+            "--connect-timeout SECONDS",
+            "ROSH_SSH_CONNECT_TIMEOUT",
+            "--remote",
+        ] {
+            assert!(USAGE.contains(needle), "{needle}");
+        }
+        // The prose wraps at 80 (the usage lines above it are longer).
+        assert!(USAGE.lines().skip(4).all(|l| l.len() <= 80));
     }
 }

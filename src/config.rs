@@ -135,6 +135,18 @@ pub fn origins_of(src: &Sources, fwds: &[Forward]) -> Vec<Vec<Origin>> {
         .collect()
 }
 
+/// Every forward line of every file ssh would read, in ssh's reading
+/// order, whatever Host/Match block it is in (ssh decides which apply).
+pub fn forwards(src: &Sources) -> Vec<Forward> {
+    let mut out = Vec::new();
+    if let Ok(t) = Tree::load(src) {
+        for &root in t.roots.iter().flatten() {
+            t.forwards(root, &mut out, 0);
+        }
+    }
+    out
+}
+
 /// Writes into `dir` a config that means what `src` means except that every forward line equal to
 /// one in `drop` is disabled, and returns the file to pass to ssh as `-F`. Files are created 0600
 /// with `O_EXCL` under fresh names, so `dir` may be reused.
@@ -298,6 +310,23 @@ impl Tree {
 
 impl Tree {
     /// Forward lines equal to `fwd` in file `id` and what it includes, in reading order.
+    fn forwards(&self, id: usize, out: &mut Vec<Forward>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        for l in &self.nodes[id].lines {
+            match &l.what {
+                What::Forward(Some(f)) => out.push(f.clone()),
+                What::Include { matches, .. } => {
+                    for c in matches.iter().flatten().filter_map(|m| m.node) {
+                        self.forwards(c, out, depth + 1);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn origins(&self, id: usize, fwd: &Forward, out: &mut Vec<Origin>) {
         let node = &self.nodes[id];
         for (i, l) in node.lines.iter().enumerate() {

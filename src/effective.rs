@@ -2,7 +2,7 @@
 //! arguments prints the effective configuration (Include, Match, Host
 //! patterns, tokens and `-F` all honoured by ssh itself).
 
-use crate::forward::{Endpoint, Forward, Kind};
+use crate::forward::{self, Endpoint, Forward, Kind};
 use crate::probe::{Family, Opts};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -14,6 +14,8 @@ use std::process::{Command, Stdio};
 pub struct Effective {
     /// Every forward ssh will set up, in `ssh -G` order.
     pub forwards: Vec<Forward>,
+    /// The forward lines as `ssh -G` printed them, in its order.
+    pub forward_lines: Vec<Vec<u8>>,
     pub probe: Opts,
     pub exit_on_forward_failure: bool,
     /// `loglevel` as ssh prints it (`INFO`, `QUIET`, `FATAL`, ...).
@@ -52,6 +54,7 @@ impl Effective {
             };
             match key {
                 b"localforward" | b"remoteforward" | b"dynamicforward" => {
+                    e.forward_lines.push(line.to_vec());
                     if let Some(f) = Forward::from_ssh_g(line) {
                         e.forwards.push(f);
                     }
@@ -107,6 +110,80 @@ impl Effective {
     }
 }
 
+impl Effective {
+    /// ssh's forwards, read with the help of the forwards the words and the
+    /// config files ask for (`known`, in ssh's order): a known forward claims
+    /// the lines it prints (a local forward to a path prints two, a `%`
+    /// token prints expanded), so a path with a space reads the way it was
+    /// written and one forward stays one. Lines no known forward claims are
+    /// read as [`Effective::parse`] reads them.
+    pub fn resolve(&self, known: &[Forward]) -> Vec<Forward> {
+        let lines = &self.forward_lines;
+        let mut claimed = vec![false; lines.len()];
+        let mut found: Vec<(usize, Forward)> = Vec::new();
+        // Exact spellings first, so a `%` pattern can't take another's line.
+        for pattern in [false, true] {
+            for k in known {
+                if pattern != k.has_percent_path() {
+                    continue;
+                }
+                let want = k.ssh_g_lines();
+                let mut at: Vec<usize> = Vec::new();
+                for w in &want {
+                    let hit = (0..lines.len()).find(|&i| {
+                        !claimed[i]
+                            && !at.contains(&i)
+                            && if pattern {
+                                forward::percent_match(w, &lines[i])
+                            } else {
+                                lines[i] == *w
+                            }
+                    });
+                    match hit {
+                        Some(i) => at.push(i),
+                        None => break,
+                    }
+                }
+                if want.is_empty() || at.len() != want.len() {
+                    continue;
+                }
+                // What ssh binds: the expanded reading that matches `k`.
+                let expanded = at
+                    .iter()
+                    .rev()
+                    .flat_map(|&i| Forward::from_ssh_g_all(&lines[i]))
+                    .find(|g| k.expands_to(g) || *g == *k);
+                let f = match expanded {
+                    Some(g) => Forward { kind: k.kind, ..g },
+                    None => k.clone(),
+                };
+                for &i in &at {
+                    claimed[i] = true;
+                }
+                found.push((*at.iter().min().unwrap_or(&0), f));
+            }
+        }
+        let rest: Vec<u8> = lines
+            .iter()
+            .zip(&claimed)
+            .filter(|(_, c)| !**c)
+            .flat_map(|(l, _)| l.iter().copied().chain(std::iter::once(b'\n')))
+            .collect();
+        let rest_lines: Vec<usize> = (0..lines.len()).filter(|&i| !claimed[i]).collect();
+        let mut rest_fwds = Effective::parse(&rest).forwards.into_iter();
+        // parse drops shadows, so the positions are approximate; only the
+        // order among the rest and the claimed matters, and both keep theirs.
+        for i in rest_lines {
+            match rest_fwds.next() {
+                Some(f) => found.push((i, f)),
+                None => break,
+            }
+        }
+        found.sort_by_key(|(i, _)| *i);
+        found.into_iter().map(|(_, f)| f).collect()
+    }
+}
+
 /// Runs `ssh -G <words>` and reads what it prints.
 pub fn query(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Effective, Rejected>> {
     let out = Command::new(ssh)
@@ -122,5 +199,85 @@ pub fn query(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Effective
             stderr: out.stderr,
             status: out.status.code().unwrap_or(255),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::parse_arg;
+
+    fn resolved(known: &[(u8, &str)], out: &str) -> Vec<Forward> {
+        let known: Vec<Forward> = known
+            .iter()
+            .map(|(l, s)| parse_arg(*l, s.as_bytes()).unwrap())
+            .collect();
+        Effective::parse(out.as_bytes()).resolve(&known)
+    }
+
+    fn path(p: &str) -> Endpoint {
+        Endpoint::Path(p.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_path_with_a_space_is_one_forward_read_as_written() {
+        let out = "dynamicforward /tmp/a b\nlocalforward /tmp/a b ./rel.sock\n";
+        let got = resolved(&[(b'D', "/tmp/a b:./rel.sock")], out);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/a b"));
+        assert_eq!(got[0].connect, Some(path("./rel.sock")));
+        // Without the words, the old reading (leftmost split) stands.
+        assert_eq!(resolved(&[], out).len(), 2);
+    }
+
+    #[test]
+    fn a_local_forward_to_a_path_is_one_forward() {
+        let out = "dynamicforward 46633\nlocalforward 46633 /var/run/postgresql/.s.PGSQL.5432\n\
+                   dynamicforward 1080\n";
+        let got = resolved(&[(b'L', "46633:/var/run/postgresql/.s.PGSQL.5432")], out);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].kind, Kind::Local);
+        assert_eq!(got[1].ssh_g(), b"dynamicforward 1080");
+    }
+
+    #[test]
+    fn percent_tokens_match_what_ssh_expanded() {
+        // ssh -G -L '/tmp/x/%n %h.sock:/tmp/y.sock' -R '/tmp/x/%n.rs:/tmp/%%y' lab
+        let out = "dynamicforward /tmp/x/lab lab.sock\n\
+                   localforward /tmp/x/lab lab.sock /tmp/y.sock\n\
+                   remoteforward /tmp/x/lab.rs /tmp/%y\n";
+        let got = resolved(
+            &[
+                (b'L', "/tmp/x/%n %h.sock:/tmp/y.sock"),
+                (b'R', "/tmp/x/%n.rs:/tmp/%%y"),
+            ],
+            out,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/x/lab lab.sock"));
+        assert_eq!(got[0].connect, Some(path("/tmp/y.sock")));
+        assert_eq!(got[1].kind, Kind::Remote);
+        assert_eq!(got[1].listen, path("/tmp/x/lab.rs"));
+        assert_eq!(got[1].connect, Some(path("/tmp/%y")));
+        // The written forward is what the expanded one prints as: argv
+        // options and config lines are found from it.
+        let w = parse_arg(b'R', b"/tmp/x/%n.rs:/tmp/%%y").unwrap();
+        assert!(w.prints_as(&got[1]) && got[1].prints_as(&w));
+    }
+
+    #[test]
+    fn an_exact_spelling_is_claimed_before_a_pattern() {
+        let out = "dynamicforward /tmp/x/lab.sock\nlocalforward /tmp/x/lab.sock /tmp/a\n\
+                   dynamicforward /tmp/x/other.sock\nlocalforward /tmp/x/other.sock /tmp/a\n";
+        let got = resolved(
+            &[
+                (b'L', "/tmp/x/%n.sock:/tmp/a"),
+                (b'L', "/tmp/x/lab.sock:/tmp/a"),
+            ],
+            out,
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].listen, path("/tmp/x/lab.sock"));
+        assert_eq!(got[1].listen, path("/tmp/x/other.sock"));
     }
 }

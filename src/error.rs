@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// Every `ssh` on PATH is this binary.
     NoRealSsh,
+    /// No `ssh` on PATH at all.
+    NoSsh,
     /// `--ssh`/`ROSH_SSH` names something that cannot be run.
     BadSsh(PathBuf, String),
     /// `--ssh`/`ROSH_SSH` names rosh-ssh itself.
@@ -22,6 +24,8 @@ pub enum Error {
     Io(String, std::io::Error),
     /// Proxy mode failed.
     Proxy(String),
+    /// `--check --remote` could not ask the server.
+    Check(String),
 }
 
 impl fmt::Display for Error {
@@ -30,6 +34,10 @@ impl fmt::Display for Error {
             Error::NoRealSsh => write!(
                 f,
                 "no real ssh found: every ssh on PATH is rosh-ssh itself (set ROSH_SSH=/path/to/ssh)"
+            ),
+            Error::NoSsh => write!(
+                f,
+                "no ssh found on PATH (install OpenSSH's client, or set ROSH_SSH=/path/to/ssh)"
             ),
             Error::BadSsh(p, why) => write!(f, "cannot use {} as ssh: {why}", p.display()),
             Error::SshIsSelf(p) => write!(
@@ -44,7 +52,7 @@ impl fmt::Display for Error {
             Error::Usage(m) => write!(f, "{m} (see rosh-ssh --help)"),
             Error::Spawn(p, e) => write!(f, "cannot run {}: {e}", p.display()),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
-            Error::Proxy(m) => write!(f, "{m}"),
+            Error::Proxy(m) | Error::Check(m) => write!(f, "{m}"),
         }
     }
 }

@@ -12,7 +12,9 @@
 //!
 //! Not mirrored: ssh.c %-expands unix-socket *paths* (`%h`, `%%`, ...) after
 //! parsing and before `ssh -G` prints them (an unknown `%x` is fatal there).
-//! Paths here are kept as written; a path with `%` prints differently.
+//! Paths here are kept as written; a path with `%` prints differently, and
+//! [`Forward::prints_as`] matches it to its expansion ([`percent_match`];
+//! effective.rs `resolve` reads `ssh -G` lines with it).
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -532,23 +534,33 @@ impl Forward {
     /// leftmost. What is returned
     /// prints `line` among its [`Forward::ssh_g_lines`].
     pub fn from_ssh_g(line: &[u8]) -> Option<Forward> {
+        Forward::from_ssh_g_all(line).into_iter().next()
+    }
+
+    /// Every reading of one `ssh -G` forward line, the likeliest first (see
+    /// [`Forward::from_ssh_g`]): a path with a space reads more than one way.
+    pub fn from_ssh_g_all(line: &[u8]) -> Vec<Forward> {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let (keyword, rest) = split_once(line, b' ')?;
+        let Some((keyword, rest)) = split_once(line, b' ') else {
+            return Vec::new();
+        };
         let kind = match keyword {
             b"localforward" => Kind::Local,
             b"remoteforward" => Kind::Remote,
             b"dynamicforward" => Kind::Dynamic,
-            _ => return None,
+            _ => return Vec::new(),
         };
         if kind == Kind::Dynamic {
-            let listen = parse_printed(rest)?;
-            return Some(Forward {
-                kind,
-                listen,
-                connect: None,
-            });
+            return parse_printed(rest)
+                .map(|listen| Forward {
+                    kind,
+                    listen,
+                    connect: None,
+                })
+                .into_iter()
+                .collect();
         }
-        let mut best: Option<(usize, Forward)> = None;
+        let mut all: Vec<(usize, Forward)> = Vec::new();
         for (n, _) in rest.iter().enumerate().filter(|&(_, &b)| b == b' ') {
             let (Some(listen), Some(connect)) =
                 (parse_printed(&rest[..n]), parse_printed(&rest[n + 1..]))
@@ -577,11 +589,11 @@ impl Forward {
                 listen,
                 connect,
             };
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, fwd));
-            }
+            all.push((score, fwd));
         }
-        best.map(|(_, f)| f)
+        // Stable: among equals the leftmost split stays first.
+        all.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+        all.into_iter().map(|(_, f)| f).collect()
     }
 
     /// The local TCP listen port to bind-probe, if this forward listens locally on TCP (Local or Dynamic).
@@ -609,8 +621,39 @@ impl Forward {
     /// duplicate test, or the same printed lines (dump_cfg_forwards prints
     /// a local forward to a host named `socks` as a dynamicforward, which
     /// reads back as a different forward).
+    ///
+    /// A path written with `%` tokens (ssh.c expands them in socket paths
+    /// after parsing, before `ssh -G` prints them) matches its expansion.
     pub fn prints_as(&self, other: &Forward) -> bool {
-        self.ssh_equals(other) || self.ssh_g_lines() == other.ssh_g_lines()
+        self.ssh_equals(other)
+            || self.ssh_g_lines() == other.ssh_g_lines()
+            || self.expands_to(other)
+            || other.expands_to(self)
+    }
+
+    /// Whether `expanded` can be this forward once ssh.c has expanded the
+    /// `%` tokens of its paths: the same sides, TCP sides equal, each path
+    /// matching with every `%x` standing for any text (`%%` for `%`).
+    pub fn expands_to(&self, expanded: &Forward) -> bool {
+        let side = |w: &Endpoint, e: &Endpoint| match (w, e) {
+            (Endpoint::Path(w), Endpoint::Path(e)) => percent_match(w, e),
+            _ => w == e,
+        };
+        let connect = match (&self.connect, &expanded.connect) {
+            (Some(w), Some(e)) => side(w, e),
+            (None, None) => true,
+            _ => false,
+        };
+        (self.kind == Kind::Remote) == (expanded.kind == Kind::Remote)
+            && self.has_percent_path()
+            && side(&self.listen, &expanded.listen)
+            && connect
+    }
+
+    /// Whether a unix-socket path of this forward holds a `%` token.
+    pub fn has_percent_path(&self) -> bool {
+        let p = |e: &Endpoint| matches!(e, Endpoint::Path(p) if memchr::memchr(b'%', p).is_some());
+        p(&self.listen) || self.connect.as_ref().is_some_and(p)
     }
 
     /// misc.c forward_equals: ssh's duplicate test. Only forwards of the
@@ -619,6 +662,53 @@ impl Forward {
         (self.kind == Kind::Remote) == (other.kind == Kind::Remote)
             && self.to_raw() == other.to_raw()
     }
+}
+
+/// `text` as ssh.c's percent_expand could have made it from `pattern`:
+/// `%%` is a `%`, any other `%x` stands for any text (the values of
+/// DEFAULT_CLIENT_PERCENT_EXPAND_ARGS: %C, %d, %h, %i, %j, %k, %L, %l,
+/// %n, %p, %r, %u, ...). Bounded: paths are under 108 bytes (sun_path).
+pub fn percent_match(pattern: &[u8], text: &[u8]) -> bool {
+    // The pattern as tokens: Some(byte) to match, None for any text.
+    let mut toks: Vec<Option<u8>> = Vec::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < pattern.len() {
+        match (pattern[i], pattern.get(i + 1)) {
+            (b'%', Some(b'%')) => toks.push(Some(b'%')),
+            (b'%', Some(_)) => toks.push(None),
+            // percent_expand: a trailing `%` is fatal ("invalid format").
+            (b'%', None) => return false,
+            (c, _) => {
+                toks.push(Some(c));
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    // ok[j]: the tokens so far can make text[..j]. One row per token:
+    // O(tokens x text), whatever the number of wildcards.
+    let mut ok = vec![false; text.len() + 1];
+    ok[0] = true;
+    for t in toks {
+        let mut next = vec![false; text.len() + 1];
+        match t {
+            None => {
+                let mut any = false;
+                for j in 0..=text.len() {
+                    any |= ok[j];
+                    next[j] = any;
+                }
+            }
+            Some(c) => {
+                for j in 1..=text.len() {
+                    next[j] = ok[j - 1] && text[j - 1] == c;
+                }
+            }
+        }
+        ok = next;
+    }
+    ok[text.len()]
 }
 
 /// readconf.c add_local_forward/add_remote_forward: forwards in ssh's
@@ -893,6 +983,27 @@ mod tests {
         // Other letters, even -W (stdio forwarding), are not forwards.
         (b'W', "h:22", None),
     ];
+
+    #[test]
+    fn percent_match_table() {
+        let table: &[(&str, &str, bool)] = &[
+            ("/a/%h.sock", "/a/host.sock", true),
+            ("/a/%h.sock", "/a/.sock", true),
+            ("/a/%h.sock", "/a/host.sok", false),
+            ("/a/%%h", "/a/%h", true),
+            ("/a/%%h", "/a/xh", false),
+            ("/a/%h%p%r", "/a/h22u", true),
+            ("/a/%", "/a/%", false),
+            ("/plain", "/plain", true),
+            ("/plain", "/plainx", false),
+        ];
+        for &(p, t, want) in table {
+            assert_eq!(percent_match(p.as_bytes(), t.as_bytes()), want, "{p} {t}");
+        }
+        // Many wildcards stay cheap (one row per token).
+        let p = "%a".repeat(50) + "x";
+        assert!(!percent_match(p.as_bytes(), "y".repeat(100).as_bytes()));
+    }
 
     #[test]
     fn parse_arg_table() {

@@ -8,6 +8,7 @@ pub mod check;
 pub mod child;
 pub mod cli;
 pub mod config;
+pub mod describe;
 pub mod effective;
 pub mod error;
 pub mod forward;

@@ -45,7 +45,15 @@ pub fn real_ssh(explicit: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<Pa
         }
         return Ok(p);
     }
-    search(OsStr::new("ssh"), path_var, me).ok_or(Error::NoRealSsh)
+    let ssh = OsStr::new("ssh");
+    search(ssh, path_var, me).ok_or_else(|| {
+        // Only this binary answers to `ssh`, or nothing at all does.
+        if search(ssh, path_var, None).is_some() {
+            Error::NoRealSsh
+        } else {
+            Error::NoSsh
+        }
+    })
 }
 
 /// The first executable `name` in the PATH directories that is not `me`.
@@ -90,6 +98,14 @@ mod tests {
         // but may be the same file (usrmerge), so it is skipped too.
         let got = search(OsStr::new("sh"), Some(&p), sh);
         assert!(got.is_none() || identity(got.as_ref().unwrap()) != sh);
+    }
+
+    #[test]
+    fn no_ssh_at_all_is_not_called_rosh_ssh_itself() {
+        let empty = OsString::from("/nonexistent");
+        let e = real_ssh(None, Some(&empty)).unwrap_err();
+        assert!(matches!(e, Error::NoSsh), "{e}");
+        assert!(e.to_string().starts_with("no ssh found on PATH"), "{e}");
     }
 
     #[test]

@@ -80,18 +80,19 @@ impl Plan {
     /// probes each local listen side. A busy forward is dropped.
     pub fn make(args: &Args, eff: &Effective, sources: &Sources) -> Plan {
         let from_argv = argv_forwards(args);
-        let origins = config::origins_of(sources, &eff.forwards);
-        let decisions = eff
-            .forwards
+        let mut known: Vec<Forward> = from_argv.iter().map(|(_, f)| f.clone()).collect();
+        known.extend(config::forwards(sources));
+        let forwards = eff.resolve(&known);
+        let origins = config::origins_of(sources, &forwards);
+        let decisions = forwards
             .iter()
             .zip(origins)
             .map(|(f, origins)| {
-                let asked: Vec<&(usize, Forward)> =
-                    from_argv.iter().filter(|(_, g)| g.prints_as(f)).collect();
-                let opts: Vec<usize> = asked.iter().map(|(n, _)| *n).collect();
-                // A line of `ssh -G` with a space in a path reads more than one
-                // way; the words that asked for the forward read one way only.
-                let f = asked.first().map_or(f, |(_, g)| g);
+                let opts: Vec<usize> = from_argv
+                    .iter()
+                    .filter(|(_, g)| g.prints_as(f))
+                    .map(|(n, _)| *n)
+                    .collect();
                 let reason = probe_forward(f, eff);
                 Decision {
                     forward: f.clone(),
@@ -121,6 +122,9 @@ pub fn probe_forward(f: &Forward, eff: &Effective) -> Option<String> {
     };
     // Naming the holder reads /proc: done only for what is busy.
     let holder = match &busy {
+        // A privilege problem, not a conflict: there is no holder to name.
+        Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
+        Busy::NotLocal { .. } => None,
         Busy::Tcp { addr, .. } => {
             Some(holder::tcp_listener(*addr).map_or_else(|u| u.to_string(), |h| h.to_string()))
         }

@@ -42,6 +42,9 @@ pub enum Busy {
     PathLive { path: Vec<u8> },
     /// A file sits on the path and ssh won't unlink it.
     PathExists { path: Vec<u8> },
+    /// The bind address given is not an address of this host
+    /// (EADDRNOTAVAIL for every address it resolves to): ssh can't listen.
+    NotLocal { addr: SocketAddr },
 }
 
 impl Busy {
@@ -58,13 +61,22 @@ impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Busy::Tcp { addr, err } => {
-                let what = match err {
-                    Errno::EADDRINUSE => "in use",
-                    Errno::EACCES | Errno::EPERM => "not permitted",
-                    _ => "unavailable",
-                };
-                write!(f, "{what}: {addr}")
+                match err {
+                    Errno::EADDRINUSE => write!(f, "in use: {addr}"),
+                    // Linux: ports below net.ipv4.ip_unprivileged_port_start
+                    // (1024 by default) need root or CAP_NET_BIND_SERVICE.
+                    Errno::EACCES | Errno::EPERM => write!(
+                        f,
+                        "permission denied: {addr} is a privileged port (needs root or CAP_NET_BIND_SERVICE)"
+                    ),
+                    _ => write!(f, "unavailable: {addr}"),
+                }
             }
+            Busy::NotLocal { addr } => write!(
+                f,
+                "{} is not an address of this host: nothing can listen on {addr}",
+                addr.ip()
+            ),
             Busy::PathLive { path } => {
                 write!(f, "in use: {}", String::from_utf8_lossy(path))
             }
@@ -100,17 +112,26 @@ pub fn tcp(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Result<(), Busy> 
     let Some(addrs) = resolve(node, port, o.family, wildcard) else {
         return Ok(());
     };
-    for addr in addrs {
+    let mut not_here = None;
+    let mut bound = false;
+    for &addr in &addrs {
         match try_bind(addr) {
-            Ok(()) => {}
+            Ok(()) => bound = true,
             Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => {
                 return Err(Busy::Tcp { addr, err: e });
             }
-            // EAFNOSUPPORT, EADDRNOTAVAIL: the family or address is absent.
+            Err(Errno::EADDRNOTAVAIL) => not_here = not_here.or(Some(addr)),
+            // EAFNOSUPPORT: the family is absent.
             Err(_) => {}
         }
     }
-    Ok(())
+    // An explicit bind address none of whose addresses is on this host:
+    // ssh's listener fails ("Could not request local forwarding"). Loopback
+    // and wildcard lookups are left alone: a missing family is normal.
+    match not_here {
+        Some(addr) if node.is_some() && !bound => Err(Busy::NotLocal { addr }),
+        _ => Ok(()),
+    }
 }
 
 fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
@@ -200,17 +221,15 @@ fn resolve(
 /// when a file is there that ssh won't unlink first (misc.c unix_listener).
 pub fn path(p: &[u8], o: &Opts) -> Result<(), Busy> {
     let path = std::path::Path::new(OsStr::from_bytes(p));
-    if std::fs::symlink_metadata(path).is_err() {
+    // misc.c unix_listener: with StreamLocalBindUnlink ssh unlinks the
+    // path before binding, a live socket included: the user asked for it.
+    if o.stream_local_bind_unlink || std::fs::symlink_metadata(path).is_err() {
         return Ok(());
     }
     if listener_answers(path) {
         return Err(Busy::PathLive { path: p.to_vec() });
     }
-    if o.stream_local_bind_unlink {
-        Ok(())
-    } else {
-        Err(Busy::PathExists { path: p.to_vec() })
-    }
+    Err(Busy::PathExists { path: p.to_vec() })
 }
 
 fn listener_answers(path: &std::path::Path) -> bool {
@@ -287,6 +306,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bind_address_not_on_this_host_says_so() {
+        // 192.0.2.1 is TEST-NET-1 (RFC 5737): never a local address here.
+        let e = tcp(Some(b"192.0.2.1"), 4000, &Opts::default()).unwrap_err();
+        assert!(matches!(e, Busy::NotLocal { .. }), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            "192.0.2.1 is not an address of this host: nothing can listen on 192.0.2.1:4000"
+        );
+        // Loopback lookups with a family missing stay quiet.
+        assert!(tcp(None, fresh_port(), &Opts::default()).is_ok());
+    }
+
+    #[test]
+    fn a_privileged_port_reads_as_permission_not_a_holder() {
+        let e = Busy::Tcp {
+            addr: "[::1]:80".parse().unwrap(),
+            err: Errno::EACCES,
+        };
+        assert_eq!(
+            e.to_string(),
+            "permission denied: [::1]:80 is a privileged port (needs root or CAP_NET_BIND_SERVICE)"
+        );
+    }
+
+    fn fresh_port() -> u16 {
+        let (l, p) = v4_busy_port();
+        drop(l);
+        p
+    }
+
+    #[test]
     fn unresolvable_bind_address_is_not_a_conflict() {
         assert!(tcp(Some(b"no-such-host.invalid"), 4000, &Opts::default()).is_ok());
     }
@@ -301,12 +351,14 @@ mod tests {
         assert!(path(pb, &o).is_ok());
         let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
         assert!(matches!(path(pb, &o), Err(Busy::PathLive { .. })));
-        drop(l); // the file stays: a stale socket
-        assert!(matches!(path(pb, &o), Err(Busy::PathExists { .. })));
         let unlink = Opts {
             stream_local_bind_unlink: true,
             ..o
         };
+        // ssh unlinks even a live socket when asked to: the forward stays.
+        assert!(path(pb, &unlink).is_ok());
+        drop(l); // the file stays: a stale socket
+        assert!(matches!(path(pb, &o), Err(Busy::PathExists { .. })));
         assert!(path(pb, &unlink).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }

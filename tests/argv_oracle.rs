@@ -176,3 +176,95 @@ fn generated_argv_shapes_agree_with_ssh_g() {
         "{accepted} accepted, {rejected} rejected"
     );
 }
+
+/// Forwards with spaces and `%` tokens in their socket paths, in generated
+/// argv shapes: read through `Effective::resolve` with the forwards the
+/// words ask for, ssh -G's lines give one forward per forward asked, each
+/// found in the words (`prints_as`), and cutting those words leaves ssh -G
+/// printing no forward at all.
+#[test]
+fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    const SPECIAL: &[(&str, &str)] = &[
+        ("L", "/tmp/rosh a b/%n.sock:/tmp/t.sock"),
+        ("L", "4242:/tmp/rosh %h/t.sock"),
+        ("L", "/tmp/rosh-%r@%h:%p.sock:h:22"),
+        ("R", "/tmp/rosh-%n.rs:/tmp/%%y"),
+        ("R", "/tmp/rosh x/%C:h:22"),
+        ("D", "/tmp/rosh a b:./rel.sock"),
+        ("D", "/tmp/rosh-%u %i.sock"),
+        ("o", "LocalForward \"/tmp/rosh q/%n.sock\" /tmp/t.sock"),
+        ("L", "3131:localhost:3131"),
+        ("N", ""),
+        ("v", ""),
+    ];
+    let home = lab::TempDir::new("argv-oracle-pct");
+    let mut rng = Rng(0x0005_eed0_2513_u64);
+    let mut checked = 0;
+    let run_g = |words: &[OsString]| {
+        Command::new(lab::SSH)
+            .arg("-G")
+            .args(words)
+            .env("HOME", home.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    for n in 0..150 {
+        let mut words: Vec<OsString> = vec!["-F".into(), "/dev/null".into()];
+        let count = 1 + rng.next() % 4;
+        let before_host = rng.next() % (count + 1);
+        for i in 0..count {
+            if i == before_host {
+                words.push("host".into());
+            }
+            let (l, a) = rng.pick(SPECIAL);
+            words.push(format!("-{l}").into());
+            if !a.is_empty() {
+                words.push(a.into());
+            }
+        }
+        if before_host == count {
+            words.push("host".into());
+        }
+        let out = run_g(&words);
+        if !out.status.success() {
+            continue;
+        }
+        let args = Args::parse(words.clone());
+        assert!(!args.error, "#{n} {words:?}");
+        let asked = rosh_ssh::plan::argv_forwards(&args);
+        let known: Vec<forward::Forward> = asked.iter().map(|(_, f)| f.clone()).collect();
+        let eff = rosh_ssh::effective::Effective::parse(&out.stdout);
+        let got = eff.resolve(&known);
+        // ssh keeps one of identical forwards (as written, after expansion).
+        let distinct = forward::dedup(&got).len();
+        assert_eq!(got.len(), distinct, "#{n} {words:?}: {got:?}");
+        let mut cut = Vec::new();
+        for f in &got {
+            let opts: Vec<usize> = asked
+                .iter()
+                .filter(|(_, g)| g.prints_as(f))
+                .map(|(i, _)| *i)
+                .collect();
+            assert!(!opts.is_empty(), "#{n} {words:?}: nothing asked for {f:?}");
+            let printed = f.ssh_g_lines();
+            assert!(
+                printed.iter().all(|l| eff.forward_lines.contains(l)),
+                "#{n} {words:?}: {f:?} prints {printed:?}"
+            );
+            cut.extend(opts);
+        }
+        let rest = run_g(&args.without(&cut));
+        assert!(rest.status.success(), "#{n} {words:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&forward_lines(&rest.stdout)),
+            "",
+            "#{n} {words:?}: forwards left after the cut"
+        );
+        checked += 1;
+    }
+    assert!(checked > 60, "only {checked} accepted by ssh");
+}

@@ -33,7 +33,8 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let want_local = format!(
-        "localforward [127.0.0.1]:{p} [localhost]:22\n  from: {c}:2\n  probe: in use: 127.0.0.1:{p}, held by pid {me} (",
+        "LocalForward 127.0.0.1:{p} localhost:22 ({c}:2)\n  from: {c}:2\n  \
+         ssh -G: localforward [127.0.0.1]:{p} [localhost]:22\n  probe: in use: 127.0.0.1:{p}, held by pid {me} (",
         p = local.port,
         c = cfg.display(),
         me = std::process::id()
@@ -46,7 +47,7 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     );
     assert!(
         text.contains(&format!(
-            "remoteforward {remote} [localhost]:22\n  from: command line -R {r}\n"
+            "-R {r}\n  from: command line -R {r}\n  ssh -G: remoteforward {remote} [localhost]:22\n"
         )),
         "{text}"
     );
@@ -55,7 +56,9 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         "{text}"
     );
 
-    // --remote: one connection; the server (this machine) has the port taken.
+    // --remote: one connection. The server (this machine) has the port
+    // on 127.0.0.1 only: sshd binds ::1 too, so plain ssh's -R succeeds,
+    // and the check must not call it taken.
     let remote_check = || {
         let out = Command::new(rosh_ssh())
             .args(["--check", "--remote"])
@@ -65,22 +68,154 @@ fn check_reports_forwards_probes_holders_and_the_server() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    let plain_r = || {
+        Command::new(lab::SSH)
+            // The lab's own config: check.conf's LocalForward is held.
+            .args(lab.args())
+            .args(["-o", "ExitOnForwardFailure=yes", "-R", &r, "true"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let v6 = std::net::TcpListener::bind(("::1", remote)).ok();
+    if v6.is_some() {
+        let held_v6 = v6;
+        let text = remote_check();
+        assert!(
+            text.contains(&format!("  probe: taken on the server: 127.0.0.1:{remote}")),
+            "{text}"
+        );
+        assert_eq!(plain_r().status.code(), Some(255), "plain ssh -R");
+        drop(held_v6);
+    }
     let text = remote_check();
     assert!(
         text.contains(&format!(
-            "  probe: taken on the server: port {remote} is listening there"
+            "  probe: free on the server: 127.0.0.1:{remote} listening, but sshd binds"
         )),
         "{text}"
     );
-    assert!(text.contains("tmux sessions"), "{text}");
+    let plain = plain_r();
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "plain ssh -R with only 127.0.0.1 held: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    assert!(text.contains("tmux"), "{text}");
     drop(remote_v4);
     let text = remote_check();
     assert!(
-        text.contains(&format!(
-            "  probe: free on the server: nothing listens on port {remote}"
-        )),
+        text.contains("  probe: free on the server: nothing listens there on 127.0.0.1"),
         "{text}"
     );
+}
+
+/// `-f`, `-N`, `-W` or a remote command in the user's words: the check runs
+/// its own command, ends, and leaves no process behind.
+#[test]
+fn check_remote_never_hangs_nor_leaves_a_process() {
+    let Some(lab) = Lab::start() else { return };
+    let mark = format!("ROSH_CHECK_MARK={}", std::process::id());
+    let port = lab::free_port().to_string();
+    let cfg = lab.config();
+    let shapes: &[&[&str]] = &[
+        &["-fN", "-R", &format!("{port}:localhost:22"), "lab"],
+        &["-N", "lab"],
+        &["-W", "127.0.0.1:22", "lab"],
+        &["lab", "sleep", "600"],
+        &["-t", "lab", "-f", "cat"],
+    ];
+    for shape in shapes {
+        let started = std::time::Instant::now();
+        let out = Command::new(rosh_ssh())
+            .args(["--check", "--remote", "-F", cfg.to_str().unwrap(), "-o"])
+            .arg(format!("SetEnv={mark}"))
+            .args(*shape)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{shape:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("tmux"), "{shape:?}: {text}");
+        // Generous: the check's own bound is 35 s; this only catches a hang.
+        assert!(started.elapsed() < std::time::Duration::from_secs(60));
+        assert_eq!(with_mark(&mark), Vec::<String>::new(), "{shape:?}");
+    }
+}
+
+/// Processes whose command line holds `mark`.
+fn with_mark(mark: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(mark) {
+            found.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    found
+}
+
+#[test]
+fn check_remote_dry_run_connects_nowhere() {
+    // TEST-NET-1: a connect would hang until ConnectTimeout.
+    let out = Command::new(rosh_ssh())
+        .args(["--check", "--remote", "--dry-run", "-F", "/dev/null"])
+        .args(["-o", "HostName=192.0.2.1", "-R", "8082:localhost:22", "h"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("server: not asked (--dry-run)"), "{text}");
+    assert!(text.contains("-o ClearAllForwardings=yes"), "{text}");
+    assert!(!text.contains("tmux sessions"), "{text}");
+}
+
+/// tmux is asked on every socket of its directory (where `rosh -L NAME`'s
+/// socket lives); no server at all reads "no tmux server".
+#[test]
+fn check_remote_lists_tmux_sockets_and_says_no_tmux_server() {
+    if !lab::require("/usr/bin/tmux") {
+        return;
+    }
+    let tmux_dir = lab::TempDir::new("tmux");
+    let td = tmux_dir.path().to_str().unwrap().to_string();
+    let Some(lab) = Lab::start_with(&format!("SetEnv TMUX_TMPDIR={td}")) else {
+        return;
+    };
+    let check = || {
+        let out = Command::new(rosh_ssh())
+            .args(["--check", "--remote"])
+            .args(lab.args())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = check();
+    assert!(text.contains("tmux sessions: no tmux server\n"), "{text}");
+    assert!(!text.contains("error connecting"), "{text}");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .env("TMUX_TMPDIR", &td)
+            .args(args)
+            .stdin(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(tmux(&["-L", "work", "new-session", "-d", "-s", "s1"]).success());
+    let text = check();
+    tmux(&["-L", "work", "kill-server"]);
+    assert!(text.contains("  -L work: s1: 1 windows"), "{text}");
 }
 
 #[test]
@@ -104,8 +239,9 @@ fn proxy_mode_names_the_forward_of_its_parent_ssh_that_will_fail() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "proxied\n");
     let err = String::from_utf8_lossy(&out.stderr);
     let want = format!(
-        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}, held by pid {me} (",
+        "rosh-ssh: LocalForward 127.0.0.1:{p} localhost:22 ({c}:2): in use: 127.0.0.1:{p}, held by pid {me} (",
         p = held.port,
+        c = cfg.display(),
         me = std::process::id()
     );
     assert!(err.starts_with(&want), "{err}");

@@ -109,11 +109,11 @@ fn the_incident_local_and_remote_forward_taken_session_survives() {
         .collect();
     assert_eq!(warnings.len(), 2, "{err}");
     assert!(
-        warnings[0].contains(&format!("localforward {} ", local.port)),
+        warnings[0].contains(&format!("LocalForward {} ", local.port)),
         "{err}"
     );
     assert!(
-        warnings[1].contains(&format!("remoteforward {} ", remote.port)),
+        warnings[1].contains(&format!("RemoteForward {} ", remote.port)),
         "{err}"
     );
 }
@@ -194,14 +194,15 @@ fn forwards_through_includes_and_match_blocks_are_honoured() {
     let err = text(&out.stderr);
     assert!(
         err.contains(&format!(
-            "localforward {} [localhost]:22: in use",
-            local.port
+            "LocalForward {} localhost:22 ({}/20-fwd.conf:2): in use",
+            local.port,
+            inc.display()
         )),
         "{err}"
     );
     assert!(
         err.contains(&format!(
-            "remoteforward {} [localhost]:22: the server refused",
+            "RemoteForward {} localhost:22 ({top_s}:3): the server refused",
             remote.port
         )),
         "{err}"
@@ -215,14 +216,15 @@ fn forwards_through_includes_and_match_blocks_are_honoured() {
     let dry = text(&out.stdout);
     assert!(
         dry.contains(&format!(
-            "drop localforward {} [localhost]:22 # in use: ",
-            local.port
-        )) && dry.contains("20-fwd.conf:2"),
+            "drop LocalForward {} localhost:22 ({}/20-fwd.conf:2) # in use: ",
+            local.port,
+            inc.display()
+        )),
         "{dry}"
     );
     assert!(
         dry.contains(&format!(
-            "keep remoteforward {} [localhost]:22 # from {top_s}:3",
+            "keep RemoteForward {} localhost:22 ({top_s}:3)\n",
             remote.port
         )),
         "{dry}"
@@ -278,7 +280,7 @@ fn vagrant_argv_shape_and_quiet_retry_without_extra_lines() {
         assert_eq!(
             text(&out.stderr),
             format!(
-                "rosh-ssh: remoteforward {} [localhost]:22: the server refused listen port {}; forward dropped\n",
+                "rosh-ssh: RemoteForward {} localhost:22 ({cfg_s}:11): the server refused listen port {}; forward dropped\n",
                 remote.port, remote.port
             ),
             "{level:?}"
@@ -364,7 +366,7 @@ fn port_taken_between_probe_and_bind_is_retried() {
     assert_eq!(text(&out.stdout), "raced\n");
     let err = text(&out.stderr);
     assert!(
-        err.contains(&format!("localforward [127.0.0.1]:{port} [localhost]:22")),
+        err.contains(&format!("LocalForward 127.0.0.1:{port} localhost:22 (")),
         "{err}"
     );
     assert_eq!(err.matches("rosh-ssh:").count(), 1, "{err}");
@@ -523,7 +525,7 @@ fn log_lines_go_to_the_users_own_e_file() {
     // Only rosh-ssh's warning on stderr; ssh's lines in the last -E file.
     let err = text(&out.stderr);
     assert!(
-        err.starts_with("rosh-ssh: remoteforward") && err.lines().count() == 1,
+        err.starts_with("rosh-ssh: RemoteForward") && err.lines().count() == 1,
         "{err}"
     );
     assert!(!first.exists());
@@ -587,7 +589,7 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
     assert_eq!(text(&out.stdout), "via-master\n");
     assert!(
         text(&out.stderr).starts_with(&format!(
-            "rosh-ssh: remoteforward {} [localhost]:22: the server refused",
+            "rosh-ssh: -R {}:localhost:22: the server refused",
             remote.port
         )),
         "{}",

@@ -76,7 +76,7 @@ fn held_port_with_exit_on_forward_failure_plain_ssh_fails_rosh_connects() {
     // One line naming the forward, the busy address and its holder (us).
     let err = text(&out.stderr);
     let want = format!(
-        "rosh-ssh: localforward [127.0.0.1]:{p} [localhost]:22: in use: 127.0.0.1:{p}, held by pid {me} (",
+        "rosh-ssh: -L 127.0.0.1:{p}:localhost:22: in use: 127.0.0.1:{p}, held by pid {me} (",
         p = held.port,
         me = std::process::id()
     );
@@ -416,11 +416,11 @@ fn dry_run_prints_the_command_and_each_forward() {
         "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls"
     );
     let drop = format!(
-        "drop localforward [127.0.0.1]:{p} [localhost]:{p} # in use: 127.0.0.1:{p}, held by pid {me} (",
+        "drop -L 127.0.0.1:{p}:localhost:{p} # in use: 127.0.0.1:{p}, held by pid {me} (",
         me = std::process::id()
     );
     assert!(lines[1].starts_with(&drop), "{stdout}");
-    assert_eq!(lines[2], "keep remoteforward 8082 [localhost]:8082");
+    assert_eq!(lines[2], "keep -R 8082:localhost:8082");
     // Arguments ssh rejects: ssh's own error, exit 255.
     let out =
         run(Command::new(rosh_ssh()).args(["--dry-run", "-F", "/dev/null", "-L", "0:h:1", "h"]));

@@ -1000,7 +1000,7 @@ fn twenty_wrappers_race_for_one_forward_and_all_connect() {
         );
         assert_eq!(text(&r.stdout), format!("run-{i}\n"), "run {i}: {err}");
         // Either it held the forward (silent), or it said once that it dropped it.
-        let dropped = format!("localforward [127.0.0.1]:{port} [127.0.0.1]:{}: ", lab.port);
+        let dropped = format!("-L {fwd}: ");
         match err.lines().count() {
             0 => kept += 1,
             1 => assert!(
