@@ -12,14 +12,16 @@ usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh ar
        rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]
        rosh-ssh --help | --version
 
-rosh-ssh runs the real ssh with the same arguments, except that a -L/-D
-forward whose local port is already taken is dropped with one warning line
-instead of breaking the connection.
+rosh-ssh runs the real ssh with the same arguments, except that a forward
+whose port is taken (a local one found before connecting, a remote one when
+the server refuses it) is dropped with one warning line instead of breaking
+the connection or costing a second login.
 
   --verbose          explain each decision on stderr (ROSH_VERBOSE=1)
   --dry-run          print the ssh command line and each forward's fate; connect nowhere
-  --require-forward  a taken port is fatal: exit 255, as ssh with
-                     ExitOnForwardFailure=yes would (ROSH_REQUIRE_FORWARD=1)
+  --require-forward  every forward, local or remote, or no session: a taken
+                     port or a refused remote forward means exit 255 before
+                     the command runs (ROSH_REQUIRE_FORWARD=1)
   --ssh PATH         the real ssh (ROSH_SSH=PATH; default: the first ssh on
                      PATH that is not rosh-ssh)
   --check            report the forwards ssh would set up and their probes

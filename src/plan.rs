@@ -92,7 +92,7 @@ impl Plan {
                 // A line of `ssh -G` with a space in a path reads more than one
                 // way; the words that asked for the forward read one way only.
                 let f = asked.first().map_or(f, |(_, g)| g);
-                let reason = probe_forward(f, eff);
+                let reason = probe_forward(f, &eff.probe);
                 Decision {
                     forward: f.clone(),
                     opts,
@@ -111,11 +111,11 @@ impl Plan {
 /// The probe for one forward's local listen side, as a reason to drop it
 /// that names the holder; remote forwards listen on the server and can only
 /// fail after connecting.
-pub fn probe_forward(f: &Forward, eff: &Effective) -> Option<String> {
+pub fn probe_forward(f: &Forward, opts: &probe::Opts) -> Option<String> {
     let busy = if let Some((host, port)) = f.local_tcp_listen() {
-        probe::tcp(host, port, &eff.probe).err()?
+        probe::tcp(host, port, opts).err()?
     } else if let Some(p) = f.local_path_listen() {
-        probe::path(p, &eff.probe).err()?
+        probe::path(p, opts).err()?
     } else {
         return None;
     };

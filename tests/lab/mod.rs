@@ -281,6 +281,29 @@ impl Lab {
         fs::read_to_string(self.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// How many logins sshd has accepted so far (sshd logs at VERBOSE).
+    pub fn logins(&self) -> usize {
+        self.sshd_log().matches("Accepted publickey for ").count()
+    }
+
+    /// Reads sshd's banner through `port` on 127.0.0.1: a forward to the lab
+    /// carries a connection. Bounded: 5 s.
+    pub fn banner_through(&self, port: u16) -> Result<String, String> {
+        use std::io::Read;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let t = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if got.starts_with("SSH-2.0-") {
+            Ok(got)
+        } else {
+            Err(format!("no banner: {got:?}"))
+        }
+    }
+
     /// Runs the real ssh with the lab's arguments followed by `rest`.
     pub fn ssh(&self, rest: &[&str]) -> Output {
         Command::new(SSH)
@@ -345,6 +368,31 @@ impl PortHolder {
             port: l.local_addr().unwrap().port(),
             _v4: l,
             _v6: None,
+        }
+    }
+    /// A port held on 127.0.0.1 and on ::1 (where there is IPv6): what a
+    /// stale ssh holds, and what sshd can bind for no remote forward.
+    pub fn both() -> PortHolder {
+        loop {
+            let v4 = fresh_listener();
+            let port = v4.local_addr().unwrap().port();
+            match TcpListener::bind(("::1", port)) {
+                Ok(v6) => {
+                    return PortHolder {
+                        port,
+                        _v4: v4,
+                        _v6: Some(v6),
+                    };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(_) => {
+                    return PortHolder {
+                        port,
+                        _v4: v4,
+                        _v6: None,
+                    };
+                }
+            }
         }
     }
     pub fn at(port: u16) -> std::io::Result<PortHolder> {

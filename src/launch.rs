@@ -1,0 +1,155 @@
+//! ssh's words for a run: dropped forwards cut out of argv and out of a
+//! private config copy, and, when forwards are kept, the plumbing that lets
+//! a forward fail without ending the connection: `-o
+//! ExitOnForwardFailure=no` first (ssh keeps the first value it obtains,
+//! over every config file), ssh's log through a FIFO, and the failure
+//! messages forced out with LogVerbose where the user's LogLevel hides them.
+
+use crate::argv::Args;
+use crate::blame;
+use crate::config::{self, Sources};
+use crate::effective::Effective;
+use crate::error::Error;
+use crate::forward::{Forward, Kind};
+use crate::logpipe::{Dest, LogPipe, Watch};
+use crate::plan::Decision;
+use crate::tmpdir::PrivateDir;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// The state a run needs: what was decided, and the private directory the
+/// config copy and the log FIFO live in (it lives as long as the ssh
+/// child: ProxyJump re-invokes ssh with the same -F).
+pub struct Session<'a> {
+    pub args: &'a Args,
+    pub eff: &'a Effective,
+    pub sources: &'a Sources,
+    pub dir: Option<PrivateDir>,
+    pub decisions: Vec<Decision>,
+    /// `--require-forward`: a failed forward ends ssh (ExitOnForwardFailure=yes).
+    pub require: bool,
+}
+
+/// One run of ssh, ready to go.
+pub struct Run {
+    pub words: Vec<OsString>,
+    pub config: Option<PathBuf>,
+    pub log: Option<LogPipe>,
+}
+
+/// The last value of an option letter (ssh keeps the last -F and -E).
+pub fn last_arg(args: &Args, letter: u8) -> Option<&OsStr> {
+    args.opts
+        .iter()
+        .rev()
+        .find(|o| o.letter == letter)
+        .and_then(|o| o.arg.as_deref())
+}
+
+impl Session<'_> {
+    pub fn dir(&mut self) -> Result<&PrivateDir, Error> {
+        let d = match self.dir.take() {
+            Some(d) => d,
+            None => PrivateDir::new()
+                .map_err(|e| Error::Io("cannot create a private directory".into(), e))?,
+        };
+        Ok(self.dir.insert(d))
+    }
+
+    /// The words for the run. `live` adds the run-time plumbing (for
+    /// `--dry-run` the command line shows only what the user's words become).
+    pub fn prepare(&mut self, live: bool) -> Result<Run, Error> {
+        let mut cut: Vec<usize> = Vec::new();
+        let mut config_drops: Vec<Forward> = Vec::new();
+        for d in self.decisions.iter().filter(|d| d.drop) {
+            cut.extend(d.opts.iter().copied());
+            if d.from_config.is_some() {
+                config_drops.push(d.forward.clone());
+            }
+        }
+        let mut front: Vec<OsString> = Vec::new();
+        let mut config = None;
+        if !config_drops.is_empty() {
+            let dir = self.dir()?.path().to_path_buf();
+            let top = config::rewrite(self.sources, &config_drops, &dir)
+                .map_err(|e| Error::Io("cannot write the private ssh_config copy".into(), e))?;
+            cut.extend(self.opts_with(b'F'));
+            front.push("-F".into());
+            front.push(top.clone().into());
+            config = Some(top);
+        }
+        let mut log = None;
+        let kept: Vec<(usize, Forward)> = self
+            .decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.drop)
+            .map(|(i, d)| (i, d.forward.clone()))
+            .collect();
+        if live && !kept.is_empty() {
+            let mut plumbing: Vec<OsString> = Vec::new();
+            // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
+            // too, and rosh-ssh does not manage tun devices: leave it be.
+            if self.eff.tunnel == "false" {
+                let eoff = if self.require { "yes" } else { "no" };
+                plumbing.push("-o".into());
+                plumbing.push(format!("ExitOnForwardFailure={eoff}").into());
+            }
+            let dest = match last_arg(self.args, b'E') {
+                None => Some(Dest::Stderr),
+                // If it can't be opened, ssh says so itself: leave -E alone.
+                Some(p) => Dest::file(Path::new(p)).ok(),
+            };
+            if let Some(dest) = dest {
+                let dir = self.dir()?;
+                let fifo = dir
+                    .fifo("log")
+                    .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
+                let force = blame::must_force(&self.eff.log_level);
+                let own = self.eff.log_verbose != "none";
+                let remote = kept.iter().filter(|(_, f)| f.kind == Kind::Remote).count();
+                let watch = Watch {
+                    forwards: kept,
+                    probe: self.eff.probe,
+                    require: self.require,
+                    hide_forced: force && !own,
+                    // ssh -f with ExitOnForwardFailure=no goes to the
+                    // background before the server answers its remote
+                    // forwards: rosh-ssh waits for the answers instead.
+                    answers_wanted: if self.eff.fork_after_authentication && !self.require {
+                        remote
+                    } else {
+                        0
+                    },
+                };
+                log = Some(
+                    LogPipe::start(&fifo, dest, watch)
+                        .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
+                );
+                cut.extend(self.opts_with(b'E'));
+                plumbing.push("-E".into());
+                plumbing.push(fifo.into());
+                if force {
+                    let list = if own {
+                        format!("{},{}", self.eff.log_verbose, blame::FORCED)
+                    } else {
+                        blame::FORCED.to_string()
+                    };
+                    plumbing.push("-o".into());
+                    plumbing.push(format!("LogVerbose={list}").into());
+                }
+            }
+            plumbing.append(&mut front);
+            front = plumbing;
+        }
+        let mut words = front;
+        words.extend(self.args.without(&cut));
+        Ok(Run { words, config, log })
+    }
+
+    fn opts_with(&self, letter: u8) -> Vec<usize> {
+        (0..self.args.opts.len())
+            .filter(|&n| self.args.opts[n].letter == letter)
+            .collect()
+    }
+}

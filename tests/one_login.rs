@@ -1,0 +1,286 @@
+//! One connection, one login: a forward that fails after ssh connected
+//! costs the forward and one `rosh-ssh:` line, never a second
+//! authentication. Logins are counted in the lab sshd's own log.
+mod lab;
+
+use lab::{Lab, PortHolder, TempDir, rosh_ssh};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// rosh-ssh's own lines on stderr.
+fn rosh_lines(err: &str) -> Vec<&str> {
+    err.lines()
+        .map(|l| l.trim_start_matches('\r'))
+        .filter(|l| l.starts_with("rosh-ssh: "))
+        .collect()
+}
+
+/// A config whose `Host lab` block starts with `extra` lines.
+fn config(lab: &Lab, name: &str, extra: &str) -> PathBuf {
+    lab.config_with(name, &format!("Host lab\n{extra}"))
+}
+
+fn rosh(args: &[&str]) -> Command {
+    let mut c = Command::new(rosh_ssh());
+    c.args(args).env_remove("ROSH_SSH").stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` with stdout and stderr in files (a backgrounded ssh may keep
+/// them open), waiting at most `limit`.
+fn run_files(cmd: &mut Command, dir: &Path, limit: Duration) -> (Option<i32>, String, String) {
+    let out = dir.join("stdout");
+    let err = dir.join("stderr");
+    let mut child = cmd
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        code,
+        fs::read_to_string(out).unwrap_or_default(),
+        fs::read_to_string(err).unwrap_or_default(),
+    )
+}
+
+/// Ends the process listening on 127.0.0.1:`port` (a backgrounded ssh this
+/// test started), by its pid.
+fn end_listener(port: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Ok(h) = rosh_ssh::holder::tcp_listener(addr) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(h.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+#[test]
+fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let runs = TempDir::new("levels");
+    for eoff in ["yes", "no"] {
+        let cfg = config(
+            &lab,
+            &format!("eoff-{eoff}.conf"),
+            &format!(
+                "  RemoteForward {} localhost:22\n  ExitOnForwardFailure {eoff}\n",
+                held.port
+            ),
+        );
+        for level in ["INFO", "ERROR", "FATAL", "QUIET"] {
+            for with_e in [false, true] {
+                let tag = format!("{eoff}-{level}-{with_e}");
+                let count = runs.path().join(format!("count-{tag}"));
+                let elog = runs.path().join(format!("e-{tag}.log"));
+                let cmd = format!("echo ran >> {}; echo ok", count.display());
+                let level_opt = format!("LogLevel={level}");
+                let mut args = vec!["-F", cfg.to_str().unwrap(), "-o", &level_opt];
+                let e = elog.to_str().unwrap().to_string();
+                if with_e {
+                    args.extend(["-E", &e]);
+                }
+                args.extend(["lab", &cmd]);
+                let before = lab.logins();
+                let out: Output = rosh(&args).output().unwrap();
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(0), "{tag}: {err}");
+                assert_eq!(text(&out.stdout), "ok\n", "{tag}");
+                assert_eq!(
+                    fs::read_to_string(&count).unwrap(),
+                    "ran\n",
+                    "{tag}: the command ran once"
+                );
+                let lines = rosh_lines(&err);
+                assert_eq!(lines.len(), 1, "{tag}: {err}");
+                assert!(
+                    lines[0].starts_with(&format!("rosh-ssh: remoteforward {} ", held.port))
+                        && lines[0].contains("refused"),
+                    "{tag}: {err}"
+                );
+                // ssh's own failure line is replaced; no forced line leaks.
+                assert!(
+                    !err.contains("remote port forwarding failed"),
+                    "{tag}: {err}"
+                );
+                assert!(!err.contains("(pid="), "{tag}: {err}");
+                if with_e {
+                    let log = fs::read_to_string(&elog).unwrap_or_default();
+                    assert!(!log.contains("(pid="), "{tag}: {log}");
+                }
+                assert_eq!(lab.logins() - before, 1, "{tag}: {}", lab.sshd_log());
+            }
+        }
+    }
+}
+
+#[test]
+fn require_forward_covers_a_refused_remote_forward_whatever_the_config_says() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let cfg = config(
+        &lab,
+        "req.conf",
+        &format!(
+            "  RemoteForward {} localhost:22\n  ExitOnForwardFailure no\n",
+            held.port
+        ),
+    );
+    let runs = TempDir::new("req");
+    let count = runs.path().join("count");
+    let cmd = format!("echo ran >> {}", count.display());
+    let before = lab.logins();
+    let out = rosh(&[
+        "--require-forward",
+        "-F",
+        cfg.to_str().unwrap(),
+        "lab",
+        &cmd,
+    ])
+    .output()
+    .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(!count.exists(), "the command ran");
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn fork_with_a_held_remote_forward_returns_with_the_kept_forward_working() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let local = lab::free_port();
+    let cfg = config(&lab, "fork.conf", "  ExitOnForwardFailure yes\n");
+    let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
+    let r = format!("{}:localhost:22", held.port);
+    let runs = TempDir::new("fork");
+    let before = lab.logins();
+    let (code, _out, err) = run_files(
+        &mut rosh(&[
+            "-F",
+            cfg.to_str().unwrap(),
+            "-fN",
+            "-L",
+            &l,
+            "-R",
+            &r,
+            "lab",
+        ]),
+        runs.path(),
+        Duration::from_secs(60),
+    );
+    let banner = lab.banner_through(local);
+    end_listener(local);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("-R {r}"))
+            || lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert!(banner.is_ok(), "{banner:?}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let sock = lab.path().join("cp");
+    let cfg = config(
+        &lab,
+        "persist.conf",
+        &format!(
+            "  ControlMaster auto\n  ControlPath {}\n  ControlPersist 30\n  ExitOnForwardFailure yes\n  RemoteForward {} localhost:22\n",
+            sock.display(),
+            held.port
+        ),
+    );
+    let runs = TempDir::new("persist");
+    let before = lab.logins();
+    let (code, out, err) = run_files(
+        &mut rosh(&["-F", cfg.to_str().unwrap(), "lab", "echo ok"]),
+        runs.path(),
+        Duration::from_secs(60),
+    );
+    let exit = Command::new(lab::SSH)
+        .args(["-F", cfg.to_str().unwrap(), "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "ok\n");
+    assert!(
+        exit.status.success(),
+        "the master lived: {}",
+        text(&exit.stderr)
+    );
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn the_users_live_master_holding_the_same_local_forward_is_no_conflict() {
+    let Some(lab) = Lab::start() else { return };
+    let local = lab::free_port();
+    let sock = lab.path().join("own");
+    let cfg = config(
+        &lab,
+        "own.conf",
+        &format!("  ControlMaster auto\n  ControlPath {}\n", sock.display()),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-fN", "-L", &l, "lab"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = lab.logins();
+    let out = rosh(&["-F", cfg_s, "-L", &l, "lab", "echo ok"])
+        .output()
+        .unwrap();
+    let banner = lab.banner_through(local);
+    let _ = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(text(&out.stdout), "ok\n");
+    assert_eq!(rosh_lines(&err), Vec::<&str>::new(), "{err}");
+    assert!(banner.is_ok(), "{banner:?}");
+    assert_eq!(lab.logins(), before, "rode the master: {}", lab.sshd_log());
+}
