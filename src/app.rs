@@ -84,6 +84,8 @@ pub fn run() -> Result<End, Error> {
         dir: None,
         decisions: Plan::make(&args, &eff, &sources).decisions,
         require: cli.require_forward,
+        restore: !cli.no_restore,
+        ssh: &ssh,
     };
     for i in ownmaster::keep_held(&ssh, &eff, &mut session.decisions) {
         say.line(format_args!(
@@ -150,6 +152,9 @@ pub fn run() -> Result<End, Error> {
     }
     let end = child::run(child::command(&ssh, &run.words, depth), &ssh)?;
     let outcome = run.log.and_then(LogPipe::finish);
+    if let Some(r) = run.restorer {
+        r.stop();
+    }
     say.line(format_args!("ssh ended: {}", end.describe()));
     for &i in outcome.iter().flat_map(|o| &o.failed) {
         say.line(format_args!(

@@ -7,7 +7,8 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 pub const USAGE: &str = "\
-usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh arguments]
+usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--no-restore] [--ssh PATH]
+                [ssh arguments]
        rosh-ssh --check [--remote] [ssh arguments]
        rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]
        rosh-ssh --help | --version
@@ -22,6 +23,9 @@ the connection or costing a second login.
   --require-forward  every forward, local or remote, or no session: a taken
                      port or a refused remote forward means exit 255 before
                      the command runs (ROSH_REQUIRE_FORWARD=1)
+  --no-restore       a dropped forward stays dropped; by default it is put
+                     back into the live connection once its port is free
+                     (ROSH_RESTORE=0)
   --ssh PATH         the real ssh (ROSH_SSH=PATH; default: the first ssh on
                      PATH that is not rosh-ssh)
   --check            report the forwards ssh would set up and their probes
@@ -48,6 +52,8 @@ pub struct Cli {
     pub verbose: bool,
     pub dry_run: bool,
     pub require_forward: bool,
+    /// `--no-restore` or `ROSH_RESTORE=0`: a dropped forward stays dropped.
+    pub no_restore: bool,
     /// `--ssh` or `ROSH_SSH`.
     pub ssh: Option<OsString>,
     /// The ssh arguments, untouched.
@@ -65,6 +71,8 @@ pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Res
         verbose: truthy(env("ROSH_VERBOSE")),
         dry_run: false,
         require_forward: truthy(env("ROSH_REQUIRE_FORWARD")),
+        no_restore: env("ROSH_RESTORE")
+            .is_some_and(|v| matches!(v.as_bytes(), b"0" | b"no" | b"false" | b"off")),
         ssh: env("ROSH_SSH").filter(|s| !s.is_empty()),
         words: Vec::new(),
     };
@@ -82,6 +90,7 @@ pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Res
             b"--verbose" => cli.verbose = true,
             b"--dry-run" => cli.dry_run = true,
             b"--require-forward" => cli.require_forward = true,
+            b"--no-restore" => cli.no_restore = true,
             b"--check" => cli.mode = Mode::Check { remote: false },
             b"--remote" if matches!(cli.mode, Mode::Check { .. }) => {
                 cli.mode = Mode::Check { remote: true }
@@ -173,7 +182,10 @@ mod tests {
             &[("ROSH_VERBOSE", "0"), ("ROSH_REQUIRE_FORWARD", "")],
         )
         .unwrap();
-        assert!(!c.verbose && !c.require_forward);
+        assert!(!c.verbose && !c.require_forward && !c.no_restore);
+        assert!(p(&["h"], &[("ROSH_RESTORE", "0")]).unwrap().no_restore);
+        assert!(!p(&["h"], &[("ROSH_RESTORE", "1")]).unwrap().no_restore);
+        assert!(p(&["--no-restore", "h"], &[]).unwrap().no_restore);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::forward::{Forward, Kind};
 use crate::logpipe::{Dest, LogPipe, Watch};
 use crate::plan::Decision;
+use crate::restore::{self, Item, Restorer};
 use crate::tmpdir::PrivateDir;
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,10 @@ pub struct Session<'a> {
     pub decisions: Vec<Decision>,
     /// `--require-forward`: a failed forward ends ssh (ExitOnForwardFailure=yes).
     pub require: bool,
+    /// Put dropped forwards back once their port is free (not `--no-restore`).
+    pub restore: bool,
+    /// The real ssh, for the restorer's `-O` runs.
+    pub ssh: &'a Path,
 }
 
 /// One run of ssh, ready to go.
@@ -35,6 +40,7 @@ pub struct Run {
     pub words: Vec<OsString>,
     pub config: Option<PathBuf>,
     pub log: Option<LogPipe>,
+    pub restorer: Option<Restorer>,
 }
 
 /// The last value of an option letter (ssh keeps the last -F and -E).
@@ -86,8 +92,12 @@ impl Session<'_> {
             .filter(|(_, d)| !d.drop)
             .map(|(i, d)| (i, d.forward.clone()))
             .collect();
+        let mut restorer = None;
+        let mut plumbing: Vec<OsString> = Vec::new();
+        if live {
+            restorer = self.restorer(&mut plumbing)?;
+        }
         if live && !kept.is_empty() {
-            let mut plumbing: Vec<OsString> = Vec::new();
             // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
             // too, and rosh-ssh does not manage tun devices: leave it be.
             if self.eff.tunnel == "false" {
@@ -121,6 +131,7 @@ impl Session<'_> {
                     } else {
                         0
                     },
+                    notify: restorer.as_ref().map(Restorer::notify),
                 };
                 log = Some(
                     LogPipe::start(&fifo, dest, watch)
@@ -139,12 +150,64 @@ impl Session<'_> {
                     plumbing.push(format!("LogVerbose={list}").into());
                 }
             }
-            plumbing.append(&mut front);
-            front = plumbing;
         }
-        let mut words = front;
+        plumbing.append(&mut front);
+        let mut words = plumbing;
         words.extend(self.args.without(&cut));
-        Ok(Run { words, config, log })
+        Ok(Run {
+            words,
+            config,
+            log,
+            restorer,
+        })
+    }
+
+    /// A restorer and the control socket it talks through, when a forward
+    /// is dropped now or may be refused later (a remote one). The user's
+    /// own ControlPath when there is one; otherwise a private master
+    /// (ControlPersist=no: a ControlPersist in the config must not make it
+    /// linger). Not for `-f`: the connection outlives rosh-ssh.
+    fn restorer(&mut self, plumbing: &mut Vec<OsString>) -> Result<Option<Restorer>, Error> {
+        let dropped: Vec<Item> = self
+            .decisions
+            .iter()
+            .filter(|d| d.drop)
+            .map(|d| Item {
+                forward: d.forward.clone(),
+                cancel: false,
+            })
+            .collect();
+        let remote = self
+            .decisions
+            .iter()
+            .any(|d| !d.drop && d.forward.kind == Kind::Remote);
+        if !self.restore
+            || self.require
+            || self.eff.fork_after_authentication
+            || (dropped.is_empty() && !remote)
+        {
+            return Ok(None);
+        }
+        let ctl = if self.eff.control_path != "none" {
+            PathBuf::from(&self.eff.control_path)
+        } else {
+            let ctl = self.dir()?.path().join("ctl");
+            if !restore::fits(&ctl) {
+                return Ok(None);
+            }
+            for o in [
+                "ControlMaster=yes".to_string(),
+                format!("ControlPath={}", ctl.display()),
+                "ControlPersist=no".to_string(),
+            ] {
+                plumbing.push("-o".into());
+                plumbing.push(o.into());
+            }
+            ctl
+        };
+        let r = Restorer::start(self.ssh.to_path_buf(), ctl, self.eff.probe, dropped)
+            .map_err(|e| Error::Io("cannot start the restorer".into(), e))?;
+        Ok(Some(r))
     }
 
     fn opts_with(&self, letter: u8) -> Vec<usize> {

@@ -22,4 +22,5 @@ pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod quote;
+pub mod restore;
 pub mod tmpdir;

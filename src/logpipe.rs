@@ -71,6 +71,8 @@ pub struct Watch {
     pub hide_forced: bool,
     /// Remote forwards whose answer `finish` waits for (`-f`).
     pub answers_wanted: usize,
+    /// Where a forward that failed goes to be restored.
+    pub notify: Option<crate::restore::Notify>,
 }
 
 /// What the log showed: the plan indexes of the forwards that failed.
@@ -146,6 +148,12 @@ impl Relay {
             self.failed.push(i);
             let fwd = &self.watch.forwards.iter().find(|(j, _)| *j == i).unwrap().1;
             let line = blame::warning(fwd, &reason, self.watch.require);
+            if let Some(n) = &self.watch.notify {
+                n.send(crate::restore::Item {
+                    forward: fwd.clone(),
+                    cancel: true,
+                });
+            }
             self.flush();
             // rosh-ssh's own lines go where its other warnings go, even
             // when ssh's log goes to the user's -E file.
