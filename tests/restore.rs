@@ -185,3 +185,290 @@ fn held_remote_forward_comes_back_when_the_server_side_frees() {
     assert!(restored, "{err}");
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
+
+#[test]
+fn held_unix_socket_local_forward_comes_back() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-unix");
+    let sock = tmp.path().join("fwd.sock");
+    let sock_s = sock.to_str().unwrap().to_string();
+    let h = holder(tmp.path(), &sock_s);
+    let l = format!("{sock_s}:127.0.0.1:{}", lab.port);
+    let s = Session::start(
+        &lab,
+        tmp.path(),
+        &["-o", "StreamLocalBindUnlink=yes", "-L", &l],
+        &[],
+    );
+    assert!(
+        s.wait_for("forward dropped", Duration::from_secs(20)),
+        "{}",
+        s.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    end(h);
+    let start = Instant::now();
+    let mut got = Err(String::new());
+    while start.elapsed() < Duration::from_secs(10) {
+        got = (|| {
+            use std::io::Read;
+            let mut c =
+                std::os::unix::net::UnixStream::connect(&sock).map_err(|e| e.to_string())?;
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut b = [0u8; 8];
+            c.read_exact(&mut b).map_err(|e| e.to_string())?;
+            Ok(String::from_utf8_lossy(&b).into_owned())
+        })();
+        if got.as_deref() == Ok("SSH-2.0-") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = s.end();
+    assert_eq!(got.as_deref(), Ok("SSH-2.0-"), "{err}");
+    assert!(err.contains("restored"), "{err}");
+}
+
+/// A SOCKS5 CONNECT to 127.0.0.1:`to` through the proxy on `via`; sshd's
+/// banner read through it.
+fn socks_banner(via: u16, to: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let e = |e: std::io::Error| e.to_string();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", via)).map_err(e)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(e)?;
+    c.write_all(&[5, 1, 0]).map_err(e)?;
+    let mut r = [0u8; 2];
+    c.read_exact(&mut r).map_err(e)?;
+    let p = to.to_be_bytes();
+    c.write_all(&[5, 1, 0, 1, 127, 0, 0, 1, p[0], p[1]])
+        .map_err(e)?;
+    let mut r = [0u8; 10];
+    c.read_exact(&mut r).map_err(e)?;
+    if r[1] != 0 {
+        return Err(format!("socks reply {}", r[1]));
+    }
+    let mut b = [0u8; 8];
+    c.read_exact(&mut b).map_err(e)?;
+    Ok(String::from_utf8_lossy(&b).into_owned())
+}
+
+#[test]
+fn held_dynamic_forward_comes_back_and_carries_a_socks_connect() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-d");
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let d = format!("127.0.0.1:{port}");
+    let s = Session::start(&lab, tmp.path(), &["-D", &d], &[]);
+    assert!(
+        s.wait_for("forward dropped", Duration::from_secs(20)),
+        "{}",
+        s.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    end(h);
+    let start = Instant::now();
+    let mut got = Err(String::new());
+    while start.elapsed() < Duration::from_secs(10) {
+        got = socks_banner(port, lab.port);
+        if got.is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let err = s.end();
+    assert_eq!(got.as_deref(), Ok("SSH-2.0-"), "{err}");
+    assert!(err.contains("restored"), "{err}");
+}
+
+#[test]
+fn the_users_own_master_is_the_control_socket() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-own");
+    let sock = tmp.path().join("cm");
+    let cfg = lab.config_with(
+        "own.conf",
+        &format!(
+            "Host lab\n  ControlMaster auto\n  ControlPath {}\n",
+            sock.display()
+        ),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-fN", "lab"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let before = lab.logins();
+    let err_path = tmp.path().join("stderr");
+    let mut child = Command::new(rosh_ssh())
+        .args(["-F", cfg_s, "-L", &l, "lab", "sleep 60"])
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let s = Session {
+        child: Command::new("true").spawn().unwrap(),
+        err: err_path,
+    };
+    assert!(
+        s.wait_for("forward dropped", Duration::from_secs(20)),
+        "{}",
+        s.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    end(h);
+    let through = banner_within(&lab, port, Duration::from_secs(10));
+    let restored = s.wait_for("restored", Duration::from_secs(5));
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = s.end();
+    let _ = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output();
+    assert!(through.is_ok(), "{through:?} {err}");
+    assert!(restored, "{err}");
+    assert_eq!(
+        lab.logins(),
+        before,
+        "rode the user's master: {}",
+        lab.sshd_log()
+    );
+}
+
+#[test]
+fn ten_megabytes_cross_a_restore_byte_exact() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-10m");
+    let chunk: Vec<u8> = (0..1_048_576u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let file = tmp.path().join("chunk");
+    fs::write(&file, &chunk).unwrap();
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let out_path = tmp.path().join("out");
+    let err_path = tmp.path().join("stderr");
+    let cmd = format!(
+        "sleep 1; i=0; while [ $i -lt 10 ]; do cat {}; sleep 0.2; i=$((i+1)); done",
+        file.display()
+    );
+    let mut child = Command::new(rosh_ssh())
+        .args(lab.args())
+        .args(["-L", &l, &cmd])
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    end(h);
+    let start = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = fs::read_to_string(&err_path).unwrap_or_default();
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{err}");
+    assert!(
+        err.contains("restored"),
+        "the restore happened during the transfer: {err}"
+    );
+    let out = fs::read(&out_path).unwrap();
+    assert_eq!(out.len(), 10 * chunk.len(), "{err}");
+    assert!(out.chunks(chunk.len()).all(|c| c == chunk), "bytes differ");
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let cmd = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) {
+            found.push(format!("{name}: {cmd}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn nothing_left_behind_with_a_restore_pending() {
+    let Some(lab) = Lab::start() else { return };
+    use nix::sys::signal::Signal::*;
+    for (victim, sig) in [
+        ("none", SIGTERM),
+        ("ssh", SIGTERM),
+        ("ssh", SIGHUP),
+        ("ssh", SIGKILL),
+        ("wrapper", SIGTERM),
+        ("wrapper", SIGHUP),
+    ] {
+        let tmp = TempDir::new("restore-left");
+        let xdg = TempDir::new("restore-xdg");
+        let port = lab::free_port();
+        let h = holder(tmp.path(), &port.to_string());
+        let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+        let cmd = if victim == "none" {
+            "echo started"
+        } else {
+            "echo started; sleep 30"
+        };
+        let mut child = Command::new(rosh_ssh())
+            .args(lab.args())
+            .args(["-L", &l, cmd])
+            .env_remove("ROSH_SSH")
+            .env("XDG_RUNTIME_DIR", xdg.path())
+            .env("TMPDIR", xdg.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert_eq!(lab::first_line(&mut child), "started\n");
+        if victim != "none" {
+            let target = match victim {
+                "ssh" => {
+                    let kids =
+                        fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+                            .unwrap_or_default();
+                    kids.split_whitespace().next().unwrap().parse().unwrap()
+                }
+                _ => child.id() as i32,
+            };
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig).unwrap();
+        }
+        let _ = child.wait();
+        end(h);
+        let left: Vec<_> = fs::read_dir(xdg.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(left, Vec::<std::path::PathBuf>::new(), "{victim} {sig}");
+        std::thread::sleep(Duration::from_millis(200));
+        let procs = processes_mentioning(xdg.path().to_str().unwrap());
+        assert_eq!(procs, Vec::<String>::new(), "{victim} {sig}");
+    }
+}
