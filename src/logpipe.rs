@@ -16,7 +16,7 @@ use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 use std::fs::File;
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::thread::JoinHandle;
@@ -49,13 +49,23 @@ impl Dest {
         };
     }
 
-    /// One whole line of rosh-ssh's own. On a terminal it starts at column
-    /// 0 and ends in `\r\n`, so it reads right while the session has the
-    /// terminal in raw mode (ssh ends its own mid-session lines the same way).
+    /// One whole line of rosh-ssh's own. While the session has the terminal
+    /// in raw mode (ICANON off) the cursor may sit mid-line (a prompt): the
+    /// line then starts on a fresh line and ends in `\r\n`, as ssh ends its
+    /// own mid-session lines, so it begins at column 0 and leaves what was
+    /// on the screen intact.
     pub fn line(&mut self, text: &str) {
-        let bytes = match self {
-            Dest::Stderr if std::io::stderr().is_terminal() => format!("\r{text}\r\n"),
-            _ => format!("{text}\n"),
+        let raw = match self {
+            Dest::Stderr => nix::sys::termios::tcgetattr(std::io::stderr()).is_ok_and(|t| {
+                !t.local_flags
+                    .contains(nix::sys::termios::LocalFlags::ICANON)
+            }),
+            Dest::File(_) => false,
+        };
+        let bytes = if raw {
+            format!("\r\n{text}\r\n")
+        } else {
+            format!("{text}\n")
         };
         self.write(bytes.as_bytes());
     }

@@ -284,3 +284,61 @@ fn the_users_live_master_holding_the_same_local_forward_is_no_conflict() {
     assert!(banner.is_ok(), "{banner:?}");
     assert_eq!(lab.logins(), before, "rode the master: {}", lab.sshd_log());
 }
+
+#[test]
+fn passphrase_asked_once_in_a_real_terminal_with_a_refused_remote_forward() {
+    let Some(lab) = Lab::start() else { return };
+    if !lab::require("/usr/bin/tmux") {
+        return;
+    }
+    let dir = TempDir::new("pass");
+    let key = dir.path().join("pkey");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret-words", "-f"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut auth = fs::read_to_string(lab.path().join("authorized_keys")).unwrap();
+    auth.push_str(&fs::read_to_string(key.with_extension("pub")).unwrap());
+    fs::write(lab.path().join("authorized_keys"), auth).unwrap();
+    let held = PortHolder::both();
+    let cfg = config(
+        &lab,
+        "pass.conf",
+        &format!(
+            "  BatchMode no\n  IdentityFile {}\n  IdentityAgent none\n  RemoteForward {} localhost:22\n  ExitOnForwardFailure yes\n  LogLevel INFO\n",
+            key.display(),
+            held.port
+        ),
+    );
+    let before = lab.logins();
+    let tmux = lab::Tmux::start(
+        dir.path(),
+        &format!(
+            "{} -F {} -t lab 'echo RAN-OK; sleep 1'; echo EXIT=$?; sleep 60",
+            rosh_ssh().display(),
+            cfg.display()
+        ),
+    );
+    assert!(
+        tmux.wait_for("Enter passphrase", Duration::from_secs(20)),
+        "{}",
+        tmux.pane()
+    );
+    tmux.cmd(&["send-keys", "secret-words", "Enter"]);
+    assert!(
+        tmux.wait_for("EXIT=", Duration::from_secs(30)),
+        "{}",
+        tmux.pane()
+    );
+    let pane = tmux.pane();
+    assert_eq!(pane.matches("Enter passphrase").count(), 1, "{pane}");
+    assert_eq!(pane.matches("RAN-OK").count(), 1, "{pane}");
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    let lines: Vec<&str> = pane.lines().filter(|l| l.contains("rosh-ssh:")).collect();
+    assert_eq!(lines.len(), 1, "{pane}");
+    assert!(lines[0].starts_with("rosh-ssh: remoteforward"), "{pane}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}

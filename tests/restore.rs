@@ -472,3 +472,42 @@ fn nothing_left_behind_with_a_restore_pending() {
         assert_eq!(procs, Vec::<String>::new(), "{victim} {sig}");
     }
 }
+
+#[test]
+fn restored_line_starts_at_column_zero_in_a_raw_terminal() {
+    let Some(lab) = Lab::start() else { return };
+    if !lab::require("/usr/bin/tmux") {
+        return;
+    }
+    let tmp = TempDir::new("restore-tty");
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let tmux = lab::Tmux::start(
+        tmp.path(),
+        &format!(
+            "{} -F {} -t -L {l} lab 'printf mid-line-prompt; sleep 60'",
+            rosh_ssh().display(),
+            lab.config().display()
+        ),
+    );
+    assert!(
+        tmux.wait_for("mid-line-prompt", Duration::from_secs(20)),
+        "{}",
+        tmux.pane()
+    );
+    end(h);
+    assert!(
+        tmux.wait_for("restored", Duration::from_secs(15)),
+        "{}",
+        tmux.pane()
+    );
+    let pane = tmux.pane();
+    let lines: Vec<&str> = pane.lines().filter(|l| l.contains("rosh-ssh:")).collect();
+    assert_eq!(lines.len(), 2, "{pane}");
+    assert!(lines.iter().all(|l| l.starts_with("rosh-ssh: ")), "{pane}");
+    assert!(
+        pane.lines().any(|l| l.trim_end() == "mid-line-prompt"),
+        "{pane}"
+    );
+}
