@@ -156,7 +156,8 @@ pub fn run() -> Result<End, Error> {
         r.stop();
     }
     say.line(format_args!("ssh ended: {}", end.describe()));
-    for &i in outcome.iter().flat_map(|o| &o.failed) {
+    let live = outcome.iter().flat_map(|o| &o.failed);
+    for &i in live.filter(|&&i| !session.decisions[i].drop) {
         say.line(format_args!(
             "failed after connecting: {}",
             String::from_utf8_lossy(&session.decisions[i].forward.ssh_g())

@@ -97,7 +97,9 @@ impl Session<'_> {
         if live {
             restorer = self.restorer(&mut plumbing)?;
         }
-        if live && !kept.is_empty() {
+        // With a restore pending the log is read too: a restore that loses
+        // a race makes the master log a failure, which is rosh-ssh's to hide.
+        if live && (!kept.is_empty() || restorer.is_some()) {
             // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
             // too, and rosh-ssh does not manage tun devices: leave it be.
             if self.eff.tunnel == "false" {
@@ -119,7 +121,19 @@ impl Session<'_> {
                 let own = self.eff.log_verbose != "none";
                 let remote = kept.iter().filter(|(_, f)| f.kind == Kind::Remote).count();
                 let watch = Watch {
-                    forwards: kept,
+                    forwards: self
+                        .decisions
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| (i, d.forward.clone()))
+                        .collect(),
+                    dropped: self
+                        .decisions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| d.drop)
+                        .map(|(i, _)| i)
+                        .collect(),
                     probe: self.eff.probe,
                     require: self.require,
                     hide_forced: force && !own,

@@ -74,7 +74,11 @@ impl Dest {
 /// What to watch for: the forwards ssh was asked for, by their index in
 /// the plan.
 pub struct Watch {
+    /// Every forward of the plan, dropped ones too: a restore that loses a
+    /// race makes the master log a failure naming it.
     pub forwards: Vec<(usize, Forward)>,
+    /// The ones dropped before ssh started: already reported.
+    pub dropped: Vec<usize>,
     pub probe: Opts,
     pub require: bool,
     /// Drop lines with a LogVerbose tag: rosh-ssh forced them out.
@@ -204,8 +208,8 @@ impl LogPipe {
         let relay = Relay {
             dest,
             out: Vec::new(),
+            failed: watch.dropped.clone(),
             watch,
-            failed: Vec::new(),
             answers: 0,
         };
         let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay));
