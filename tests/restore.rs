@@ -511,3 +511,89 @@ fn restored_line_starts_at_column_zero_in_a_raw_terminal() {
         "{pane}"
     );
 }
+
+/// A holder rosh-ssh cannot see (another user's process: its fds are not
+/// readable) is waited for on the bind-probe backoff instead of a pidfd.
+#[test]
+fn holder_of_another_user_is_waited_for_on_the_backoff() {
+    let Some(lab) = Lab::start() else { return };
+    if !nix::unistd::Uid::effective().is_root() || !lab::require("/usr/bin/setpriv") {
+        // Needs two users: root for the holder, nobody for rosh-ssh.
+        return;
+    }
+    let tmp = TempDir::new("restore-uid");
+    let mine = tmp.path().join("nobody");
+    fs::create_dir(&mine).unwrap();
+    fs::copy(lab.key(), mine.join("id")).unwrap();
+    let cfg = mine.join("config");
+    fs::write(
+        &cfg,
+        format!(
+            "Host lab\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  BatchMode yes\n  LogLevel ERROR\n",
+            lab.port,
+            lab.user,
+            mine.join("id").display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&mine)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The temp dirs above it must be searchable by nobody.
+    let mut p = mine.parent();
+    while let Some(d) = p {
+        if d == Path::new("/") {
+            break;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(d).unwrap().permissions().mode();
+        if mode & 0o001 == 0 {
+            fs::set_permissions(d, fs::Permissions::from_mode(mode | 0o001)).unwrap();
+        }
+        p = d.parent();
+    }
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let err_path = tmp.path().join("stderr");
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(rosh_ssh())
+        .arg("-F")
+        .arg(&cfg)
+        .args(["-L", &l, "lab", "sleep 60"])
+        .env_remove("ROSH_SSH")
+        .env("HOME", &mine)
+        .env("XDG_RUNTIME_DIR", &mine)
+        .env("TMPDIR", &mine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let s = Session {
+        child: Command::new("true").spawn().unwrap(),
+        err: err_path,
+    };
+    let dropped = s.wait_for("forward dropped", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    end(h);
+    let through = banner_within(&lab, port, Duration::from_secs(20));
+    let restored = s.wait_for("restored", Duration::from_secs(5));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    let err = s.end();
+    assert!(dropped, "{err}");
+    assert!(
+        err.contains("uid 0") || err.contains("user"),
+        "an unseen holder: {err}"
+    );
+    assert!(through.is_ok(), "{through:?} {err}");
+    assert!(restored, "{err}");
+}
