@@ -29,8 +29,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,15 +44,19 @@ pub struct Item {
 /// Hands new items to the restore thread (clonable: the log reader has one).
 #[derive(Clone)]
 pub struct Notify {
-    tx: Sender<Item>,
+    queue: Queue,
     wake: Arc<OwnedFd>,
 }
 
+/// Items on their way to the thread (a Mutex'd Vec: smaller than a channel).
+type Queue = Arc<Mutex<Vec<Item>>>;
+
 impl Notify {
     pub fn send(&self, item: Item) {
-        if self.tx.send(item).is_ok() {
-            let _ = nix::unistd::write(self.wake.as_fd(), b"!");
+        if let Ok(mut q) = self.queue.lock() {
+            q.push(item);
         }
+        let _ = nix::unistd::write(self.wake.as_fd(), b"!");
     }
 }
 
@@ -71,16 +74,13 @@ impl Restorer {
         items: Vec<Item>,
     ) -> std::io::Result<Restorer> {
         let (wake_r, wake_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let (tx, rx) = channel();
+        let queue: Queue = Arc::new(Mutex::new(items));
         let notify = Notify {
-            tx,
+            queue: queue.clone(),
             wake: Arc::new(wake_w),
         };
-        for i in items {
-            let _ = notify.tx.send(i);
-        }
         let ctx = Ctx { ssh, ctl, probe };
-        let thread = std::thread::spawn(move || run(ctx, wake_r, rx));
+        let thread = std::thread::spawn(move || run(ctx, wake_r, queue));
         Ok(Restorer { notify, thread })
     }
 
@@ -120,6 +120,16 @@ const REMOTE_MAX: Duration = Duration::from_secs(30);
 enum Side {
     Free,
     Held(Option<u32>),
+}
+
+fn is_free(f: &Forward, o: &Opts) -> bool {
+    if let Some((host, port)) = f.local_tcp_listen() {
+        probe::tcp(host, port, o).is_ok()
+    } else if let Some(p) = f.local_path_listen() {
+        probe::path(p, o).is_ok()
+    } else {
+        true
+    }
 }
 
 fn local_side(f: &Forward, o: &Opts) -> Side {
@@ -171,6 +181,15 @@ impl Pending {
             }
             self.later(REMOTE_MAX);
             return false;
+        }
+        if self.pidfd.is_some() {
+            // The periodic look while the holder lives: a bind probe only
+            // (naming the holder walks /proc; the pidfd is still good).
+            if !is_free(&self.item.forward, &ctx.probe) {
+                self.next = Some(Instant::now() + HOLDER_RECHECK);
+                return false;
+            }
+            self.pidfd = None;
         }
         match local_side(&self.item.forward, &ctx.probe) {
             Side::Held(Some(pid)) => {
@@ -250,11 +269,15 @@ fn option(f: &Forward) -> Option<String> {
     String::from_utf8(line).ok()
 }
 
-fn run(ctx: Ctx, wake: OwnedFd, rx: Receiver<Item>) {
+fn run(ctx: Ctx, wake: OwnedFd, queue: Queue) {
     let mut pending: Vec<Pending> = Vec::new();
     let mut open = true;
     loop {
-        while let Ok(item) = rx.try_recv() {
+        let new: Vec<Item> = queue
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default();
+        for item in new {
             if !pending.iter().any(|p| p.item.forward == item.forward) {
                 pending.push(Pending::new(item));
             }
