@@ -143,6 +143,7 @@ pub fn run() -> Result<End, Error> {
 
     // One run, one login: a forward that fails from here on costs the
     // forward and one line, never the connection.
+    let signals = child::Signals::block()?;
     let run = session.prepare(true)?;
     if say.0 {
         let line = quote::line(
@@ -150,7 +151,7 @@ pub fn run() -> Result<End, Error> {
         );
         say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
     }
-    let end = child::run(child::command(&ssh, &run.words, depth), &ssh)?;
+    let end = child::run(child::command(&ssh, &run.words, depth), &ssh, &signals)?;
     let outcome = run.log.and_then(LogPipe::finish);
     if let Some(r) = run.restorer {
         r.stop();

@@ -245,6 +245,7 @@ impl Ctx {
         // SAFETY: prctl is async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
+                crate::child::unblock_all();
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
