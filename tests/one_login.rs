@@ -229,6 +229,30 @@ fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
         runs.path(),
         Duration::from_secs(60),
     );
+    // rosh-ssh is gone: nobody reads the FIFO the master logs to. Make it
+    // log (a refused forward through it: mux.c error_f) and see it live on.
+    // Another port: the first one is in the master's list, and `-O forward`
+    // answers it as already there (mux.c "found existing forwarding").
+    let held2 = PortHolder::both();
+    let r = format!("{}:localhost:22", held2.port);
+    let refused = Command::new(lab::SSH)
+        .args([
+            "-F",
+            cfg.to_str().unwrap(),
+            "-O",
+            "forward",
+            "-R",
+            &r,
+            "lab",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let check = Command::new(lab::SSH)
+        .args(["-F", cfg.to_str().unwrap(), "-O", "check", "lab"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let exit = Command::new(lab::SSH)
         .args(["-F", cfg.to_str().unwrap(), "-O", "exit", "lab"])
         .stdin(Stdio::null())
@@ -236,6 +260,17 @@ fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
         .unwrap();
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, "ok\n");
+    assert_eq!(
+        refused.status.code(),
+        Some(255),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        check.status.success(),
+        "the master lived on: {}",
+        text(&check.stderr)
+    );
     assert!(
         exit.status.success(),
         "the master lived: {}",
