@@ -8,7 +8,6 @@ use crate::config;
 use crate::effective;
 use crate::error::Error;
 use crate::launch::{Session, last_arg};
-use crate::logpipe::LogPipe;
 use crate::plan::{Plan, argv_forwards};
 use crate::{blame, check, locate, ownmaster, quote};
 use std::ffi::{OsStr, OsString};
@@ -152,7 +151,7 @@ pub fn run() -> Result<End, Error> {
         say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
     }
     let end = child::run(child::command(&ssh, &run.words, depth), &ssh, &signals)?;
-    let outcome = run.log.and_then(LogPipe::finish);
+    let outcome = run.log.and_then(|l| l.finish(end == End::Exited(0)));
     if let Some(r) = run.restorer {
         r.stop();
     }

@@ -19,6 +19,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -196,6 +198,7 @@ impl Relay {
 pub struct LogPipe {
     thread: JoinHandle<Outcome>,
     wake: OwnedFd,
+    no_answers: Arc<AtomicBool>,
 }
 
 impl LogPipe {
@@ -212,15 +215,26 @@ impl LogPipe {
             watch,
             answers: 0,
         };
-        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay));
-        Ok(LogPipe { thread, wake })
+        let no_answers = Arc::new(AtomicBool::new(false));
+        let flag = no_answers.clone();
+        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay, flag));
+        Ok(LogPipe {
+            thread,
+            wake,
+            no_answers,
+        })
     }
 
     /// Called once ssh has ended: relays what it left in the FIFO and
     /// returns what the log showed. With `-f`, waits up to `wait` for the
     /// server's answers to the remote forwards, which the backgrounded ssh
     /// logs; other lines a backgrounded ssh writes later are not waited for.
-    pub fn finish(self) -> Option<Outcome> {
+    pub fn finish(self, ssh_ok: bool) -> Option<Outcome> {
+        if !ssh_ok {
+            // An `ssh -f` that failed never went to the background: no
+            // answers will come.
+            self.no_answers.store(true, Ordering::Relaxed);
+        }
         drop(self.wake);
         self.thread.join().ok()
     }
@@ -229,12 +243,13 @@ impl LogPipe {
 /// How long `-f` waits for the server's answers to its remote forwards.
 const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
-fn run(mut fifo: File, wake: OwnedFd, mut relay: Relay) -> Outcome {
+fn run(mut fifo: File, wake: OwnedFd, mut relay: Relay, no_answers: Arc<AtomicBool>) -> Outcome {
     let mut matcher = Matcher::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut ended: Option<Instant> = None;
     loop {
-        let waiting = relay.answers < relay.watch.answers_wanted;
+        let waiting = relay.answers < relay.watch.answers_wanted
+            && !(ended.is_some() && no_answers.load(Ordering::Relaxed));
         let timeout = match ended {
             None => PollTimeout::NONE,
             Some(t) if waiting => {

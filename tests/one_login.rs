@@ -377,3 +377,97 @@ fn passphrase_asked_once_in_a_real_terminal_with_a_refused_remote_forward() {
     assert!(lines[0].starts_with("rosh-ssh: remoteforward"), "{pane}");
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
+
+/// The words ssh gets, seen by a stub that asks the real ssh for `-G` and
+/// otherwise writes its argv to a file (only the argv matters here).
+fn words_for(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let stub = dir.join("ssh");
+    let out = dir.join("argv");
+    let _ = fs::remove_file(&out);
+    fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in -G) exec {} \"$@\";; esac\nprintf '%s\\n' \"$@\" > {}\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = -E ] && : > \"$2\"; shift; done\n",
+            lab::SSH,
+            out.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Command::new(rosh_ssh());
+    c.arg("--ssh").arg(&stub).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_words_ssh_gets() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let dir = TempDir::new("words");
+    let d = dir.path();
+    let free = lab::free_port().to_string();
+    let l = format!("{free}:h:22");
+    // Kept forwards: ExitOnForwardFailure=no first, the log FIFO, LogVerbose.
+    let w = words_for(d, &["-F", "/dev/null", "-L", &l, "h"], &[]);
+    assert_eq!(w[..2], ["-o", "ExitOnForwardFailure=no"], "{w:?}");
+    assert!(w.iter().any(|x| x == "-E"), "{w:?}");
+    assert!(w.iter().any(|x| x.starts_with("LogVerbose=")), "{w:?}");
+    assert!(!w.iter().any(|x| x.starts_with("ControlMaster")), "{w:?}");
+    assert_eq!(w[w.len() - 3..], ["-L", &l, "h"], "{w:?}");
+    // --require-forward: yes.
+    let w = words_for(
+        d,
+        &["--require-forward", "-F", "/dev/null", "-L", &l, "h"],
+        &[],
+    );
+    assert_eq!(w[..2], ["-o", "ExitOnForwardFailure=yes"], "{w:?}");
+    // A tunnel: the user's setting stays.
+    let w = words_for(d, &["-F", "/dev/null", "-w", "0:0", "-L", &l, "h"], &[]);
+    assert!(
+        !w.iter().any(|x| x.starts_with("ExitOnForwardFailure")),
+        "{w:?}"
+    );
+    // At a debug level nothing is forced.
+    let w = words_for(d, &["-F", "/dev/null", "-v", "-L", &l, "h"], &[]);
+    assert!(!w.iter().any(|x| x.starts_with("LogVerbose=")), "{w:?}");
+    // A remote forward may be refused: a private master to restore through.
+    let r = format!("{free}:h:22");
+    let w = words_for(d, &["-F", "/dev/null", "-R", &r, "h"], &[]);
+    for o in ["ControlMaster=yes", "ControlPersist=no"] {
+        assert!(w.iter().any(|x| x == o), "{o}: {w:?}");
+    }
+    assert!(w.iter().any(|x| x.starts_with("ControlPath=/")), "{w:?}");
+    // ... not with --no-restore, nor ROSH_RESTORE=0, nor -f.
+    for (args, env) in [
+        (
+            vec!["--no-restore", "-F", "/dev/null", "-R", &r, "h"],
+            vec![],
+        ),
+        (
+            vec!["-F", "/dev/null", "-R", &r, "h"],
+            vec![("ROSH_RESTORE", "0")],
+        ),
+        (vec!["-F", "/dev/null", "-fN", "-R", &r, "h"], vec![]),
+    ] {
+        let w = words_for(d, &args, &env);
+        assert!(
+            !w.iter().any(|x| x.starts_with("Control")),
+            "{args:?}: {w:?}"
+        );
+    }
+    // No forward at all: the fast path, the words as given.
+    let w = words_for(d, &["-F", "/dev/null", "h", "true"], &[]);
+    assert_eq!(w, ["-F", "/dev/null", "h", "true"]);
+}
