@@ -144,8 +144,6 @@ fn report(
         }
         let verdict = if d.drop {
             "drops it".to_string()
-        } else if remote && eff.exit_on_forward_failure {
-            "keeps it; if the server refuses it, runs ssh again without it".into()
         } else if remote {
             "keeps it; if the server refuses it, ssh goes on without it".into()
         } else {
