@@ -97,7 +97,7 @@ pub fn run() -> Result<End, Error> {
             "forward {} ({}): {}",
             String::from_utf8_lossy(&d.forward.ssh_g()),
             d.origin(&args),
-            d.reason.as_deref().unwrap_or("free")
+            d.verdict.reason().as_deref().unwrap_or("free")
         ));
     }
 
@@ -106,10 +106,14 @@ pub fn run() -> Result<End, Error> {
         print_command(&ssh, &run.words);
         let mut out = std::io::stdout().lock();
         for d in &session.decisions {
-            let _ = out.write_all(if d.drop { b"drop " } else { b"keep " });
+            let _ = out.write_all(if d.verdict.drops() {
+                b"drop "
+            } else {
+                b"keep "
+            });
             let _ = out.write_all(&d.forward.ssh_g());
             let from = d.from_config.as_deref();
-            match (&d.reason, from) {
+            match (&d.verdict.reason(), from) {
                 (Some(r), Some(f)) => {
                     let _ = write!(out, " # {r}; from {f}");
                 }
@@ -129,14 +133,14 @@ pub fn run() -> Result<End, Error> {
         return Ok(End::Exited(0));
     }
 
-    for d in session.decisions.iter().filter(|d| d.drop) {
-        let reason = d.reason.as_deref().unwrap_or("busy");
+    for d in session.decisions.iter().filter(|d| d.verdict.drops()) {
+        let reason = d.verdict.reason().unwrap_or_default();
         eprintln!(
             "{}",
-            blame::warning(&d.forward, reason, cli.require_forward)
+            blame::warning(&d.forward, &reason, cli.require_forward)
         );
     }
-    if cli.require_forward && session.decisions.iter().any(|d| d.drop) {
+    if cli.require_forward && session.decisions.iter().any(|d| d.verdict.drops()) {
         return Ok(End::Exited(255));
     }
 
@@ -157,7 +161,7 @@ pub fn run() -> Result<End, Error> {
     }
     say.line(format_args!("ssh ended: {}", end.describe()));
     let live = outcome.iter().flat_map(|o| &o.failed);
-    for &i in live.filter(|&&i| !session.decisions[i].drop) {
+    for &i in live.filter(|&&i| !session.decisions[i].verdict.drops()) {
         say.line(format_args!(
             "failed after connecting: {}",
             String::from_utf8_lossy(&session.decisions[i].forward.ssh_g())
@@ -255,12 +259,12 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration>
     for d in Plan::make(&args, &eff, &sources)
         .decisions
         .iter()
-        .filter(|d| d.drop)
+        .filter(|d| d.verdict.drops())
     {
         eprintln!(
             "rosh-ssh: {}: {}; ssh will fail to listen there",
             String::from_utf8_lossy(&d.forward.ssh_g()),
-            d.reason.as_deref().unwrap_or("busy")
+            d.verdict.reason().unwrap_or_default()
         );
     }
     eff.connect_timeout

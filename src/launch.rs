@@ -67,7 +67,7 @@ impl Session<'_> {
     pub fn prepare(&mut self, live: bool) -> Result<Run, Error> {
         let mut cut: Vec<usize> = Vec::new();
         let mut config_drops: Vec<Forward> = Vec::new();
-        for d in self.decisions.iter().filter(|d| d.drop) {
+        for d in self.decisions.iter().filter(|d| d.verdict.drops()) {
             cut.extend(d.opts.iter().copied());
             if d.from_config.is_some() {
                 config_drops.push(d.forward.clone());
@@ -89,7 +89,7 @@ impl Session<'_> {
             .decisions
             .iter()
             .enumerate()
-            .filter(|(_, d)| !d.drop)
+            .filter(|(_, d)| !d.verdict.drops())
             .map(|(i, d)| (i, d.forward.clone()))
             .collect();
         let mut restorer = None;
@@ -131,7 +131,7 @@ impl Session<'_> {
                         .decisions
                         .iter()
                         .enumerate()
-                        .filter(|(_, d)| d.drop)
+                        .filter(|(_, d)| d.verdict.drops())
                         .map(|(i, _)| i)
                         .collect(),
                     probe: self.eff.probe,
@@ -185,16 +185,17 @@ impl Session<'_> {
         let dropped: Vec<Item> = self
             .decisions
             .iter()
-            .filter(|d| d.drop)
+            .filter(|d| d.verdict.drops())
             .map(|d| Item {
                 forward: d.forward.clone(),
                 cancel: false,
+                holder: d.verdict.holder_pid(),
             })
             .collect();
         let remote = self
             .decisions
             .iter()
-            .any(|d| !d.drop && d.forward.kind == Kind::Remote);
+            .any(|d| !d.verdict.drops() && d.forward.kind == Kind::Remote);
         if !self.restore
             || self.require
             || self.eff.fork_after_authentication

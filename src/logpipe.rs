@@ -168,6 +168,7 @@ impl Relay {
                 n.send(crate::restore::Item {
                     forward: fwd.clone(),
                     cancel: true,
+                    holder: None,
                 });
             }
             self.flush();

@@ -8,9 +8,7 @@
 
 use crate::effective::Effective;
 use crate::forward::Kind;
-use crate::holder;
-use crate::plan::Decision;
-use crate::probe;
+use crate::plan::{Decision, Verdict};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -43,7 +41,7 @@ pub fn keep_held(ssh: &Path, eff: &Effective, decisions: &mut [Decision]) -> Vec
         || !matches!(eff.control_master.as_str(), "false" | "auto" | "autoask")
         || !decisions
             .iter()
-            .any(|d| d.drop && d.forward.kind != Kind::Remote)
+            .any(|d| d.verdict.drops() && d.forward.kind != Kind::Remote)
     {
         return kept;
     }
@@ -51,22 +49,11 @@ pub fn keep_held(ssh: &Path, eff: &Effective, decisions: &mut [Decision]) -> Vec
         return kept;
     };
     for (i, d) in decisions.iter_mut().enumerate() {
-        if !d.drop || d.forward.kind == Kind::Remote {
+        if !d.verdict.drops() || d.forward.kind == Kind::Remote {
             continue;
         }
-        let pid = if let Some((host, port)) = d.forward.local_tcp_listen() {
-            probe::tcp(host, port, &eff.probe)
-                .err()
-                .and_then(|b| b.addr())
-                .and_then(|a| holder::tcp_listener(a).ok())
-        } else if let Some(p) = d.forward.local_path_listen() {
-            holder::unix_listener(p).ok()
-        } else {
-            None
-        };
-        if pid.is_some_and(|h| h.pid == master) {
-            d.drop = false;
-            d.reason = None;
+        if d.verdict.holder_pid() == Some(master) {
+            d.verdict = Verdict::OwnMaster { pid: master };
             kept.push(i);
         }
     }

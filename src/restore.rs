@@ -39,6 +39,8 @@ pub struct Item {
     pub forward: Forward,
     /// ssh tried it and failed: it sits in the master's list, cancel first.
     pub cancel: bool,
+    /// The holder the probe named: waited on at once, without naming it again.
+    pub holder: Option<u32>,
 }
 
 /// Hands new items to the restore thread (clonable: the log reader has one).
@@ -160,12 +162,19 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 impl Pending {
     fn new(item: Item) -> Pending {
         let remote = item.forward.kind == Kind::Remote;
-        Pending {
-            item,
+        let mut p = Pending {
             next: Some(Instant::now() + if remote { REMOTE_FIRST } else { Duration::ZERO }),
             backoff: if remote { REMOTE_FIRST } else { LOCAL_FIRST },
             pidfd: None,
+            item,
+        };
+        // The probe named the holder a moment ago: wait on it right away
+        // (if it is already gone, pidfd_open fails and the probe runs now).
+        if let Some(fd) = p.item.holder.take().and_then(pidfd_open) {
+            p.pidfd = Some(fd);
+            p.next = Some(Instant::now() + HOLDER_RECHECK);
         }
+        p
     }
 
     fn later(&mut self, max: Duration) {
