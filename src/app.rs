@@ -81,6 +81,7 @@ pub fn run() -> Result<End, Error> {
         eff: &eff,
         sources: &sources,
         dir: None,
+        ctl_dir: None,
         decisions: Plan::make(&args, &eff, &sources).decisions,
         require: cli.require_forward,
         restore: !cli.no_restore,

@@ -26,6 +26,9 @@ pub struct Session<'a> {
     pub eff: &'a Effective,
     pub sources: &'a Sources,
     pub dir: Option<PrivateDir>,
+    /// A short private directory under /tmp for the control socket, when
+    /// `dir`'s path is too long for a unix socket address.
+    pub ctl_dir: Option<PrivateDir>,
     pub decisions: Vec<Decision>,
     /// `--require-forward`: a failed forward ends ssh (ExitOnForwardFailure=yes).
     pub require: bool,
@@ -206,9 +209,15 @@ impl Session<'_> {
         let ctl = if self.eff.control_path != "none" {
             PathBuf::from(&self.eff.control_path)
         } else {
-            let ctl = self.dir()?.path().join("ctl");
+            let mut ctl = self.dir()?.path().join("ctl");
             if !restore::fits(&ctl) {
-                return Ok(None);
+                let Ok(short) = PrivateDir::new_in(Path::new("/tmp")) else {
+                    return Ok(None);
+                };
+                ctl = self.ctl_dir.insert(short).path().join("ctl");
+                if !restore::fits(&ctl) {
+                    return Ok(None);
+                }
             }
             for o in [
                 "ControlMaster=yes".to_string(),

@@ -449,6 +449,23 @@ fn the_words_ssh_gets() {
         assert!(w.iter().any(|x| x == o), "{o}: {w:?}");
     }
     assert!(w.iter().any(|x| x.starts_with("ControlPath=/")), "{w:?}");
+    // A private dir whose path is too long for a socket address: the
+    // socket goes to a short private dir under /tmp, removed at the end.
+    let long = d.join("x".repeat(100));
+    fs::create_dir(&long).unwrap();
+    let long_s = long.to_str().unwrap();
+    let w = words_for(
+        d,
+        &["-F", "/dev/null", "-R", &r, "h"],
+        &[("XDG_RUNTIME_DIR", long_s), ("TMPDIR", long_s)],
+    );
+    let ctl = w
+        .iter()
+        .find_map(|x| x.strip_prefix("ControlPath="))
+        .unwrap_or_else(|| panic!("{w:?}"));
+    assert!(ctl.starts_with("/tmp/rosh-ssh."), "{w:?}");
+    assert!(!Path::new(ctl).parent().unwrap().exists(), "{ctl} left");
+    assert_eq!(fs::read_dir(&long).unwrap().count(), 0);
     // ... not with --no-restore, nor ROSH_RESTORE=0, nor -f.
     for (args, env) in [
         (
