@@ -206,7 +206,13 @@ impl Session<'_> {
         {
             return Ok(None);
         }
-        let ctl = if self.eff.control_path != "none" {
+        // The user's ControlPath serves when this ssh will be a master there
+        // (ControlMaster yes/ask/auto) or rides a live one; with
+        // ControlMaster no and no master, nothing would listen on it.
+        let theirs = self.eff.control_path != "none"
+            && (self.eff.control_master != "false"
+                || crate::ownmaster::master_pid(self.ssh, &self.eff.control_path).is_some());
+        let ctl = if theirs {
             PathBuf::from(&self.eff.control_path)
         } else {
             let mut ctl = self.dir()?.path().join("ctl");

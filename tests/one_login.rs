@@ -466,6 +466,28 @@ fn the_words_ssh_gets() {
     assert!(ctl.starts_with("/tmp/rosh-ssh."), "{w:?}");
     assert!(!Path::new(ctl).parent().unwrap().exists(), "{ctl} left");
     assert_eq!(fs::read_dir(&long).unwrap().count(), 0);
+    // The user's ControlPath where this ssh will be a master; a private one
+    // where nothing would listen there (ControlMaster no, no live master).
+    let theirs = d.join("cm-%C");
+    let theirs_s = format!("ControlPath={}", theirs.display());
+    let w = words_for(
+        d,
+        &[
+            "-F",
+            "/dev/null",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            &theirs_s,
+            "-R",
+            &r,
+            "h",
+        ],
+        &[],
+    );
+    assert!(!w.iter().any(|x| x == "ControlMaster=yes"), "{w:?}");
+    let w = words_for(d, &["-F", "/dev/null", "-o", &theirs_s, "-R", &r, "h"], &[]);
+    assert!(w.iter().any(|x| x == "ControlMaster=yes"), "{w:?}");
     // ... not with --no-restore, nor ROSH_RESTORE=0, nor -f.
     for (args, env) in [
         (
