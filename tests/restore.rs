@@ -53,18 +53,22 @@ struct Session {
 
 impl Session {
     fn start(lab: &Lab, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
-        let err = dir.join("stderr");
         let mut c = Command::new(rosh_ssh());
-        c.args(lab.args())
-            .args(args)
-            .args(["sleep", "60"])
-            .env_remove("ROSH_SSH")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&err).unwrap());
+        c.args(lab.args()).args(args).args(["sleep", "60"]);
         for (k, v) in env {
             c.env(k, v);
         }
+        Session::spawn(c, dir)
+    }
+
+    /// Runs `c` (rosh-ssh, or what execs it) with stderr in a file;
+    /// [`Session::end`] ends it with SIGTERM, so that it cleans up.
+    fn spawn(mut c: Command, dir: &Path) -> Session {
+        let err = dir.join("stderr");
+        c.env_remove("ROSH_SSH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).unwrap());
         Session {
             child: c.spawn().unwrap(),
             err,
@@ -305,19 +309,9 @@ fn the_users_own_master_is_the_control_socket() {
     let h = holder(tmp.path(), &port.to_string());
     let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     let before = lab.logins();
-    let err_path = tmp.path().join("stderr");
-    let mut child = Command::new(rosh_ssh())
-        .args(["-F", cfg_s, "-L", &l, "lab", "sleep 60"])
-        .env_remove("ROSH_SSH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let s = Session {
-        child: Command::new("true").spawn().unwrap(),
-        err: err_path,
-    };
+    let mut c = Command::new(rosh_ssh());
+    c.args(["-F", cfg_s, "-L", &l, "lab", "sleep 60"]);
+    let s = Session::spawn(c, tmp.path());
     assert!(
         s.wait_for("forward dropped", Duration::from_secs(20)),
         "{}",
@@ -327,8 +321,6 @@ fn the_users_own_master_is_the_control_socket() {
     end(h);
     let through = banner_within(&lab, port, Duration::from_secs(10));
     let restored = s.wait_for("restored", Duration::from_secs(5));
-    let _ = child.kill();
-    let _ = child.wait();
     let err = s.end();
     let _ = Command::new(lab::SSH)
         .args(["-F", cfg_s, "-O", "exit", "lab"])
@@ -558,36 +550,22 @@ fn holder_of_another_user_is_waited_for_on_the_backoff() {
     let port = lab::free_port();
     let h = holder(tmp.path(), &port.to_string());
     let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
-    let err_path = tmp.path().join("stderr");
-    let mut child = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(rosh_ssh())
         .arg("-F")
         .arg(&cfg)
         .args(["-L", &l, "lab", "sleep 60"])
-        .env_remove("ROSH_SSH")
         .env("HOME", &mine)
         .env("XDG_RUNTIME_DIR", &mine)
-        .env("TMPDIR", &mine)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let s = Session {
-        child: Command::new("true").spawn().unwrap(),
-        err: err_path,
-    };
+        .env("TMPDIR", &mine);
+    // setpriv execs rosh-ssh: the same pid gets the SIGTERM.
+    let s = Session::spawn(c, tmp.path());
     let dropped = s.wait_for("forward dropped", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(500));
     end(h);
     let through = banner_within(&lab, port, Duration::from_secs(20));
     let restored = s.wait_for("restored", Duration::from_secs(5));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
     let err = s.end();
     assert!(dropped, "{err}");
     assert!(
