@@ -37,17 +37,6 @@ pub fn restored(forward: &Forward) -> String {
     )
 }
 
-/// Whether the failure is about a local listener (bind, path, none at all).
-pub fn is_local(f: &Failure) -> bool {
-    matches!(
-        f,
-        Failure::LocalBind { .. }
-            | Failure::LocalCannotListen { .. }
-            | Failure::LocalPath { .. }
-            | Failure::LocalNoneSucceeded
-    )
-}
-
 /// ssh.c `ssh_confirm_remote_forward`'s debug line, forced out for `-f`:
 /// `remote forward success for: listen ...` or `... failure for: ...`.
 /// One per remote forward, so rosh-ssh can count the server's answers.
