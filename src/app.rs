@@ -4,15 +4,12 @@
 use crate::argv::Args;
 use crate::child::{self, End};
 use crate::cli::{self, Mode};
-use crate::config::{self, Sources};
-use crate::effective::{self, Effective};
+use crate::config;
+use crate::effective;
 use crate::error::Error;
-use crate::forward::{Endpoint, Forward, Kind};
-use crate::logpipe::{self, Dest, LogPipe};
-use crate::matcher::Failure;
-use crate::plan::{Decision, Plan, argv_forwards, probe_forward};
-use crate::tmpdir::PrivateDir;
-use crate::{check, describe, locate, quote};
+use crate::launch::{Session, last_arg};
+use crate::plan::{Plan, argv_forwards};
+use crate::{blame, check, describe, locate, ownmaster, quote};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -84,9 +81,18 @@ pub fn run() -> Result<End, Error> {
         eff: &eff,
         sources: &sources,
         dir: None,
+        ctl_dir: None,
         decisions: Plan::make(&args, &eff, &sources).decisions,
-        attempt: 0,
+        require: cli.require_forward,
+        restore: !cli.no_restore,
+        ssh: &ssh,
     };
+    for i in ownmaster::keep_held(&ssh, &eff, &mut session.decisions) {
+        say.line(format_args!(
+            "forward {}: held by this host's ControlMaster",
+            describe::forward(&session.decisions[i], &args)
+        ));
+    }
     for d in &session.decisions {
         say.line(format_args!(
             "forward {}",
@@ -99,9 +105,13 @@ pub fn run() -> Result<End, Error> {
         print_command(&ssh, &run.words);
         let mut out = std::io::stdout().lock();
         for d in &session.decisions {
-            let _ = out.write_all(if d.drop { b"drop " } else { b"keep " });
+            let _ = out.write_all(if d.verdict.drops() {
+                b"drop "
+            } else {
+                b"keep "
+            });
             let _ = out.write_all(describe::forward(d, &args).as_bytes());
-            if let Some(r) = &d.reason {
+            if let Some(r) = d.verdict.reason() {
                 let _ = write!(out, " # {r}");
             }
             let _ = out.write_all(b"\n");
@@ -112,78 +122,39 @@ pub fn run() -> Result<End, Error> {
         return Ok(End::Exited(0));
     }
 
-    for d in session.decisions.iter().filter(|d| d.drop) {
-        warn(&cli, &args, d);
+    for d in session.decisions.iter().filter(|d| d.verdict.drops()) {
+        let reason = d.verdict.reason().unwrap_or_default();
+        let name = describe::forward(d, &args);
+        eprintln!("{}", blame::warning(&name, &reason, cli.require_forward));
     }
-    if cli.require_forward && session.decisions.iter().any(|d| d.drop) {
+    if cli.require_forward && session.decisions.iter().any(|d| d.verdict.drops()) {
         return Ok(End::Exited(255));
     }
 
-    // Every retry drops at least one more forward: at most N+1 runs.
-    loop {
-        let run = session.prepare(true)?;
-        if say.0 {
-            let line = quote::line(
-                std::iter::once(ssh.as_os_str()).chain(run.words.iter().map(|w| w.as_os_str())),
-            );
-            say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
-        }
-        let end = child::run(child::command(&ssh, &run.words, depth), &ssh)?;
-        let outcome = run.log.and_then(LogPipe::finish);
-        say.line(format_args!("ssh ended: {}", end.describe()));
-        let Some(outcome) = outcome else {
-            return Ok(end);
-        };
-        let fatal = end == End::Exited(255) && outcome.failures.iter().any(logpipe::is_fatal);
-        let failed = if fatal {
-            session.failed(&outcome.failures)
-        } else {
-            Vec::new()
-        };
-        if failed.is_empty() || cli.require_forward {
-            outcome.release();
-        }
-        if failed.is_empty() {
-            if fatal {
-                say.line(format_args!(
-                    "a forward failed but none can be named: not retrying"
-                ));
-            }
-            return Ok(end);
-        }
-        for &i in &failed {
-            let d = &session.decisions[i];
-            if cli.require_forward {
-                eprintln!(
-                    "rosh-ssh: {}; not retrying (--require-forward)",
-                    describe::with_reason(d, &args, "failed")
-                );
-            } else {
-                warn(&cli, &args, d);
-            }
-        }
-        if cli.require_forward {
-            return Ok(end);
-        }
+    // One run, one login: a forward that fails from here on costs the
+    // forward and one line, never the connection.
+    let signals = child::Signals::block()?;
+    let run = session.prepare(true)?;
+    if say.0 {
+        let line = quote::line(
+            std::iter::once(ssh.as_os_str()).chain(run.words.iter().map(|w| w.as_os_str())),
+        );
+        say.line(format_args!("running: {}", String::from_utf8_lossy(&line)));
     }
-}
-
-fn warn(cli: &cli::Cli, args: &Args, d: &Decision) {
-    let line = describe::with_reason(d, args, "failed");
-    if cli.require_forward {
-        eprintln!("rosh-ssh: {line}; not connecting (--require-forward)");
-    } else {
-        eprintln!("rosh-ssh: {line}; forward dropped");
+    let end = child::run(child::command(&ssh, &run.words, depth), &ssh, &signals)?;
+    let outcome = run.log.and_then(|l| l.finish(end == End::Exited(0)));
+    if let Some(r) = run.restorer {
+        r.stop();
     }
-}
-
-/// The last value of an option letter (ssh keeps the last -F and -E).
-fn last_arg(args: &Args, letter: u8) -> Option<&OsStr> {
-    args.opts
-        .iter()
-        .rev()
-        .find(|o| o.letter == letter)
-        .and_then(|o| o.arg.as_deref())
+    say.line(format_args!("ssh ended: {}", end.describe()));
+    let live = outcome.iter().flat_map(|o| &o.failed);
+    for &i in live.filter(|&&i| !session.decisions[i].verdict.drops()) {
+        say.line(format_args!(
+            "failed after connecting: {}",
+            describe::forward(&session.decisions[i], &args)
+        ));
+    }
+    Ok(end)
 }
 
 /// Prints the private config copy for --dry-run, as comments.
@@ -211,234 +182,6 @@ fn print_copy(out: &mut impl Write, top: &Path, dir: Option<&Path>) {
             }
         }
     }
-}
-
-/// The state carried across runs of ssh: what was decided, and the private
-/// directory the config copies and the log FIFO live in (it lives as long
-/// as the ssh child: ProxyJump re-invokes ssh with the same -F).
-struct Session<'a> {
-    args: &'a Args,
-    eff: &'a Effective,
-    sources: &'a Sources,
-    dir: Option<PrivateDir>,
-    decisions: Vec<Decision>,
-    attempt: u32,
-}
-
-/// One run of ssh, ready to go.
-struct Run {
-    words: Vec<OsString>,
-    config: Option<PathBuf>,
-    log: Option<LogPipe>,
-}
-
-/// readconf.c: the functions whose messages name a failed forward, forced
-/// out with LogVerbose when the user's LogLevel would hide them all.
-const FORCED: &str = "ssh.c:ssh_confirm_remote_forward():*,ssh.c:ssh_init_forwarding():*,\
-channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*";
-
-impl Session<'_> {
-    fn dir(&mut self) -> Result<&PrivateDir, Error> {
-        let d = match self.dir.take() {
-            Some(d) => d,
-            None => PrivateDir::new()
-                .map_err(|e| Error::Io("cannot create a private directory".into(), e))?,
-        };
-        Ok(self.dir.insert(d))
-    }
-
-    /// The words for the next run: dropped forwards cut out of argv, a
-    /// config copy without the dropped config lines, and (when ssh would exit
-    /// on a forward failure, so a retry can help) ssh's log through a FIFO.
-    fn prepare(&mut self, live: bool) -> Result<Run, Error> {
-        self.attempt += 1;
-        let mut cut: Vec<usize> = Vec::new();
-        let mut config_drops: Vec<Forward> = Vec::new();
-        for d in self.decisions.iter().filter(|d| d.drop) {
-            cut.extend(d.opts.iter().copied());
-            if d.from_config.is_some() {
-                config_drops.push(d.forward.clone());
-            }
-        }
-        let mut front: Vec<OsString> = Vec::new();
-        let mut config = None;
-        if !config_drops.is_empty() {
-            let dir = self.dir()?.path().to_path_buf();
-            let top = config::rewrite(self.sources, &config_drops, &dir)
-                .map_err(|e| Error::Io("cannot write the private ssh_config copy".into(), e))?;
-            cut.extend(self.opts_with(b'F'));
-            front.push("-F".into());
-            front.push(top.clone().into());
-            config = Some(top);
-        }
-        let mut log = None;
-        if live && self.watch_log() {
-            let dest = match last_arg(self.args, b'E') {
-                None => Some(Dest::Stderr),
-                // If it can't be opened, ssh says so itself: leave -E alone.
-                Some(p) => Dest::file(Path::new(p)).ok(),
-            };
-            if let Some(dest) = dest {
-                let name = format!("log{}", self.attempt);
-                let dir = self.dir()?;
-                let fifo = dir
-                    .fifo(&name)
-                    .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
-                let quiet = matches!(self.eff.log_level.as_str(), "QUIET" | "SILENT")
-                    && self.eff.log_verbose == "none";
-                log = Some(
-                    LogPipe::start(&fifo, dest, quiet)
-                        .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
-                );
-                cut.extend(self.opts_with(b'E'));
-                front.push("-E".into());
-                front.push(fifo.into());
-                if quiet {
-                    front.push("-o".into());
-                    front.push(format!("LogVerbose={FORCED}").into());
-                }
-            }
-        }
-        let mut words = front;
-        words.extend(self.args.without(&cut));
-        Ok(Run { words, config, log })
-    }
-
-    /// Whether reading ssh's log can lead to a retry: only when ssh exits on
-    /// a forward failure, and not when ssh leaves a process behind that
-    /// would outlive the FIFO (-f, a ControlPersist master).
-    fn watch_log(&self) -> bool {
-        self.eff.exit_on_forward_failure
-            && !self.eff.fork_after_authentication
-            && self.eff.control_persist == "no"
-            && self.decisions.iter().any(|d| !d.drop)
-    }
-
-    fn opts_with(&self, letter: u8) -> Vec<usize> {
-        (0..self.args.opts.len())
-            .filter(|&n| self.args.opts[n].letter == letter)
-            .collect()
-    }
-
-    /// Marks the forwards that ssh's log names as failed; returns their
-    /// indexes. A local failure that names no port (LogLevel FATAL) is
-    /// found by probing again.
-    fn failed(&mut self, failures: &[Failure]) -> Vec<usize> {
-        let failures: Vec<Failure> = failures.iter().map(through_master).collect();
-        let mut hit: Vec<(usize, String)> = Vec::new();
-        let mut local_named = false;
-        for f in &failures {
-            for (i, d) in self.decisions.iter().enumerate() {
-                if d.drop {
-                    continue;
-                }
-                let reason = match (f, &d.forward.kind, &d.forward.listen) {
-                    (
-                        Failure::RemotePort { port, .. },
-                        Kind::Remote,
-                        Endpoint::Tcp { port: p, .. },
-                    ) if p == port && *p != 0 => {
-                        format!("the server refused listen port {port}")
-                    }
-                    (Failure::RemotePath { path, .. }, Kind::Remote, Endpoint::Path(p))
-                        if p == path =>
-                    {
-                        format!(
-                            "the server refused listen path {}",
-                            String::from_utf8_lossy(path)
-                        )
-                    }
-                    (
-                        Failure::LocalBind { addr, port, reason },
-                        Kind::Local | Kind::Dynamic,
-                        Endpoint::Tcp { port: p, .. },
-                    ) if p == port => {
-                        format!(
-                            "bind [{}]:{port}: {}",
-                            String::from_utf8_lossy(addr),
-                            String::from_utf8_lossy(reason)
-                        )
-                    }
-                    (
-                        Failure::LocalCannotListen { port },
-                        Kind::Local | Kind::Dynamic,
-                        Endpoint::Tcp { port: p, .. },
-                    ) if p == port => {
-                        format!("cannot listen to port {port}")
-                    }
-                    (
-                        Failure::LocalPath { path },
-                        Kind::Local | Kind::Dynamic,
-                        Endpoint::Path(p),
-                    ) if p == path => {
-                        format!("cannot bind to path {}", String::from_utf8_lossy(path))
-                    }
-                    _ => continue,
-                };
-                if matches!(
-                    f,
-                    Failure::LocalBind { .. }
-                        | Failure::LocalCannotListen { .. }
-                        | Failure::LocalPath { .. }
-                ) {
-                    local_named = true;
-                }
-                if !hit.iter().any(|(j, _)| *j == i) {
-                    hit.push((i, reason));
-                }
-            }
-        }
-        if failures.contains(&Failure::LocalNoneSucceeded) && !local_named {
-            for (i, d) in self.decisions.iter().enumerate() {
-                if d.drop || hit.iter().any(|(j, _)| *j == i) {
-                    continue;
-                }
-                if let Some(reason) = probe_forward(&d.forward, self.eff) {
-                    hit.push((i, reason));
-                }
-            }
-        }
-        for (i, reason) in &hit {
-            let d = &mut self.decisions[*i];
-            d.drop = true;
-            d.reason = Some(reason.clone());
-        }
-        hit.into_iter().map(|(i, _)| i).collect()
-    }
-}
-
-/// mux.c: through a ControlMaster a failure comes back as the master's
-/// reason: `remote port forwarding failed for listen port N` (or `listen
-/// path P`) for a remote forward, `Port forwarding failed` for a local one.
-fn through_master(f: &Failure) -> Failure {
-    let Failure::Mux { reason } = f else {
-        return f.clone();
-    };
-    let after =
-        |needle: &[u8]| memchr::memmem::find(reason, needle).map(|i| &reason[i + needle.len()..]);
-    if let Some(rest) = after(b"listen port ") {
-        let digits: Vec<u8> = rest
-            .iter()
-            .copied()
-            .take_while(u8::is_ascii_digit)
-            .collect();
-        if let Some(port) = std::str::from_utf8(&digits)
-            .ok()
-            .and_then(|d| d.parse().ok())
-        {
-            return Failure::RemotePort { port, fatal: true };
-        }
-    }
-    if let Some(path) = after(b"listen path ") {
-        return Failure::RemotePath {
-            path: path.to_vec(),
-            fatal: true,
-        };
-    }
-    if after(b"Port forwarding failed").is_some() {
-        return Failure::LocalNoneSucceeded;
-    }
-    f.clone()
 }
 
 /// `--verbose` lines on stderr.
@@ -503,7 +246,7 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration>
     for d in Plan::make(&args, &eff, &sources)
         .decisions
         .iter()
-        .filter(|d| d.drop)
+        .filter(|d| d.verdict.drops())
     {
         eprintln!(
             "rosh-ssh: {}; ssh will fail to listen there",

@@ -366,12 +366,11 @@ fn report(
             };
             writeln!(out, "  probe: {seen}")?;
         } else {
-            writeln!(out, "  probe: {}", d.reason.as_deref().unwrap_or("free"))?;
+            let reason = d.verdict.reason();
+            writeln!(out, "  probe: {}", reason.as_deref().unwrap_or("free"))?;
         }
-        let verdict = if d.drop {
+        let verdict = if d.verdict.drops() {
             "drops it".to_string()
-        } else if remote && eff.exit_on_forward_failure {
-            "keeps it; if the server refuses it, runs ssh again without it".into()
         } else if remote {
             "keeps it; if the server refuses it, ssh goes on without it".into()
         } else {

@@ -3,14 +3,15 @@
 //! mirrored exactly (after tini).
 
 use crate::error::Error;
+use libc::{
+    SIGALRM, SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH,
+};
 use nix::errno::Errno;
 use nix::sys::signal::{self, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signalfd::SignalFd;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use signal_hook::consts::signal::*;
-use signal_hook::iterator::SignalsInfo;
-use signal_hook::iterator::exfiltrator::WithOrigin;
-use signal_hook::low_level::siginfo::Cause;
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -114,21 +115,56 @@ fn hangup_for_leader(signal: i32) -> bool {
     signal == SIGHUP && nix::unistd::getsid(None) == Ok(nix::unistd::getpid())
 }
 
+/// The signals the wrapper handles, blocked so that a signalfd reads them.
+/// Made before any thread starts (threads inherit the mask, so no thread
+/// takes one of them with its default action); a child gets an empty mask
+/// again from [`unblock_all`] before its exec.
+pub struct Signals {
+    set: SigSet,
+}
+
+impl Signals {
+    /// A signal the caller ignores stays ignored, for the wrapper and, across
+    /// exec, for ssh: `nohup ssh` and `ssh ... &` in a script rely on that
+    /// (ssh keeps an ignored SIGHUP, SIGINT, SIGQUIT or SIGTERM ignored).
+    pub fn block() -> Result<Signals, Error> {
+        let mut set = SigSet::empty();
+        for &s in FORWARDED.iter().filter(|&&s| !ignored(s)) {
+            if let Ok(sig) = Signal::try_from(s) {
+                set.add(sig);
+            }
+        }
+        set.add(Signal::SIGCHLD);
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+            .map_err(|e| Error::Io("cannot handle signals".into(), e.into()))?;
+        Ok(Signals { set })
+    }
+}
+
+/// In a forked child before exec: the signals the wrapper blocked are not
+/// the new program's business (std's spawn leaves the mask as it is).
+pub fn unblock_all() {
+    // SAFETY: sigemptyset and pthread_sigmask are async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+    }
+}
+
+/// si_code of a signal the kernel sent (a terminal's SIGINT, SIGWINCH...).
+const SI_KERNEL: i32 = 0x80;
+
 /// Runs ssh as a child and waits for it (only it: a backgrounded ssh from
 /// `-f` or a ControlPersist master lives on), passing signals on.
-pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
-    // A signal the caller ignores stays ignored, for the wrapper and, across
-    // exec, for ssh: `nohup ssh` and `ssh ... &` in a script rely on that
-    // (ssh keeps an ignored SIGHUP, SIGINT, SIGQUIT or SIGTERM ignored).
-    let mut wanted: Vec<i32> = FORWARDED.iter().copied().filter(|&s| !ignored(s)).collect();
-    wanted.push(SIGCHLD);
-    // Registered before the spawn, so that no SIGCHLD can be missed.
-    let mut signals = SignalsInfo::<WithOrigin>::new(&wanted)
-        .map_err(|e| Error::Io("cannot handle signals".into(), e))?;
+pub fn run(mut cmd: Command, ssh: &Path, signals: &Signals) -> Result<End, Error> {
+    let fd = SignalFd::new(&signals.set)
+        .map_err(|e| Error::Io("cannot handle signals".into(), e.into()))?;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: prctl and getppid are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
+            unblock_all();
             // If the wrapper dies without a word (SIGKILL), ssh is told too.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             if libc::getppid() != parent {
@@ -156,16 +192,19 @@ pub fn run(mut cmd: Command, ssh: &Path) -> Result<End, Error> {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(Error::Io("waitpid".into(), e.into())),
         }
-        for info in signals.wait() {
-            if info.signal == SIGCHLD
-                || (matches!(info.cause, Cause::Kernel) && !hangup_for_leader(info.signal))
-            {
-                continue;
-            }
-            if let Ok(sig) = Signal::try_from(info.signal) {
-                // ESRCH: ssh is already gone; the next waitpid tells how.
-                let _ = signal::kill(pid, sig);
-            }
+        // Blocks until a signal comes; SIGCHLD brings the loop back to waitpid.
+        let info = match fd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::Io("signalfd".into(), e.into())),
+        };
+        let signo = info.ssi_signo as i32;
+        if signo == SIGCHLD || (info.ssi_code == SI_KERNEL && !hangup_for_leader(signo)) {
+            continue;
+        }
+        if let Ok(sig) = Signal::try_from(signo) {
+            // ESRCH: ssh is already gone; the next waitpid tells how.
+            let _ = signal::kill(pid, sig);
         }
     }
 }

@@ -7,24 +7,26 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 
 pub const USAGE: &str = "\
-usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--ssh PATH] [ssh arguments]
+usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--no-restore] [--ssh PATH]
+                [ssh arguments]
        rosh-ssh --check [--remote] [ssh arguments]
        rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]
        rosh-ssh --help | --version
 
-rosh-ssh runs the real ssh with the same arguments, except that a -L/-D
-forward whose local port is already taken is dropped with one warning line
-instead of breaking the connection. A -R/RemoteForward can only fail on the
-server: with ExitOnForwardFailure yes, rosh-ssh reads ssh's log and, when the
-server refuses a remote forward, runs ssh again without it (before the
-remote command starts, so it runs once); with ExitOnForwardFailure no, ssh
-goes on without it by itself.
+rosh-ssh runs the real ssh with the same arguments, except that a forward
+whose port is taken (a local one found before connecting, a remote one when
+the server refuses it) is dropped with one warning line instead of breaking
+the connection or costing a second login.
 
   --verbose          explain each decision on stderr (ROSH_VERBOSE=1)
   --dry-run          print the ssh command line and each forward's fate
                      (keep/drop, as you wrote it); connect nowhere
-  --require-forward  a taken port is fatal: exit 255, as ssh with
-                     ExitOnForwardFailure=yes would (ROSH_REQUIRE_FORWARD=1)
+  --require-forward  every forward, local or remote, or no session: a taken
+                     port or a refused remote forward means exit 255 before
+                     the command runs (ROSH_REQUIRE_FORWARD=1)
+  --no-restore       a dropped forward stays dropped; by default it is put
+                     back into the live connection once its port is free
+                     (ROSH_RESTORE=0)
   --ssh PATH         the real ssh (ROSH_SSH=PATH; default: the first ssh on
                      PATH that is not rosh-ssh)
   --check            report the forwards ssh would set up and their probes;
@@ -55,6 +57,8 @@ pub struct Cli {
     pub verbose: bool,
     pub dry_run: bool,
     pub require_forward: bool,
+    /// `--no-restore` or `ROSH_RESTORE=0`: a dropped forward stays dropped.
+    pub no_restore: bool,
     /// `--ssh` or `ROSH_SSH`.
     pub ssh: Option<OsString>,
     /// The ssh arguments, untouched.
@@ -72,6 +76,8 @@ pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Res
         verbose: truthy(env("ROSH_VERBOSE")),
         dry_run: false,
         require_forward: truthy(env("ROSH_REQUIRE_FORWARD")),
+        no_restore: env("ROSH_RESTORE")
+            .is_some_and(|v| matches!(v.as_bytes(), b"0" | b"no" | b"false" | b"off")),
         ssh: env("ROSH_SSH").filter(|s| !s.is_empty()),
         words: Vec::new(),
     };
@@ -89,6 +95,7 @@ pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Res
             b"--verbose" => cli.verbose = true,
             b"--dry-run" => cli.dry_run = true,
             b"--require-forward" => cli.require_forward = true,
+            b"--no-restore" => cli.no_restore = true,
             b"--check" => cli.mode = Mode::Check { remote: false },
             b"--remote" if matches!(cli.mode, Mode::Check { .. }) => {
                 cli.mode = Mode::Check { remote: true }
@@ -180,7 +187,10 @@ mod tests {
             &[("ROSH_VERBOSE", "0"), ("ROSH_REQUIRE_FORWARD", "")],
         )
         .unwrap();
-        assert!(!c.verbose && !c.require_forward);
+        assert!(!c.verbose && !c.require_forward && !c.no_restore);
+        assert!(p(&["h"], &[("ROSH_RESTORE", "0")]).unwrap().no_restore);
+        assert!(!p(&["h"], &[("ROSH_RESTORE", "1")]).unwrap().no_restore);
+        assert!(p(&["--no-restore", "h"], &[]).unwrap().no_restore);
     }
 
     #[test]
@@ -199,8 +209,7 @@ mod tests {
     #[test]
     fn usage_names_remote_forwards_and_the_connect_timeout() {
         for needle in [
-            "RemoteForward",
-            "runs ssh again without it",
+            "a remote one when\nthe server refuses it",
             "--connect-timeout SECONDS",
             "ROSH_SSH_CONNECT_TIMEOUT",
             "--remote",

@@ -84,7 +84,7 @@ pub fn with_reason(d: &Decision, args: &Args, fallback: &str) -> String {
     format!(
         "{}: {}",
         forward(d, args),
-        d.reason.as_deref().unwrap_or(fallback)
+        d.verdict.reason().as_deref().unwrap_or(fallback)
     )
 }
 

@@ -26,6 +26,11 @@ pub struct Effective {
     pub fork_after_authentication: bool,
     /// `controlpersist` as ssh prints it (`no` when a master won't linger).
     pub control_persist: String,
+    /// `tunnel` as ssh prints it (`false` when no tun device is asked for).
+    pub tunnel: String,
+    /// `controlmaster` and `controlpath` as ssh prints them.
+    pub control_master: String,
+    pub control_path: String,
     /// `ConnectTimeout`, when set.
     pub connect_timeout: Option<std::time::Duration>,
 }
@@ -44,6 +49,9 @@ impl Effective {
             log_level: "INFO".into(),
             log_verbose: "none".into(),
             control_persist: "no".into(),
+            tunnel: "false".into(),
+            control_master: "false".into(),
+            control_path: "none".into(),
             ..Effective::default()
         };
         for line in out.split(|&b| b == b'\n') {
@@ -77,6 +85,9 @@ impl Effective {
                         .and_then(|v| v.parse().ok())
                         .map(std::time::Duration::from_secs)
                 }
+                b"tunnel" => e.tunnel = String::from_utf8_lossy(value).into_owned(),
+                b"controlmaster" => e.control_master = String::from_utf8_lossy(value).into_owned(),
+                b"controlpath" => e.control_path = String::from_utf8_lossy(value).into_owned(),
                 b"forkafterauthentication" => e.fork_after_authentication = value == b"yes",
                 b"controlpersist" => {
                     e.control_persist = String::from_utf8_lossy(value).into_owned()

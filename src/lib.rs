@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod argv;
+pub mod blame;
 pub mod check;
 pub mod child;
 pub mod cli;
@@ -13,11 +14,14 @@ pub mod effective;
 pub mod error;
 pub mod forward;
 pub mod holder;
+pub mod launch;
 pub mod locate;
 pub mod logpipe;
 pub mod matcher;
+pub mod ownmaster;
 pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod quote;
+pub mod restore;
 pub mod tmpdir;

@@ -2,11 +2,16 @@
 //! relayed unchanged to where they would have gone and scanned by the
 //! matcher, without touching the session's stdin, stdout or stderr.
 //!
-//! The lines of a fatal forward failure are held back until ssh has ended:
-//! a retry replaces them with one rosh-ssh warning per forward, and without
-//! a retry they are released as they were.
+//! A failure line that names a kept forward is replaced, as it happens, by
+//! one `rosh-ssh:` line for that forward (ssh goes on: rosh-ssh runs it
+//! with ExitOnForwardFailure=no). Lines rosh-ssh forced out with LogVerbose
+//! are held back from a user whose LogLevel would hide them.
 
+use crate::blame;
+use crate::forward::Forward;
 use crate::matcher::{Failure, Matcher, Piece};
+use crate::plan::probe_forward;
+use crate::probe::Opts;
 use nix::fcntl::{OFlag, open};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
@@ -14,6 +19,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -43,92 +50,145 @@ impl Dest {
             Dest::File(f) => f.write_all(b),
         };
     }
-}
 
-/// Failures after which ssh exits because of ExitOnForwardFailure, before
-/// the session starts (so the remote command has not run).
-pub fn is_fatal(f: &Failure) -> bool {
-    match f {
-        Failure::RemotePort { fatal, .. } | Failure::RemotePath { fatal, .. } => *fatal,
-        Failure::LocalNoneSucceeded => true,
-        Failure::Mux { reason } => reason.ends_with(b"master forward request failed"),
-        _ => false,
+    /// One whole line of rosh-ssh's own. While the session has the terminal
+    /// in raw mode (ICANON off) the cursor may sit mid-line (a prompt): the
+    /// line then starts on a fresh line and ends in `\r\n`, as ssh ends its
+    /// own mid-session lines, so it begins at column 0 and leaves what was
+    /// on the screen intact.
+    pub fn line(&mut self, text: &str) {
+        let raw = match self {
+            Dest::Stderr => nix::sys::termios::tcgetattr(std::io::stderr()).is_ok_and(|t| {
+                !t.local_flags
+                    .contains(nix::sys::termios::LocalFlags::ICANON)
+            }),
+            Dest::File(_) => false,
+        };
+        let bytes = if raw {
+            format!("\r\n{text}\r\n")
+        } else {
+            format!("{text}\n")
+        };
+        self.write(bytes.as_bytes());
     }
 }
 
-/// What a run's log showed: its forward failures, and the lines from the
-/// first fatal failure on, held back.
+/// What to watch for: the forwards ssh was asked for, by their index in
+/// the plan.
+pub struct Watch {
+    /// Every forward of the plan, dropped ones too: a restore that loses a
+    /// race makes the master log a failure naming it.
+    pub forwards: Vec<(usize, Forward)>,
+    /// Each forward of the plan as the user wrote it, by plan index.
+    pub names: Vec<String>,
+    /// The ones dropped before ssh started: already reported.
+    pub dropped: Vec<usize>,
+    pub probe: Opts,
+    pub require: bool,
+    /// Drop lines with a LogVerbose tag: rosh-ssh forced them out.
+    pub hide_forced: bool,
+    /// Remote forwards whose answer `finish` waits for (`-f`).
+    pub answers_wanted: usize,
+    /// Where a forward that failed goes to be restored.
+    pub notify: Option<crate::restore::Notify>,
+}
+
+/// What the log showed: the plan indexes of the forwards that failed.
 pub struct Outcome {
-    pub failures: Vec<Failure>,
-    held: Vec<u8>,
-    dest: Dest,
+    pub failed: Vec<usize>,
+    pub answers: usize,
 }
 
-impl Outcome {
-    /// Writes the held lines where ssh would have written them.
-    pub fn release(mut self) {
-        let held = std::mem::take(&mut self.held);
-        self.dest.write(&held);
-    }
-}
-
-/// How long a non-fatal failure line (`bind [..]: Address already in use`)
-/// is held to see whether ssh's fatal line follows: ssh_init_forwarding
-/// writes both in one go.
-const HOLD: Duration = Duration::from_millis(200);
-
-/// The relay's state: lines held back and the failures seen.
+/// The relay's state.
 struct Relay {
     dest: Dest,
     /// Lines ready to go, written once per read from the FIFO rather than
     /// one write(2) per line.
     out: Vec<u8>,
-    /// Drop lines with a LogVerbose tag: rosh-ssh forced them out for a
-    /// user who asked for quiet.
-    hide_forced: bool,
-    failures: Vec<Failure>,
-    /// Non-fatal failure lines waiting for a fatal one (or for HOLD).
-    pending: Vec<u8>,
-    pending_since: Option<Instant>,
-    /// Everything from the first fatal failure line on: ssh is ending.
-    fatal: Vec<u8>,
+    watch: Watch,
+    failed: Vec<usize>,
+    answers: usize,
 }
 
 impl Relay {
     fn piece(&mut self, p: Piece<'_>) {
-        let (bytes, failure, hidden) = match p {
+        let (bytes, failure, forced) = match p {
             Piece::Line {
                 bytes,
                 failure,
                 forced,
-            } => (bytes, failure, forced && self.hide_forced),
+            } => (bytes, failure, forced),
             Piece::Raw(b) => (b, None, false),
         };
-        let fatal = failure.as_ref().is_some_and(is_fatal);
-        if let Some(f) = failure.clone() {
-            self.failures.push(f);
+        if blame::is_remote_answer(bytes) {
+            self.answers += 1;
         }
-        if hidden {
+        let named = failure.as_ref().is_some_and(|f| self.blame(f));
+        if named || (forced && self.watch.hide_forced) {
             return;
         }
-        if fatal {
-            self.fatal.append(&mut self.pending);
-            self.pending_since = None;
-        }
-        if !self.fatal.is_empty() || fatal {
-            self.fatal.extend_from_slice(bytes);
-        } else if failure.is_some() {
-            self.pending.extend_from_slice(bytes);
-            self.pending_since.get_or_insert_with(Instant::now);
-        } else {
-            self.flush_pending();
-            self.out.extend_from_slice(bytes);
-        }
+        self.out.extend_from_slice(bytes);
     }
 
-    fn flush_pending(&mut self) {
-        self.out.append(&mut self.pending);
-        self.pending_since = None;
+    /// Reports the forwards `f` names; whether it named any (then its line
+    /// is replaced by rosh-ssh's).
+    fn blame(&mut self, f: &Failure) -> bool {
+        let f = blame::through_master(f);
+        let mut hit: Vec<(usize, String)> = Vec::new();
+        for (i, fwd) in &self.watch.forwards {
+            if let Some(r) = blame::names(&f, fwd) {
+                hit.push((*i, r));
+            }
+        }
+        // `Could not request local forwarding.` names no port: the one
+        // whose port is taken now is the one that failed.
+        if f == Failure::LocalNoneSucceeded {
+            if self.failed.iter().any(|i| self.local(*i).is_some()) {
+                return true;
+            }
+            for (i, fwd) in &self.watch.forwards {
+                if let Some(r) = probe_forward(fwd, &self.watch.probe) {
+                    hit.push((*i, r));
+                }
+            }
+        }
+        if let Failure::Mux { reason } = &f {
+            // `master forward request failed` follows a named one.
+            if reason.ends_with(b"master forward request failed") && !self.failed.is_empty() {
+                return true;
+            }
+        }
+        let any = !hit.is_empty();
+        for (i, reason) in hit {
+            if self.failed.contains(&i) {
+                continue;
+            }
+            self.failed.push(i);
+            let fwd = &self.watch.forwards.iter().find(|(j, _)| *j == i).unwrap().1;
+            let name = self.watch.names.get(i).cloned().unwrap_or_default();
+            let line = blame::warning(&name, &reason, self.watch.require);
+            if let Some(n) = &self.watch.notify {
+                n.send(crate::restore::Item {
+                    forward: fwd.clone(),
+                    name,
+                    cancel: true,
+                    holder: None,
+                });
+            }
+            self.flush();
+            // rosh-ssh's own lines go where its other warnings go, even
+            // when ssh's log goes to the user's -E file.
+            Dest::Stderr.line(&line);
+        }
+        any
+    }
+
+    fn local(&self, i: usize) -> Option<&Forward> {
+        self.watch
+            .forwards
+            .iter()
+            .find(|(j, f)| *j == i && f.kind != crate::forward::Kind::Remote)
+            .map(|(_, f)| f)
     }
 
     fn flush(&mut self) {
@@ -137,82 +197,96 @@ impl Relay {
             self.out.clear();
         }
     }
-
-    /// The poll timeout: until the pending lines are due.
-    fn timeout(&self) -> PollTimeout {
-        match self.pending_since {
-            None => PollTimeout::NONE,
-            Some(t) => {
-                let left = HOLD.saturating_sub(t.elapsed()).as_millis() as u16;
-                PollTimeout::from(left)
-            }
-        }
-    }
 }
 
 /// The reader thread and the pipe that tells it ssh has ended.
 pub struct LogPipe {
     thread: JoinHandle<Outcome>,
-    wake: os_pipe::PipeWriter,
+    wake: OwnedFd,
+    no_answers: Arc<AtomicBool>,
 }
 
 impl LogPipe {
     /// Opens the FIFO (before ssh does, so that ssh's open finds a reader)
     /// and starts relaying to `dest`.
-    pub fn start(fifo: &Path, dest: Dest, hide_forced: bool) -> std::io::Result<LogPipe> {
+    pub fn start(fifo: &Path, dest: Dest, watch: Watch) -> std::io::Result<LogPipe> {
         let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
         let fd = open(fifo, flags, Mode::empty())?;
-        let (wake_r, wake) = os_pipe::pipe()?;
+        let (wake_r, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let relay = Relay {
             dest,
             out: Vec::new(),
-            hide_forced,
-            failures: Vec::new(),
-            pending: Vec::new(),
-            pending_since: None,
-            fatal: Vec::new(),
+            failed: watch.dropped.clone(),
+            watch,
+            answers: 0,
         };
-        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay));
-        Ok(LogPipe { thread, wake })
+        let no_answers = Arc::new(AtomicBool::new(false));
+        let flag = no_answers.clone();
+        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay, flag));
+        Ok(LogPipe {
+            thread,
+            wake,
+            no_answers,
+        })
     }
 
     /// Called once ssh has ended: relays what it left in the FIFO and
-    /// returns what the log showed. Lines a backgrounded ssh writes later
-    /// are not waited for.
-    pub fn finish(self) -> Option<Outcome> {
+    /// returns what the log showed. With `-f`, waits up to `wait` for the
+    /// server's answers to the remote forwards, which the backgrounded ssh
+    /// logs; other lines a backgrounded ssh writes later are not waited for.
+    pub fn finish(self, ssh_ok: bool) -> Option<Outcome> {
+        if !ssh_ok {
+            // An `ssh -f` that failed never went to the background: no
+            // answers will come.
+            self.no_answers.store(true, Ordering::Relaxed);
+        }
         drop(self.wake);
         self.thread.join().ok()
     }
 }
 
-fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
+/// How long `-f` waits for the server's answers to its remote forwards.
+const ANSWER_WAIT: Duration = Duration::from_secs(60);
+
+fn run(mut fifo: File, wake: OwnedFd, mut relay: Relay, no_answers: Arc<AtomicBool>) -> Outcome {
     let mut matcher = Matcher::new();
     let mut buf = vec![0u8; 64 * 1024];
-    let wake: OwnedFd = wake.into();
-    let mut ended = false;
+    let mut ended: Option<Instant> = None;
     loop {
-        if !ended {
-            let mut fds = [
-                PollFd::new(fifo.as_fd(), PollFlags::POLLIN),
-                PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-            ];
-            match poll(&mut fds, relay.timeout()) {
-                Ok(0) => {
-                    relay.flush_pending();
-                    relay.flush();
-                    continue;
+        let waiting = relay.answers < relay.watch.answers_wanted
+            && !(ended.is_some() && no_answers.load(Ordering::Relaxed));
+        let timeout = match ended {
+            None => PollTimeout::NONE,
+            Some(t) if waiting => {
+                let left = ANSWER_WAIT.saturating_sub(t.elapsed());
+                if left.is_zero() {
+                    break;
                 }
-                Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => break,
+                PollTimeout::from(left.as_millis().min(10_000) as u16)
             }
-            // The wake pipe closes when ssh has ended: drain what is left.
-            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
-                ended = true;
-            }
-            if !ended && fds[0].revents().is_none_or(|r| r.is_empty()) {
-                continue;
-            }
+            Some(_) => PollTimeout::ZERO,
+        };
+        let mut fds = vec![PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        if ended.is_none() {
+            fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, timeout) {
+            Ok(0) if ended.is_some() && !waiting => break,
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => break,
+        }
+        let fifo_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
+        // The wake pipe closes when ssh has ended: drain what is left.
+        if fds
+            .get(1)
+            .is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()))
+        {
+            ended = Some(Instant::now());
+        }
+        if !fifo_ready {
+            continue;
         }
         match fifo.read(&mut buf) {
             Ok(0) => break, // every writer is gone
@@ -221,17 +295,14 @@ fn run(mut fifo: File, wake: os_pipe::PipeReader, mut relay: Relay) -> Outcome {
                 relay.flush();
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            // EAGAIN once ssh has ended: nothing more is buffered.
-            Err(_) if ended => break,
+            Err(_) if ended.is_some() && !waiting => break,
             Err(_) => {}
         }
     }
     matcher.finish(&mut |p| relay.piece(p));
-    relay.flush_pending();
     relay.flush();
     Outcome {
-        failures: relay.failures,
-        held: relay.fatal,
-        dest: relay.dest,
+        failed: relay.failed,
+        answers: relay.answers,
     }
 }

@@ -40,14 +40,58 @@ pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
     out
 }
 
+/// What the probe (or the user's master) says about a forward.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Free,
+    /// The local listen side is taken: the probe's words, and the holder's
+    /// pid when /proc names it (the restorer waits on it), with its phrase.
+    Busy {
+        busy: String,
+        holder: Option<u32>,
+        held_by: Option<String>,
+    },
+    /// Held by the live ControlMaster this ssh rides: no conflict.
+    OwnMaster {
+        pid: u32,
+    },
+}
+
+impl Verdict {
+    /// Whether rosh-ssh drops the forward.
+    pub fn drops(&self) -> bool {
+        matches!(self, Verdict::Busy { .. })
+    }
+
+    /// The holder's pid, when known.
+    pub fn holder_pid(&self) -> Option<u32> {
+        match self {
+            Verdict::Busy { holder, .. } => *holder,
+            Verdict::OwnMaster { pid } => Some(*pid),
+            Verdict::Free => None,
+        }
+    }
+
+    /// Why it can't be had, in words: `in use: ADDR, held by pid N (...)`.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Verdict::Busy {
+                busy,
+                held_by: Some(h),
+                ..
+            } => Some(format!("{busy}, {h}")),
+            Verdict::Busy { busy, .. } => Some(busy.clone()),
+            Verdict::OwnMaster { .. } | Verdict::Free => None,
+        }
+    }
+}
+
 /// One forward ssh will set up, and what rosh-ssh makes of it.
 pub struct Decision {
     pub forward: Forward,
     /// The command-line options that ask for it (indexes into `args.opts`).
     pub opts: Vec<usize>,
-    /// Why it can't be had: a busy local address and its holder, or ssh's failure.
-    pub reason: Option<String>,
-    pub drop: bool,
+    pub verdict: Verdict,
     /// The first config line that asks for it, as `file:line`.
     pub from_config: Option<String>,
 }
@@ -93,12 +137,10 @@ impl Plan {
                     .filter(|(_, g)| g.prints_as(f))
                     .map(|(n, _)| *n)
                     .collect();
-                let reason = probe_forward(f, eff);
                 Decision {
                     forward: f.clone(),
                     opts,
-                    drop: reason.is_some(),
-                    reason,
+                    verdict: verdict(f, &eff.probe),
                     from_config: origins
                         .first()
                         .map(|o| format!("{}:{}", o.file.display(), o.line)),
@@ -109,32 +151,37 @@ impl Plan {
     }
 }
 
-/// The probe for one forward's local listen side, as a reason to drop it
-/// that names the holder; remote forwards listen on the server and can only
-/// fail after connecting.
-pub fn probe_forward(f: &Forward, eff: &Effective) -> Option<String> {
+/// The probe for one forward's local listen side, naming the holder of a
+/// busy one; remote forwards listen on the server and can only fail after
+/// connecting.
+pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
     let busy = if let Some((host, port)) = f.local_tcp_listen() {
-        probe::tcp(host, port, &eff.probe).err()?
+        probe::tcp(host, port, opts).err()
     } else if let Some(p) = f.local_path_listen() {
-        probe::path(p, &eff.probe).err()?
+        probe::path(p, opts).err()
     } else {
-        return None;
+        None
+    };
+    let Some(busy) = busy else {
+        return Verdict::Free;
     };
     // Naming the holder reads /proc: done only for what is busy.
-    let holder = match &busy {
+    let found = match &busy {
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
         Busy::NotLocal { .. } => None,
-        Busy::Tcp { addr, .. } => {
-            Some(holder::tcp_listener(*addr).map_or_else(|u| u.to_string(), |h| h.to_string()))
-        }
-        Busy::PathLive { path } => {
-            Some(holder::unix_listener(path).map_or_else(|u| u.to_string(), |h| h.to_string()))
-        }
+        Busy::Tcp { addr, .. } => Some(holder::tcp_listener(*addr)),
+        Busy::PathLive { path } => Some(holder::unix_listener(path)),
         Busy::PathExists { .. } => None,
     };
-    Some(match holder {
-        Some(h) => format!("{busy}, {h}"),
-        None => busy.to_string(),
-    })
+    Verdict::Busy {
+        busy: busy.to_string(),
+        holder: found.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.pid),
+        held_by: found.map(|h| h.map_or_else(|u| u.to_string(), |h| h.to_string())),
+    }
+}
+
+/// The probe's reason to drop a forward, if any.
+pub fn probe_forward(f: &Forward, opts: &probe::Opts) -> Option<String> {
+    verdict(f, opts).reason()
 }

@@ -324,7 +324,7 @@ fn remote_program_printing_the_failure_sentences_triggers_nothing() {
 }
 
 #[test]
-fn port_taken_between_probe_and_bind_is_retried() {
+fn port_taken_between_probe_and_bind_costs_the_forward_not_a_login() {
     let Some(lab) = Lab::start() else { return };
     let port = lab::free_port();
     let work = TempDir::new("race");
@@ -350,6 +350,7 @@ fn port_taken_between_probe_and_bind_is_retried() {
         ),
     );
     let tmp = private_tmp();
+    let before = lab.logins();
     let out = rosh_in(
         &tmp,
         &["-F", cfg.to_str().unwrap(), "grav", "echo", "raced"],
@@ -370,6 +371,7 @@ fn port_taken_between_probe_and_bind_is_retried() {
         "{err}"
     );
     assert_eq!(err.matches("rosh-ssh:").count(), 1, "{err}");
+    assert_eq!(lab.logins() - before, 1, "one login: {}", lab.sshd_log());
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 

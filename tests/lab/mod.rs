@@ -281,6 +281,29 @@ impl Lab {
         fs::read_to_string(self.path().join("sshd.log")).unwrap_or_default()
     }
 
+    /// How many logins sshd has accepted so far (sshd logs at VERBOSE).
+    pub fn logins(&self) -> usize {
+        self.sshd_log().matches("Accepted publickey for ").count()
+    }
+
+    /// Reads sshd's banner through `port` on 127.0.0.1: a forward to the lab
+    /// carries a connection. Bounded: 5 s.
+    pub fn banner_through(&self, port: u16) -> Result<String, String> {
+        use std::io::Read;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let t = std::time::Duration::from_secs(5);
+        let mut s = std::net::TcpStream::connect_timeout(&addr, t).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if got.starts_with("SSH-2.0-") {
+            Ok(got)
+        } else {
+            Err(format!("no banner: {got:?}"))
+        }
+    }
+
     /// Runs the real ssh with the lab's arguments followed by `rest`.
     pub fn ssh(&self, rest: &[&str]) -> Output {
         Command::new(SSH)
@@ -347,6 +370,31 @@ impl PortHolder {
             _v6: None,
         }
     }
+    /// A port held on 127.0.0.1 and on ::1 (where there is IPv6): what a
+    /// stale ssh holds, and what sshd can bind for no remote forward.
+    pub fn both() -> PortHolder {
+        loop {
+            let v4 = fresh_listener();
+            let port = v4.local_addr().unwrap().port();
+            match TcpListener::bind(("::1", port)) {
+                Ok(v6) => {
+                    return PortHolder {
+                        port,
+                        _v4: v4,
+                        _v6: Some(v6),
+                    };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(_) => {
+                    return PortHolder {
+                        port,
+                        _v4: v4,
+                        _v6: None,
+                    };
+                }
+            }
+        }
+    }
     pub fn at(port: u16) -> std::io::Result<PortHolder> {
         let l = TcpListener::bind(("127.0.0.1", port))?;
         Ok(PortHolder {
@@ -354,5 +402,77 @@ impl PortHolder {
             _v4: l,
             _v6: None,
         })
+    }
+}
+
+/// A private tmux server (its own socket, no user config) running one
+/// command in a real terminal; ended by its pid on drop.
+pub struct Tmux {
+    pub socket: PathBuf,
+}
+
+impl Tmux {
+    /// Starts `command` (run by sh) in a 200x50 window.
+    pub fn start(dir: &Path, command: &str) -> Tmux {
+        let t = Tmux {
+            socket: dir.join("tmux.sock"),
+        };
+        let out = t.cmd(&[
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "200",
+            "-y",
+            "50",
+            command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .env_remove("ROSH_SSH")
+            .output()
+            .expect("tmux")
+    }
+
+    /// What the pane shows, with its history.
+    pub fn pane(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-S", "-200"]).stdout)
+            .into_owned()
+    }
+
+    /// Waits (bounded by `limit`) until the pane shows `needle`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.pane().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let out = self.cmd(&["display-message", "-p", "#{pid}"]);
+        if let Ok(pid) = String::from_utf8_lossy(&out.stdout).trim().parse::<i32>() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
     }
 }

@@ -1,0 +1,512 @@
+//! One connection, one login: a forward that fails after ssh connected
+//! costs the forward and one `rosh-ssh:` line, never a second
+//! authentication. Logins are counted in the lab sshd's own log.
+mod lab;
+
+use lab::{Lab, PortHolder, TempDir, rosh_ssh};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// rosh-ssh's own lines on stderr.
+fn rosh_lines(err: &str) -> Vec<&str> {
+    err.lines()
+        .map(|l| l.trim_start_matches('\r'))
+        .filter(|l| l.starts_with("rosh-ssh: "))
+        .collect()
+}
+
+/// A config whose `Host lab` block starts with `extra` lines.
+fn config(lab: &Lab, name: &str, extra: &str) -> PathBuf {
+    lab.config_with(name, &format!("Host lab\n{extra}"))
+}
+
+fn rosh(args: &[&str]) -> Command {
+    let mut c = Command::new(rosh_ssh());
+    c.args(args).env_remove("ROSH_SSH").stdin(Stdio::null());
+    c
+}
+
+/// Runs `cmd` with stdout and stderr in files (a backgrounded ssh may keep
+/// them open), waiting at most `limit`.
+fn run_files(cmd: &mut Command, dir: &Path, limit: Duration) -> (Option<i32>, String, String) {
+    let out = dir.join("stdout");
+    let err = dir.join("stderr");
+    let mut child = cmd
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st.code();
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (
+        code,
+        fs::read_to_string(out).unwrap_or_default(),
+        fs::read_to_string(err).unwrap_or_default(),
+    )
+}
+
+/// Ends the process listening on 127.0.0.1:`port` (a backgrounded ssh this
+/// test started), by its pid.
+fn end_listener(port: u16) {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    if let Ok(h) = rosh_ssh::holder::tcp_listener(addr) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(h.pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+#[test]
+fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let runs = TempDir::new("levels");
+    for eoff in ["yes", "no"] {
+        let cfg = config(
+            &lab,
+            &format!("eoff-{eoff}.conf"),
+            &format!(
+                "  RemoteForward {} localhost:22\n  ExitOnForwardFailure {eoff}\n",
+                held.port
+            ),
+        );
+        for level in ["INFO", "ERROR", "FATAL", "QUIET"] {
+            for with_e in [false, true] {
+                let tag = format!("{eoff}-{level}-{with_e}");
+                let count = runs.path().join(format!("count-{tag}"));
+                let elog = runs.path().join(format!("e-{tag}.log"));
+                let cmd = format!("echo ran >> {}; echo ok", count.display());
+                let level_opt = format!("LogLevel={level}");
+                let mut args = vec!["-F", cfg.to_str().unwrap(), "-o", &level_opt];
+                let e = elog.to_str().unwrap().to_string();
+                if with_e {
+                    args.extend(["-E", &e]);
+                }
+                args.extend(["lab", &cmd]);
+                let before = lab.logins();
+                let out: Output = rosh(&args).output().unwrap();
+                let err = text(&out.stderr);
+                assert_eq!(out.status.code(), Some(0), "{tag}: {err}");
+                assert_eq!(text(&out.stdout), "ok\n", "{tag}");
+                assert_eq!(
+                    fs::read_to_string(&count).unwrap(),
+                    "ran\n",
+                    "{tag}: the command ran once"
+                );
+                let lines = rosh_lines(&err);
+                assert_eq!(lines.len(), 1, "{tag}: {err}");
+                assert!(
+                    lines[0].starts_with(&format!("rosh-ssh: remoteforward {} ", held.port))
+                        && lines[0].contains("refused"),
+                    "{tag}: {err}"
+                );
+                // ssh's own failure line is replaced; no forced line leaks.
+                assert!(
+                    !err.contains("remote port forwarding failed"),
+                    "{tag}: {err}"
+                );
+                assert!(!err.contains("(pid="), "{tag}: {err}");
+                if with_e {
+                    let log = fs::read_to_string(&elog).unwrap_or_default();
+                    assert!(!log.contains("(pid="), "{tag}: {log}");
+                }
+                assert_eq!(lab.logins() - before, 1, "{tag}: {}", lab.sshd_log());
+            }
+        }
+    }
+}
+
+#[test]
+fn require_forward_covers_a_refused_remote_forward_whatever_the_config_says() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let cfg = config(
+        &lab,
+        "req.conf",
+        &format!(
+            "  RemoteForward {} localhost:22\n  ExitOnForwardFailure no\n",
+            held.port
+        ),
+    );
+    let runs = TempDir::new("req");
+    let count = runs.path().join("count");
+    let cmd = format!("echo ran >> {}", count.display());
+    let before = lab.logins();
+    let out = rosh(&[
+        "--require-forward",
+        "-F",
+        cfg.to_str().unwrap(),
+        "lab",
+        &cmd,
+    ])
+    .output()
+    .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(255), "{err}");
+    assert!(!count.exists(), "the command ran");
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn fork_with_a_held_remote_forward_returns_with_the_kept_forward_working() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let local = lab::free_port();
+    let cfg = config(&lab, "fork.conf", "  ExitOnForwardFailure yes\n");
+    let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
+    let r = format!("{}:localhost:22", held.port);
+    let runs = TempDir::new("fork");
+    let before = lab.logins();
+    let (code, _out, err) = run_files(
+        &mut rosh(&[
+            "-F",
+            cfg.to_str().unwrap(),
+            "-fN",
+            "-L",
+            &l,
+            "-R",
+            &r,
+            "lab",
+        ]),
+        runs.path(),
+        Duration::from_secs(60),
+    );
+    let banner = lab.banner_through(local);
+    end_listener(local);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("-R {r}"))
+            || lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert!(banner.is_ok(), "{banner:?}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let sock = lab.path().join("cp");
+    let cfg = config(
+        &lab,
+        "persist.conf",
+        &format!(
+            "  ControlMaster auto\n  ControlPath {}\n  ControlPersist 30\n  ExitOnForwardFailure yes\n  RemoteForward {} localhost:22\n",
+            sock.display(),
+            held.port
+        ),
+    );
+    let runs = TempDir::new("persist");
+    let before = lab.logins();
+    let (code, out, err) = run_files(
+        &mut rosh(&["-F", cfg.to_str().unwrap(), "lab", "echo ok"]),
+        runs.path(),
+        Duration::from_secs(60),
+    );
+    // rosh-ssh is gone: nobody reads the FIFO the master logs to. Make it
+    // log (a refused forward through it: mux.c error_f) and see it live on.
+    // Another port: the first one is in the master's list, and `-O forward`
+    // answers it as already there (mux.c "found existing forwarding").
+    let held2 = PortHolder::both();
+    let r = format!("{}:localhost:22", held2.port);
+    let refused = Command::new(lab::SSH)
+        .args([
+            "-F",
+            cfg.to_str().unwrap(),
+            "-O",
+            "forward",
+            "-R",
+            &r,
+            "lab",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let check = Command::new(lab::SSH)
+        .args(["-F", cfg.to_str().unwrap(), "-O", "check", "lab"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let exit = Command::new(lab::SSH)
+        .args(["-F", cfg.to_str().unwrap(), "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out, "ok\n");
+    assert_eq!(
+        refused.status.code(),
+        Some(255),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(
+        check.status.success(),
+        "the master lived on: {}",
+        text(&check.stderr)
+    );
+    assert!(
+        exit.status.success(),
+        "the master lived: {}",
+        text(&exit.stderr)
+    );
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        "{err}"
+    );
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+#[test]
+fn the_users_live_master_holding_the_same_local_forward_is_no_conflict() {
+    let Some(lab) = Lab::start() else { return };
+    let local = lab::free_port();
+    let sock = lab.path().join("own");
+    let cfg = config(
+        &lab,
+        "own.conf",
+        &format!("  ControlMaster auto\n  ControlPath {}\n", sock.display()),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-fN", "-L", &l, "lab"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = lab.logins();
+    let out = rosh(&["-F", cfg_s, "-L", &l, "lab", "echo ok"])
+        .output()
+        .unwrap();
+    let banner = lab.banner_through(local);
+    let _ = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(text(&out.stdout), "ok\n");
+    assert_eq!(rosh_lines(&err), Vec::<&str>::new(), "{err}");
+    assert!(banner.is_ok(), "{banner:?}");
+    assert_eq!(lab.logins(), before, "rode the master: {}", lab.sshd_log());
+}
+
+#[test]
+fn passphrase_asked_once_in_a_real_terminal_with_a_refused_remote_forward() {
+    let Some(lab) = Lab::start() else { return };
+    if !lab::require("/usr/bin/tmux") {
+        return;
+    }
+    let dir = TempDir::new("pass");
+    let key = dir.path().join("pkey");
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret-words", "-f"])
+        .arg(&key)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut auth = fs::read_to_string(lab.path().join("authorized_keys")).unwrap();
+    auth.push_str(&fs::read_to_string(key.with_extension("pub")).unwrap());
+    fs::write(lab.path().join("authorized_keys"), auth).unwrap();
+    let held = PortHolder::both();
+    let cfg = config(
+        &lab,
+        "pass.conf",
+        &format!(
+            "  BatchMode no\n  IdentityFile {}\n  IdentityAgent none\n  RemoteForward {} localhost:22\n  ExitOnForwardFailure yes\n  LogLevel INFO\n",
+            key.display(),
+            held.port
+        ),
+    );
+    let before = lab.logins();
+    let tmux = lab::Tmux::start(
+        dir.path(),
+        &format!(
+            "{} -F {} -t lab 'echo RAN-OK; sleep 1'; echo EXIT=$?; sleep 60",
+            rosh_ssh().display(),
+            cfg.display()
+        ),
+    );
+    assert!(
+        tmux.wait_for("Enter passphrase", Duration::from_secs(20)),
+        "{}",
+        tmux.pane()
+    );
+    tmux.cmd(&["send-keys", "secret-words", "Enter"]);
+    assert!(
+        tmux.wait_for("EXIT=", Duration::from_secs(30)),
+        "{}",
+        tmux.pane()
+    );
+    let pane = tmux.pane();
+    assert_eq!(pane.matches("Enter passphrase").count(), 1, "{pane}");
+    assert_eq!(pane.matches("RAN-OK").count(), 1, "{pane}");
+    assert!(pane.contains("EXIT=0"), "{pane}");
+    let lines: Vec<&str> = pane.lines().filter(|l| l.contains("rosh-ssh:")).collect();
+    assert_eq!(lines.len(), 1, "{pane}");
+    assert!(lines[0].starts_with("rosh-ssh: remoteforward"), "{pane}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+/// The words ssh gets, seen by a stub that asks the real ssh for `-G` and
+/// otherwise writes its argv to a file (only the argv matters here).
+fn words_for(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let stub = dir.join("ssh");
+    let out = dir.join("argv");
+    let _ = fs::remove_file(&out);
+    fs::write(
+        &stub,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in -G) exec {} \"$@\";; esac\nprintf '%s\\n' \"$@\" > {}\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = -E ] && : > \"$2\"; shift; done\n",
+            lab::SSH,
+            out.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&stub, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut c = Command::new(rosh_ssh());
+    c.arg("--ssh").arg(&stub).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    fs::read_to_string(&out)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn the_words_ssh_gets() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let dir = TempDir::new("words");
+    let d = dir.path();
+    let free = lab::free_port().to_string();
+    let l = format!("{free}:h:22");
+    // Kept forwards: ExitOnForwardFailure=no first, the log FIFO, LogVerbose.
+    let w = words_for(d, &["-F", "/dev/null", "-L", &l, "h"], &[]);
+    assert_eq!(w[..2], ["-o", "ExitOnForwardFailure=no"], "{w:?}");
+    assert!(w.iter().any(|x| x == "-E"), "{w:?}");
+    assert!(w.iter().any(|x| x.starts_with("LogVerbose=")), "{w:?}");
+    assert!(!w.iter().any(|x| x.starts_with("ControlMaster")), "{w:?}");
+    assert_eq!(w[w.len() - 3..], ["-L", &l, "h"], "{w:?}");
+    // --require-forward: yes.
+    let w = words_for(
+        d,
+        &["--require-forward", "-F", "/dev/null", "-L", &l, "h"],
+        &[],
+    );
+    assert_eq!(w[..2], ["-o", "ExitOnForwardFailure=yes"], "{w:?}");
+    // A tunnel: the user's setting stays.
+    let w = words_for(d, &["-F", "/dev/null", "-w", "0:0", "-L", &l, "h"], &[]);
+    assert!(
+        !w.iter().any(|x| x.starts_with("ExitOnForwardFailure")),
+        "{w:?}"
+    );
+    // At a debug level nothing is forced.
+    let w = words_for(d, &["-F", "/dev/null", "-v", "-L", &l, "h"], &[]);
+    assert!(!w.iter().any(|x| x.starts_with("LogVerbose=")), "{w:?}");
+    // A remote forward may be refused: a private master to restore through.
+    let r = format!("{free}:h:22");
+    let w = words_for(d, &["-F", "/dev/null", "-R", &r, "h"], &[]);
+    for o in ["ControlMaster=yes", "ControlPersist=no"] {
+        assert!(w.iter().any(|x| x == o), "{o}: {w:?}");
+    }
+    assert!(w.iter().any(|x| x.starts_with("ControlPath=/")), "{w:?}");
+    // A private dir whose path is too long for a socket address: the
+    // socket goes to a short private dir under /tmp, removed at the end.
+    let long = d.join("x".repeat(100));
+    fs::create_dir(&long).unwrap();
+    let long_s = long.to_str().unwrap();
+    let w = words_for(
+        d,
+        &["-F", "/dev/null", "-R", &r, "h"],
+        &[("XDG_RUNTIME_DIR", long_s), ("TMPDIR", long_s)],
+    );
+    let ctl = w
+        .iter()
+        .find_map(|x| x.strip_prefix("ControlPath="))
+        .unwrap_or_else(|| panic!("{w:?}"));
+    assert!(ctl.starts_with("/tmp/rosh-ssh."), "{w:?}");
+    assert!(!Path::new(ctl).parent().unwrap().exists(), "{ctl} left");
+    assert_eq!(fs::read_dir(&long).unwrap().count(), 0);
+    // The user's ControlPath where this ssh will be a master; a private one
+    // where nothing would listen there (ControlMaster no, no live master).
+    let theirs = d.join("cm-%C");
+    let theirs_s = format!("ControlPath={}", theirs.display());
+    let w = words_for(
+        d,
+        &[
+            "-F",
+            "/dev/null",
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            &theirs_s,
+            "-R",
+            &r,
+            "h",
+        ],
+        &[],
+    );
+    assert!(!w.iter().any(|x| x == "ControlMaster=yes"), "{w:?}");
+    let w = words_for(d, &["-F", "/dev/null", "-o", &theirs_s, "-R", &r, "h"], &[]);
+    assert!(w.iter().any(|x| x == "ControlMaster=yes"), "{w:?}");
+    // ... not with --no-restore, nor ROSH_RESTORE=0, nor -f.
+    for (args, env) in [
+        (
+            vec!["--no-restore", "-F", "/dev/null", "-R", &r, "h"],
+            vec![],
+        ),
+        (
+            vec!["-F", "/dev/null", "-R", &r, "h"],
+            vec![("ROSH_RESTORE", "0")],
+        ),
+        (vec!["-F", "/dev/null", "-fN", "-R", &r, "h"], vec![]),
+    ] {
+        let w = words_for(d, &args, &env);
+        assert!(
+            !w.iter().any(|x| x.starts_with("Control")),
+            "{args:?}: {w:?}"
+        );
+    }
+    // No forward at all: the fast path, the words as given.
+    let w = words_for(d, &["-F", "/dev/null", "h", "true"], &[]);
+    assert_eq!(w, ["-F", "/dev/null", "h", "true"]);
+}
