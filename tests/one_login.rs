@@ -113,8 +113,10 @@ fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
                 let lines = rosh_lines(&err);
                 assert_eq!(lines.len(), 1, "{tag}: {err}");
                 assert!(
-                    lines[0].starts_with(&format!("rosh-ssh: remoteforward {} ", held.port))
-                        && lines[0].contains("refused"),
+                    lines[0].starts_with(&format!(
+                        "rosh-ssh: RemoteForward {} localhost:22 (",
+                        held.port
+                    )) && lines[0].contains("refused"),
                     "{tag}: {err}"
                 );
                 // ssh's own failure line is replaced; no forced line leaks.
@@ -164,7 +166,7 @@ fn require_forward_covers_a_refused_remote_forward_whatever_the_config_says() {
     let lines = rosh_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
-        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        lines[0].contains(&format!("RemoteForward {} localhost:22 (", held.port)),
         "{err}"
     );
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
@@ -201,7 +203,7 @@ fn fork_with_a_held_remote_forward_returns_with_the_kept_forward_working() {
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
         lines[0].contains(&format!("-R {r}"))
-            || lines[0].contains(&format!("remoteforward {} ", held.port)),
+            || lines[0].contains(&format!("RemoteForward {} localhost:22 (", held.port)),
         "{err}"
     );
     assert!(banner.is_ok(), "{banner:?}");
@@ -279,7 +281,7 @@ fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
     let lines = rosh_lines(&err);
     assert_eq!(lines.len(), 1, "{err}");
     assert!(
-        lines[0].contains(&format!("remoteforward {} ", held.port)),
+        lines[0].contains(&format!("RemoteForward {} localhost:22 (", held.port)),
         "{err}"
     );
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
@@ -374,7 +376,7 @@ fn passphrase_asked_once_in_a_real_terminal_with_a_refused_remote_forward() {
     assert!(pane.contains("EXIT=0"), "{pane}");
     let lines: Vec<&str> = pane.lines().filter(|l| l.contains("rosh-ssh:")).collect();
     assert_eq!(lines.len(), 1, "{pane}");
-    assert!(lines[0].starts_with("rosh-ssh: remoteforward"), "{pane}");
+    assert!(lines[0].starts_with("rosh-ssh: RemoteForward "), "{pane}");
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
 

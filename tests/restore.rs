@@ -198,12 +198,9 @@ fn held_unix_socket_local_forward_comes_back() {
     let sock_s = sock.to_str().unwrap().to_string();
     let h = holder(tmp.path(), &sock_s);
     let l = format!("{sock_s}:127.0.0.1:{}", lab.port);
-    let s = Session::start(
-        &lab,
-        tmp.path(),
-        &["-o", "StreamLocalBindUnlink=yes", "-L", &l],
-        &[],
-    );
+    // StreamLocalBindUnlink no (ssh's default): a live socket is a
+    // conflict; with yes ssh would replace it, and rosh-ssh keeps it.
+    let s = Session::start(&lab, tmp.path(), &["-L", &l], &[]);
     assert!(
         s.wait_for("forward dropped", Duration::from_secs(20)),
         "{}",
@@ -211,6 +208,9 @@ fn held_unix_socket_local_forward_comes_back() {
     );
     std::thread::sleep(Duration::from_millis(500));
     end(h);
+    // A holder that ends cleanly removes its socket; ssh could not bind
+    // over the stale file either.
+    let _ = std::fs::remove_file(&sock);
     let start = Instant::now();
     let mut got = Err(String::new());
     while start.elapsed() < Duration::from_secs(10) {
