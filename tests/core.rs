@@ -117,10 +117,52 @@ fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
     let held = PortHolder::v4();
     // Plain ssh would bind ::1 only and hand 127.0.0.1 clients to the holder.
     let fwd = format!("{}:localhost:22", held.port);
-    let out = run(&mut rosh(&lab, &["-L", &fwd, "echo", "ok"]));
+    // What ssh is given: the -L cut out of its command line.
+    let out = run(Command::new(rosh_ssh())
+        .arg("--dry-run")
+        .args(lab.args())
+        .args(["-L", &fwd, "echo", "ok"])
+        .env_remove("ROSH_SSH"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "ok\n");
-    assert!(text(&out.stderr).contains(&format!("in use: 127.0.0.1:{}", held.port)));
+    let dry = text(&out.stdout);
+    let lines: Vec<&str> = dry.lines().collect();
+    assert_eq!(lines.len(), 2, "{dry}");
+    let cfg = lab.config();
+    assert_eq!(
+        lines[0],
+        format!("{} -F {} lab echo ok", lab::SSH, cfg.display()),
+        "{dry}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "drop localforward {} [localhost]:22 # in use: 127.0.0.1:{}",
+            held.port, held.port
+        )),
+        "{dry}"
+    );
+    // The real run: the session runs, and while it does ssh listens on
+    // neither loopback address of that port (plain ssh would take ::1).
+    let mut child = rosh(&lab, &["-L", &fwd, "echo ready; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = lab::first_line(&mut child);
+    assert_eq!(first, "ready\n");
+    if lab::ipv6_loopback() {
+        let v6 = std::net::TcpStream::connect(("::1", held.port));
+        assert!(v6.is_err(), "something listens on [::1]:{}", held.port);
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("in use: 127.0.0.1:{}", held.port)),
+        "{err}"
+    );
 }
 
 #[test]

@@ -356,3 +356,26 @@ impl PortHolder {
         })
     }
 }
+
+/// Whether the tests run under CI, where nothing may skip in silence.
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// A skip outside CI (printed), a failure under CI: `.ci/run` must provide
+/// what `why` names.
+pub fn skip_or_fail(why: &str) {
+    if ci() {
+        panic!("{why}, and CI is set: .ci/run must provide it");
+    }
+    eprintln!("skipping: {why}");
+}
+
+/// Whether ::1 can be bound here; under CI its absence fails the test.
+pub fn ipv6_loopback() -> bool {
+    if TcpListener::bind("[::1]:0").is_ok() {
+        return true;
+    }
+    skip_or_fail("no IPv6 on loopback");
+    false
+}
