@@ -218,13 +218,13 @@ fn rewrite_keeps_meaning_with_the_real_home() {
     // ssh's glob expands `~` to $HOME, as config::sources does.
     let src = config::sources(Some("/dev/null".as_ref()));
     let Some(home) = src.home.clone() else {
-        eprintln!("skipping: no home");
+        lab::skip_or_fail("no home directory for the test user");
         return;
     };
     let ssh = home.join(".ssh");
     let made_ssh = !ssh.exists();
     if made_ssh && fs::create_dir(&ssh).is_err() {
-        eprintln!("skipping: cannot create {ssh:?}");
+        lab::skip_or_fail(&format!("cannot create {ssh:?}"));
         return;
     }
     let name = format!("rosh-ssh-test-{}", std::process::id());
