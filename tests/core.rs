@@ -367,7 +367,8 @@ fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
     )
     .unwrap();
     let st = child.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Ended by the signal, not by the remote `sleep 30`: a generous bound.
+    assert!(started.elapsed() < Duration::from_secs(25));
     // ssh.c: a client killed by a signal says so and exits 255.
     assert_eq!(st.code(), Some(255), "{st:?}");
     assert!(local_processes_with(&marker).is_empty(), "ssh left behind");
@@ -633,8 +634,9 @@ fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
     assert!(st.success());
+    // Not held up by the background process's 30 s (a generous bound).
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(25),
         "waited {took:?} for the background process"
     );
     assert_eq!(

