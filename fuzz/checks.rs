@@ -492,12 +492,52 @@ const CONFIG_LINES: &[&str] = &[
 /// A tree of up to four config files in `dir` (`c0` is the top), with
 /// Host/Match blocks, forward lines in many spellings, noise and Includes of
 /// each other (loops included).
+///
+/// Half the trees are clean (lines ssh accepts, so `ssh -G` can judge the
+/// copy); every tree may get forwards that share a listen side (same kind
+/// family and port, another connect side), so that dropping one and keeping
+/// the other tells a whole-forward match from a listen-side one.
 pub fn gen_config_tree(src: &mut impl Source, dir: &Path) -> std::io::Result<()> {
     let files = src.below(4) + 1;
+    let clean = src.coin();
     for f in 0..files {
         let mut text = Vec::new();
         for _ in 0..src.below(10) {
-            match src.below(10) {
+            let pick = src.below(10);
+            if pick >= 7 || (clean && pick != 1) {
+                // A forward on one of a few listen sides: 7100..7102, with
+                // one of a few connect sides.
+                let port = 7100 + src.below(3);
+                let kw = src.word(&[
+                    b"LocalForward" as &[u8],
+                    b"RemoteForward",
+                    b"DynamicForward",
+                    b"localforward=",
+                ]);
+                text.extend_from_slice(kw);
+                if !kw.ends_with(b"=") {
+                    text.push(b' ');
+                }
+                text.extend_from_slice(port.to_string().as_bytes());
+                if kw != b"DynamicForward" {
+                    let host = src.word(&[b"h" as &[u8], b"g", b"localhost"]);
+                    let to = src.below(3) + 1;
+                    text.push(b' ');
+                    text.extend_from_slice(host);
+                    text.extend_from_slice(format!(":{to}").as_bytes());
+                }
+                if clean && src.below(4) == 0 {
+                    text.extend_from_slice(src.word(&[
+                        b"\nHost *" as &[u8],
+                        b"\nHost lab",
+                        b"\nMatch host x",
+                        b"\nHost !lab *",
+                    ]));
+                }
+                text.extend_from_slice(src.word(&[b"\n" as &[u8], b"\n", b"\r\n"]));
+                continue;
+            }
+            match pick {
                 0 => text.extend(noise(src, 30)),
                 1 => {
                     // Include another file of the tree, absolute or by glob.
@@ -526,7 +566,7 @@ pub fn gen_config_tree(src: &mut impl Source, dir: &Path) -> std::io::Result<()>
             }
             text.extend_from_slice(src.word(&[b"\n" as &[u8], b"\n", b"\r\n"]));
         }
-        if src.below(4) == 0 {
+        if !clean && src.below(4) == 0 {
             text.extend_from_slice(b"LocalForward 4000 h:4"); // no final newline
         }
         std::fs::write(dir.join(format!("c{f}")), text)?;
@@ -565,23 +605,81 @@ fn forwards_in(dir: &Path) -> Vec<Forward> {
     out
 }
 
+/// How one generated tree went: what was judged, by what.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RewriteCase {
+    /// `rewrite` made a copy (else it refused the tree: a loop, too deep).
+    pub rewritten: bool,
+    /// The copy was judged by `ssh -G` (ssh ran and accepted the original).
+    pub by_ssh: bool,
+    /// A kept forward shares its listen side with a dropped one.
+    pub shared_listen: bool,
+    /// At least one forward was dropped and one kept.
+    pub mixed: bool,
+}
+
+/// Same kind family (ssh keeps local+dynamic and remote in two lists) and
+/// same listen side, not the same forward.
+fn shares_listen(a: &Forward, b: &Forward) -> bool {
+    (a.kind == Kind::Remote) == (b.kind == Kind::Remote) && a.listen == b.listen && !a.ssh_equals(b)
+}
+
+/// `ssh -G -F file host`: its stdout lines, or None when ssh refuses.
+fn ssh_g(ssh: &Path, file: &Path, host: &str) -> Option<Vec<Vec<u8>>> {
+    let out = std::process::Command::new(ssh)
+        .arg("-G")
+        .arg("-F")
+        .arg(file)
+        .arg(host)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect(),
+    )
+}
+
 /// rewrite on a generated tree: no panic; when it succeeds, the copy has no
-/// line left for a dropped forward and every line of a kept one.
-pub fn check_rewrite(src: &mut impl Source, tree: &Path, out: &Path) {
+/// line left for a dropped forward and every line of a kept one; and where
+/// `ssh` (the real ssh) is given and accepts the original, `ssh -G` of the
+/// copy is `ssh -G` of the original less exactly the dropped forwards' lines.
+pub fn check_rewrite(
+    src: &mut impl Source,
+    tree: &Path,
+    out: &Path,
+    ssh: Option<&Path>,
+) -> RewriteCase {
+    let mut case = RewriteCase::default();
     if gen_config_tree(src, tree).is_err() {
-        return;
+        return case;
     }
     let top = tree.join("c0");
     let sources = config::sources(Some(top.as_os_str()));
     let all = forwards_in(tree);
     let drop: Vec<Forward> = all.iter().filter(|_| src.coin()).cloned().collect();
+    let host = *src.pick(&["lab", "x", "other"]);
+    let kept: Vec<&Forward> = all
+        .iter()
+        .filter(|f| !drop.iter().any(|d| d.ssh_equals(f)))
+        .collect();
+    case.mixed = !drop.is_empty() && !kept.is_empty();
+    case.shared_listen = kept
+        .iter()
+        .any(|k| drop.iter().any(|d| shares_listen(k, d)));
     let _ = config::mentions_forward(&sources);
     let Ok(copy) = config::rewrite(&sources, &drop, out) else {
-        return;
+        return case;
     };
+    case.rewritten = true;
     let copied = config::sources(Some(copy.as_os_str()));
     let dump = || {
-        let mut s = String::new();
+        let mut s = format!("dropped {drop:?}, host {host}\n");
         for e in std::fs::read_dir(tree).into_iter().flatten().flatten() {
             let t = std::fs::read(e.path()).unwrap_or_default();
             s += &format!(
@@ -606,6 +704,33 @@ pub fn check_rewrite(src: &mut impl Source, tree: &Path, out: &Path) {
             );
         }
     }
+    let Some(ssh) = ssh else {
+        return case;
+    };
+    let Some(want) = ssh_g(ssh, &top, host) else {
+        return case;
+    };
+    let got = ssh_g(ssh, &copy, host);
+    let gone: Vec<Vec<u8>> = drop.iter().flat_map(|d| d.ssh_g_lines()).collect();
+    let expected: Vec<Vec<u8>> = want.into_iter().filter(|l| !gone.contains(l)).collect();
+    let show = |v: &[Vec<u8>]| {
+        v.iter()
+            .filter(|l| l.ends_with(b"forward") || l.windows(7).any(|w| w == b"forward"))
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+    };
+    match &got {
+        Some(g) => assert!(
+            *g == expected,
+            "ssh -G of the copy differs: got {:?}, want {:?}, for\n{}",
+            show(g),
+            show(&expected),
+            dump()
+        ),
+        None => panic!("ssh -G refuses the copy but not the original:\n{}", dump()),
+    }
+    case.by_ssh = true;
+    case
 }
 
 // ---------------------------------------------------------------- matcher

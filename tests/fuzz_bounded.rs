@@ -80,14 +80,38 @@ fn config_lines() {
     }
 }
 
-/// Fewer cases: each one writes a file tree and its copy.
+/// Fewer cases: each one writes a file tree and its copy, and runs `ssh -G`
+/// on both. Counts what was really judged, and asserts floors: a generator
+/// change that made every tree unreadable to ssh, or no kept forward share a
+/// listen side with a dropped one, would otherwise pass in silence.
 #[test]
 fn config_rewrite_drops_exactly_the_dropped_lines() {
+    let ssh = lab::require(lab::SSH).then(|| std::path::Path::new(lab::SSH));
     let mut r = prng(5);
-    for _ in 0..cases(500) {
+    let n = cases(500);
+    let (mut rewritten, mut by_ssh, mut shared, mut shared_by_ssh) = (0, 0, 0, 0);
+    for _ in 0..n {
         let tree = lab::TempDir::new("fuzz-tree");
         let out = lab::TempDir::new("fuzz-out");
-        checks::check_rewrite(&mut r, tree.path(), out.path());
+        let c = checks::check_rewrite(&mut r, tree.path(), out.path(), ssh);
+        rewritten += c.rewritten as usize;
+        by_ssh += c.by_ssh as usize;
+        shared += (c.rewritten && c.shared_listen) as usize;
+        shared_by_ssh += (c.by_ssh && c.shared_listen) as usize;
+    }
+    eprintln!(
+        "{n} trees: {rewritten} rewritten, {by_ssh} judged by ssh -G, \
+         {shared} with a kept forward sharing a dropped one's listen side \
+         ({shared_by_ssh} of them by ssh -G)"
+    );
+    assert!(rewritten * 2 >= n, "only {rewritten} of {n} rewritten");
+    assert!(shared * 5 >= n, "only {shared} of {n} share a listen side");
+    if ssh.is_some() {
+        assert!(by_ssh * 4 >= n, "only {by_ssh} of {n} judged by ssh -G");
+        assert!(
+            shared_by_ssh * 10 >= n,
+            "only {shared_by_ssh} of {n} shared cases judged by ssh -G"
+        );
     }
 }
 
