@@ -186,17 +186,15 @@ fn a_bound_but_not_listening_port_has_no_holder() {
     assert_eq!(Unknown::NotFound.to_string(), "holder not found");
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rosh-holder-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
-    dir
+/// A fresh directory, removed on drop (a failed assertion included).
+fn temp_dir(tag: &str) -> lab::TempDir {
+    lab::TempDir::new(&format!("holder-{tag}"))
 }
 
 #[test]
 fn names_a_child_holding_a_unix_socket() {
     let dir = temp_dir("unix");
-    let path = dir.join("sock with space");
+    let path = dir.path().join("sock with space");
     let (child, bound) = spawn_holder(&format!("unix:{}", path.display()));
     assert_eq!(bound, path.display().to_string());
     let h = holder::unix_listener(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -207,7 +205,6 @@ fn names_a_child_holding_a_unix_socket() {
         holder::unix_listener(path.as_os_str().as_encoded_bytes()),
         Err(Unknown::NotFound)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs the lookup in a child as uid/gid 65534 (nobody), which cannot read
@@ -265,12 +262,10 @@ fn another_users_holder_degrades_politely() {
 #[test]
 fn another_users_unix_holder_degrades_politely() {
     let dir = temp_dir("unix-other");
-    let path = dir.join("s");
+    let path = dir.path().join("s");
     let _l = UnixListener::bind(&path).unwrap();
     let Some(phrase) = lookup_as_nobody(&format!("unix:{}", path.display())) else {
-        let _ = std::fs::remove_dir_all(&dir);
         return;
     };
     assert_eq!(phrase, "held by a process of uid 0 (not visible)");
-    let _ = std::fs::remove_dir_all(&dir);
 }
