@@ -753,3 +753,49 @@ fn the_wrapper_does_not_load_libgcc_s() {
     assert!(maps.contains("libc.so"), "{maps}");
     assert!(!maps.contains("libgcc_s"), "{maps}");
 }
+
+/// `--verbose` says where each forward comes from: the command-line
+/// options that ask for it and the config line, in that order.
+#[test]
+fn verbose_names_where_each_forward_comes_from() {
+    let dir = TempDir::new("verbose");
+    let (a, b, c) = (lab::free_port(), lab::free_port(), lab::free_port());
+    let cfg = dir.path().join("cfg");
+    fs::write(
+        &cfg,
+        format!("Host h\n  LocalForward {a} g:2\n  LocalForward {b} h:1\n"),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let lb = format!("{b}:h:1");
+    let oc = format!("LocalForward={c} h:3");
+    let out = run(Command::new(rosh_ssh())
+        .args([
+            "--verbose",
+            "--dry-run",
+            "-F",
+            cfg_s,
+            "-L",
+            &lb,
+            "-o",
+            &oc,
+            "h",
+        ])
+        .env_remove("ROSH_SSH"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let line = |port: u16| {
+        err.lines()
+            .find(|l| l.starts_with("rosh-ssh: forward ") && l.contains(&format!(" {port} ")))
+            .unwrap_or_else(|| panic!("no verbose line for {port}: {err}"))
+    };
+    assert!(
+        line(b).contains(&format!("(command line -L {lb}, {cfg_s}:3)")),
+        "{err}"
+    );
+    assert!(
+        line(c).contains(&format!("(command line -o {oc})")),
+        "{err}"
+    );
+    assert!(line(a).contains(&format!("({cfg_s}:2)")), "{err}");
+}
