@@ -838,6 +838,10 @@ pub const LOG_LINES: &[&str] = &[
     "Master refused forwarding request: no\r\n",
     "muxclient: master forward request failed\r\n",
     "bind [::1]:99999999999: x\r\n",
+    // log.c sshlogv's tag[128]: a long bin= cuts the tag at 127 bytes and
+    // ": " follows there; the same shape without bin=/pid= is no tag.
+    "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: bind [127.0.0.1]:3131: Address already in use\r\n",
+    "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
     "\n",
     "\r\n",
     "no newline at all",
@@ -906,6 +910,15 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
         ),
         // Port out of range: not a forward ssh could have had.
         13 => (None, false),
+        14 => (
+            Some(Failure::LocalBind {
+                addr: s("127.0.0.1"),
+                port: 3131,
+                reason: s("Address already in use"),
+            }),
+            true,
+        ),
+        15 => (None, false),
         _ => (None, false),
     })
 }
