@@ -335,7 +335,6 @@ pub fn fixed_env(name: &[u8]) -> Option<Vec<u8>> {
 /// What every parsed forward must satisfy: it prints as `ssh -G` lines,
 /// and each line reads back as a forward that prints that line again.
 pub fn check_forward(f: &Forward, from: &dyn std::fmt::Debug) {
-    assert!(f.ssh_equals(f), "ssh_equals not reflexive: {from:?}");
     let lines = f.ssh_g_lines();
     assert!(!lines.is_empty(), "no ssh -G line for {f:?} from {from:?}");
     assert_eq!(f.ssh_g(), lines.join(&b'\n'));
@@ -357,6 +356,29 @@ pub fn check_forward(f: &Forward, from: &dyn std::fmt::Debug) {
             String::from_utf8_lossy(line),
             back.ssh_g_lines()
         );
+        // ssh's duplicate test against another value, not against itself:
+        // a forward ssh prints as one line is, read back, the same forward
+        // to ssh (misc.c forward_equals), and a different one is not.
+        // (A host or path with a blank prints ambiguously: ssh -G's output
+        // can't tell its fields apart, so those are left out.)
+        if lines.len() == 1 && !blank_in(f) {
+            assert!(
+                back.ssh_equals(f) && f.ssh_equals(&back),
+                "{:?} read back as {back:?}, not ssh-equal to {f:?} (from {from:?})",
+                String::from_utf8_lossy(line)
+            );
+            let other = Forward {
+                listen: match &f.listen {
+                    Endpoint::Tcp { host, port } => Endpoint::Tcp {
+                        host: host.clone(),
+                        port: port.wrapping_add(1),
+                    },
+                    Endpoint::Path(p) => Endpoint::Path([p.as_slice(), b"x"].concat()),
+                },
+                ..f.clone()
+            };
+            assert!(!other.ssh_equals(f), "{other:?} ssh-equal to {f:?}");
+        }
     }
     match f.kind {
         Kind::Remote => {
@@ -366,6 +388,17 @@ pub fn check_forward(f: &Forward, from: &dyn std::fmt::Debug) {
             assert!(f.local_tcp_listen().is_some() != f.local_path_listen().is_some())
         }
     }
+}
+
+/// Whether a host or path of `f` holds a blank (or a line end).
+fn blank_in(f: &Forward) -> bool {
+    let b = |e: &Option<&Endpoint>| match e {
+        Some(Endpoint::Tcp { host: Some(h), .. }) | Some(Endpoint::Path(h)) => {
+            h.iter().any(|c| b" \t\r\n".contains(c))
+        }
+        _ => false,
+    };
+    b(&Some(&f.listen)) || b(&f.connect.as_ref())
 }
 
 /// parse_arg and parse_keyword: no panic, and what they accept prints and
@@ -447,16 +480,69 @@ pub fn gen_ssh_g_line(src: &mut impl Source) -> Vec<u8> {
 
 /// ConfigLine::parse and argv_split: no panic; a keyword comes out
 /// lowercase and never as a comment.
-pub fn check_config_line(line: &[u8]) {
-    if let Some(l) = ConfigLine::parse(line) {
+///
+/// And what ssh's reading implies (readconf.c process_config_line): blanks,
+/// `\r` and `\f` at the end change nothing; a `#` first makes a comment; a
+/// line of plain words (no quote, backslash, `#`, `=` or blank in them)
+/// reads as those words, with the keyword in any case and `=` or blanks
+/// after it, so what a line parsed to, spelled plainly, parses the same.
+/// Returns whether the plain respelling was checked.
+pub fn check_config_line(line: &[u8]) -> bool {
+    let parsed = ConfigLine::parse(line);
+    let show = || String::from_utf8_lossy(line).into_owned();
+    if let Some(l) = &parsed {
         assert!(!l.keyword.is_empty(), "{line:?}");
         assert_eq!(l.keyword, l.keyword.to_ascii_lowercase(), "{line:?}");
         assert_ne!(l.keyword[0], b'#', "{line:?}");
     }
     let _ = argv::argv_split(line);
+    if !line.contains(&b'\n') {
+        let mut padded = line.to_vec();
+        padded.extend_from_slice(b" \t\r\x0c");
+        assert_eq!(
+            ConfigLine::parse(&padded),
+            parsed,
+            "trailing blanks changed {:?}",
+            show()
+        );
+    }
+    let mut comment = b"#".to_vec();
+    comment.extend_from_slice(line);
+    assert_eq!(ConfigLine::parse(&comment), None, "#{:?}", show());
+    let Some(l) = parsed else {
+        return false;
+    };
+    let plain = |w: &[u8]| {
+        !w.is_empty()
+            && w.iter()
+                .all(|&c| c > b' ' && c != 0x7f && !b"\"'\\#=".contains(&c))
+    };
+    // (No words after the keyword: the rest was a comment; ssh then
+    // complains of a missing argument, keyword by keyword.)
+    if l.args.is_empty() || !plain(&l.keyword) || !l.args.iter().all(|a| plain(a)) {
+        return false;
+    }
+    let args = l.args.join(&b' ');
+    for (kw, sep) in [
+        (l.keyword.to_ascii_uppercase(), &b" "[..]),
+        (l.keyword.clone(), b"="),
+        (l.keyword.clone(), b"\t = "),
+    ] {
+        let respelled = [kw.as_slice(), sep, &args].concat();
+        assert_eq!(
+            ConfigLine::parse(&respelled).as_ref(),
+            Some(&l),
+            "{:?} parsed as {:?} {:?}, but its plain spelling {:?} does not",
+            show(),
+            String::from_utf8_lossy(&l.keyword),
+            l.args,
+            String::from_utf8_lossy(&respelled)
+        );
+    }
+    true
 }
 
-const CONFIG_LINES: &[&str] = &[
+pub const CONFIG_LINES: &[&str] = &[
     "Host *",
     "Host lab",
     "Host !lab *",
@@ -492,12 +578,52 @@ const CONFIG_LINES: &[&str] = &[
 /// A tree of up to four config files in `dir` (`c0` is the top), with
 /// Host/Match blocks, forward lines in many spellings, noise and Includes of
 /// each other (loops included).
+///
+/// Half the trees are clean (lines ssh accepts, so `ssh -G` can judge the
+/// copy); every tree may get forwards that share a listen side (same kind
+/// family and port, another connect side), so that dropping one and keeping
+/// the other tells a whole-forward match from a listen-side one.
 pub fn gen_config_tree(src: &mut impl Source, dir: &Path) -> std::io::Result<()> {
     let files = src.below(4) + 1;
+    let clean = src.coin();
     for f in 0..files {
         let mut text = Vec::new();
         for _ in 0..src.below(10) {
-            match src.below(10) {
+            let pick = src.below(10);
+            if pick >= 7 || (clean && pick != 1) {
+                // A forward on one of a few listen sides: 7100..7102, with
+                // one of a few connect sides.
+                let port = 7100 + src.below(3);
+                let kw = src.word(&[
+                    b"LocalForward" as &[u8],
+                    b"RemoteForward",
+                    b"DynamicForward",
+                    b"localforward=",
+                ]);
+                text.extend_from_slice(kw);
+                if !kw.ends_with(b"=") {
+                    text.push(b' ');
+                }
+                text.extend_from_slice(port.to_string().as_bytes());
+                if kw != b"DynamicForward" {
+                    let host = src.word(&[b"h" as &[u8], b"g", b"localhost"]);
+                    let to = src.below(3) + 1;
+                    text.push(b' ');
+                    text.extend_from_slice(host);
+                    text.extend_from_slice(format!(":{to}").as_bytes());
+                }
+                if clean && src.below(4) == 0 {
+                    text.extend_from_slice(src.word(&[
+                        b"\nHost *" as &[u8],
+                        b"\nHost lab",
+                        b"\nMatch host x",
+                        b"\nHost !lab *",
+                    ]));
+                }
+                text.extend_from_slice(src.word(&[b"\n" as &[u8], b"\n", b"\r\n"]));
+                continue;
+            }
+            match pick {
                 0 => text.extend(noise(src, 30)),
                 1 => {
                     // Include another file of the tree, absolute or by glob.
@@ -526,7 +652,7 @@ pub fn gen_config_tree(src: &mut impl Source, dir: &Path) -> std::io::Result<()>
             }
             text.extend_from_slice(src.word(&[b"\n" as &[u8], b"\n", b"\r\n"]));
         }
-        if src.below(4) == 0 {
+        if !clean && src.below(4) == 0 {
             text.extend_from_slice(b"LocalForward 4000 h:4"); // no final newline
         }
         std::fs::write(dir.join(format!("c{f}")), text)?;
@@ -565,23 +691,81 @@ fn forwards_in(dir: &Path) -> Vec<Forward> {
     out
 }
 
+/// How one generated tree went: what was judged, by what.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RewriteCase {
+    /// `rewrite` made a copy (else it refused the tree: a loop, too deep).
+    pub rewritten: bool,
+    /// The copy was judged by `ssh -G` (ssh ran and accepted the original).
+    pub by_ssh: bool,
+    /// A kept forward shares its listen side with a dropped one.
+    pub shared_listen: bool,
+    /// At least one forward was dropped and one kept.
+    pub mixed: bool,
+}
+
+/// Same kind family (ssh keeps local+dynamic and remote in two lists) and
+/// same listen side, not the same forward.
+fn shares_listen(a: &Forward, b: &Forward) -> bool {
+    (a.kind == Kind::Remote) == (b.kind == Kind::Remote) && a.listen == b.listen && !a.ssh_equals(b)
+}
+
+/// `ssh -G -F file host`: its stdout lines, or None when ssh refuses.
+fn ssh_g(ssh: &Path, file: &Path, host: &str) -> Option<Vec<Vec<u8>>> {
+    let out = std::process::Command::new(ssh)
+        .arg("-G")
+        .arg("-F")
+        .arg(file)
+        .arg(host)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(
+        out.stdout
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::to_vec)
+            .collect(),
+    )
+}
+
 /// rewrite on a generated tree: no panic; when it succeeds, the copy has no
-/// line left for a dropped forward and every line of a kept one.
-pub fn check_rewrite(src: &mut impl Source, tree: &Path, out: &Path) {
+/// line left for a dropped forward and every line of a kept one; and where
+/// `ssh` (the real ssh) is given and accepts the original, `ssh -G` of the
+/// copy is `ssh -G` of the original less exactly the dropped forwards' lines.
+pub fn check_rewrite(
+    src: &mut impl Source,
+    tree: &Path,
+    out: &Path,
+    ssh: Option<&Path>,
+) -> RewriteCase {
+    let mut case = RewriteCase::default();
     if gen_config_tree(src, tree).is_err() {
-        return;
+        return case;
     }
     let top = tree.join("c0");
     let sources = config::sources(Some(top.as_os_str()));
     let all = forwards_in(tree);
     let drop: Vec<Forward> = all.iter().filter(|_| src.coin()).cloned().collect();
+    let host = *src.pick(&["lab", "x", "other"]);
+    let kept: Vec<&Forward> = all
+        .iter()
+        .filter(|f| !drop.iter().any(|d| d.ssh_equals(f)))
+        .collect();
+    case.mixed = !drop.is_empty() && !kept.is_empty();
+    case.shared_listen = kept
+        .iter()
+        .any(|k| drop.iter().any(|d| shares_listen(k, d)));
     let _ = config::mentions_forward(&sources);
     let Ok(copy) = config::rewrite(&sources, &drop, out) else {
-        return;
+        return case;
     };
+    case.rewritten = true;
     let copied = config::sources(Some(copy.as_os_str()));
     let dump = || {
-        let mut s = String::new();
+        let mut s = format!("dropped {drop:?}, host {host}\n");
         for e in std::fs::read_dir(tree).into_iter().flatten().flatten() {
             let t = std::fs::read(e.path()).unwrap_or_default();
             s += &format!(
@@ -606,13 +790,40 @@ pub fn check_rewrite(src: &mut impl Source, tree: &Path, out: &Path) {
             );
         }
     }
+    let Some(ssh) = ssh else {
+        return case;
+    };
+    let Some(want) = ssh_g(ssh, &top, host) else {
+        return case;
+    };
+    let got = ssh_g(ssh, &copy, host);
+    let gone: Vec<Vec<u8>> = drop.iter().flat_map(|d| d.ssh_g_lines()).collect();
+    let expected: Vec<Vec<u8>> = want.into_iter().filter(|l| !gone.contains(l)).collect();
+    let show = |v: &[Vec<u8>]| {
+        v.iter()
+            .filter(|l| l.ends_with(b"forward") || l.windows(7).any(|w| w == b"forward"))
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+    };
+    match &got {
+        Some(g) => assert!(
+            *g == expected,
+            "ssh -G of the copy differs: got {:?}, want {:?}, for\n{}",
+            show(g),
+            show(&expected),
+            dump()
+        ),
+        None => panic!("ssh -G refuses the copy but not the original:\n{}", dump()),
+    }
+    case.by_ssh = true;
+    case
 }
 
 // ---------------------------------------------------------------- matcher
 
 /// Lines shaped like ssh's log (the failure messages included), for the
 /// matcher generator to splice with noise.
-const LOG_LINES: &[&str] = &[
+pub const LOG_LINES: &[&str] = &[
     "debug3: receive packet: type 94\r\n",
     "debug1: channel 3: new [direct-tcpip]\r\n",
     "bind [127.0.0.1]:3131: Address already in use\r\n",
@@ -627,9 +838,104 @@ const LOG_LINES: &[&str] = &[
     "Master refused forwarding request: no\r\n",
     "muxclient: master forward request failed\r\n",
     "bind [::1]:99999999999: x\r\n",
+    // log.c sshlogv's tag[128]: a long bin= cuts the tag at 127 bytes and
+    // ": " follows there; the same shape without bin=/pid= is no tag.
+    "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: bind [127.0.0.1]:3131: Address already in use\r\n",
+    "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
     "\n",
     "\r\n",
     "no newline at all",
+];
+
+/// The reference reading of each of [`LOG_LINES`], written by hand from
+/// ssh's sources (the messages' meaning, as in the matcher's unit table):
+/// (failure, forced by LogVerbose). The matcher must give exactly this for
+/// such a line whole, whatever surrounds it.
+pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
+    let s = |t: &str| t.as_bytes().to_vec();
+    let i = LOG_LINES.iter().position(|l| l.as_bytes() == line)?;
+    Some(match i {
+        0 | 1 => (None, false),
+        2 => (
+            Some(Failure::LocalBind {
+                addr: s("127.0.0.1"),
+                port: 3131,
+                reason: s("Address already in use"),
+            }),
+            false,
+        ),
+        3 => (Some(Failure::LocalCannotListen { port: 3131 }), false),
+        4 => (Some(Failure::LocalNoneSucceeded), false),
+        5 => (
+            Some(Failure::RemotePort {
+                port: 8082,
+                fatal: false,
+            }),
+            false,
+        ),
+        6 => (
+            Some(Failure::RemotePath {
+                path: s("/tmp/s"),
+                fatal: true,
+            }),
+            false,
+        ),
+        7 => (
+            Some(Failure::RemotePort {
+                port: 8082,
+                fatal: false,
+            }),
+            true,
+        ),
+        8 => (
+            Some(Failure::RemotePath {
+                path: s("/p"),
+                fatal: false,
+            }),
+            true,
+        ),
+        9 => (Some(Failure::LocalPath { path: s("/tmp/s") }), false),
+        10 => (
+            Some(Failure::Mux {
+                reason: s("Port forwarding failed"),
+            }),
+            false,
+        ),
+        11 => (Some(Failure::Mux { reason: s("no") }), false),
+        12 => (
+            Some(Failure::Mux {
+                reason: s("master forward request failed"),
+            }),
+            false,
+        ),
+        // Port out of range: not a forward ssh could have had.
+        13 => (None, false),
+        14 => (
+            Some(Failure::LocalBind {
+                addr: s("127.0.0.1"),
+                port: 3131,
+                reason: s("Address already in use"),
+            }),
+            true,
+        ),
+        15 => (None, false),
+        _ => (None, false),
+    })
+}
+
+/// Words without which no line names a failure: a line with none of them
+/// is judged "no failure" whatever else it holds.
+const FAILURE_WORDS: &[&[u8]] = &[
+    b"bind [",
+    b"cannot listen to port",
+    b"Could not request local forwarding",
+    b"remote port forwarding failed",
+    b"remote forward failure",
+    b"cannot bind to path",
+    b"cannot listen on path",
+    b"forwarding request failed",
+    b"refused forwarding request",
+    b"forward request failed",
 ];
 
 pub fn gen_log(src: &mut impl Source) -> Vec<u8> {
@@ -713,8 +1019,11 @@ pub fn run_matcher(input: &[u8], chunks: &[usize], cap: usize) -> (Vec<Seen>, us
 
 /// The matcher relays every byte once and in order, hands out lines of at
 /// most `cap` bytes that end in `\n` (but a last one), judges a line the same
-/// whatever the chunking, and holds no more than about `cap` bytes.
-pub fn check_matcher(input: &[u8], chunks: &[usize], cap: usize) {
+/// whatever the chunking and as the reference reading says, and holds no
+/// more than about `cap` bytes. Returns how many lines it held against the
+/// reference reading.
+pub fn check_matcher(input: &[u8], chunks: &[usize], cap: usize) -> usize {
+    let mut judged = 0;
     // Warm up the regexes and their caches: built once per thread, not per line.
     thread_local!(static WARM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
     if !WARM.with(|w| w.replace(true)) {
@@ -743,6 +1052,32 @@ pub fn check_matcher(input: &[u8], chunks: &[usize], cap: usize) {
         seen, whole,
         "chunking changed the verdicts: cap {cap}, chunks {chunks:?}"
     );
+    // The right answer, not only the same one: each whole line is held
+    // against the reference reading.
+    for s in &seen {
+        let Seen::Line(b, failure, forced) = s else {
+            continue;
+        };
+        if let Some((want, want_forced)) = log_line_verdict(b) {
+            assert_eq!(
+                (failure, *forced),
+                (&want, want_forced),
+                "verdict on {:?} (cap {cap})",
+                String::from_utf8_lossy(b)
+            );
+            judged += 1;
+        } else if !FAILURE_WORDS
+            .iter()
+            .any(|w| b.windows(w.len()).any(|x| x == *w))
+        {
+            assert_eq!(
+                failure,
+                &None,
+                "a failure in a line naming none: {:?}",
+                String::from_utf8_lossy(b)
+            );
+        }
+    }
     // The held line never passes the cap; a failure carries at most one line's bytes.
     let bound = 2 * cap + alloc::SLACK;
     assert!(
@@ -750,6 +1085,7 @@ pub fn check_matcher(input: &[u8], chunks: &[usize], cap: usize) {
         "matcher peak {peak} B > {bound} B (cap {cap}, input {} B)",
         input.len()
     );
+    judged
 }
 
 /// Counts the bytes live on the current thread, so a check can bound what

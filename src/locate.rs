@@ -92,12 +92,38 @@ mod tests {
 
     #[test]
     fn skips_self_by_identity() {
-        let sh = identity(Path::new("/usr/bin/sh"));
-        let p = OsString::from("/usr/bin:/bin");
-        // /usr/bin/sh is "me": the next directory's sh is a different path
-        // but may be the same file (usrmerge), so it is skipped too.
-        let got = search(OsStr::new("sh"), Some(&p), sh);
-        assert!(got.is_none() || identity(got.as_ref().unwrap()) != sh);
+        // a/tool is "me"; b/tool is the same file under another name (a hard
+        // link, like /bin and /usr/bin under usrmerge); c/tool is another file.
+        let dir = std::env::temp_dir().join(format!("rosh-locate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for d in ["a", "b", "c"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let script = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        script(&dir.join("a/tool"));
+        std::fs::hard_link(dir.join("a/tool"), dir.join("b/tool")).unwrap();
+        script(&dir.join("c/tool"));
+        let me = identity(&dir.join("a/tool"));
+        assert!(me.is_some());
+        let path = |ds: &[&str]| {
+            let v: Vec<String> = ds
+                .iter()
+                .map(|d| dir.join(d).display().to_string())
+                .collect();
+            OsString::from(v.join(":"))
+        };
+        let tool = OsStr::new("tool");
+        let got = search(tool, Some(&path(&["a", "b", "c"])), me);
+        let none = search(tool, Some(&path(&["a", "b"])), me);
+        let other = search(tool, Some(&path(&["b", "c"])), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(got, Some(dir.join("c/tool")));
+        assert_eq!(none, None);
+        assert_eq!(other, Some(dir.join("b/tool")), "not me: the first one");
     }
 
     #[test]

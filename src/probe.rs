@@ -294,6 +294,11 @@ mod tests {
     #[test]
     fn v6_only_holder_does_not_block_v4_only_probe() {
         let Ok(l) = TcpListener::bind("[::1]:0") else {
+            // Under CI a missing ::1 fails unless .ci/run said it can't be had.
+            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+            let declared = std::env::var_os("ROSH_TEST_NO_IPV6").is_some_and(|v| v == "1");
+            assert!(!ci || declared, "no IPv6 on loopback, and CI is set");
+            eprintln!("skipping: no IPv6 on loopback");
             return;
         };
         let port = l.local_addr().unwrap().port();

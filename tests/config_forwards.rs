@@ -102,12 +102,15 @@ fn the_incident_local_and_remote_forward_taken_session_survives() {
         "ran\n",
         "the command ran exactly once"
     );
+    // The user's whole stderr: rosh-ssh's two lines and nothing else (no
+    // line of ssh's from an attempt that failed).
     let err = text(&out.stderr);
-    let warnings: Vec<&str> = err
-        .lines()
-        .filter(|l| l.starts_with("rosh-ssh: "))
-        .collect();
+    let warnings: Vec<&str> = err.lines().collect();
     assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings.iter().all(|l| l.starts_with("rosh-ssh: ")),
+        "{err}"
+    );
     assert!(
         warnings[0].contains(&format!("LocalForward {} ", local.port)),
         "{err}"

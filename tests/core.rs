@@ -117,10 +117,52 @@ fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
     let held = PortHolder::v4();
     // Plain ssh would bind ::1 only and hand 127.0.0.1 clients to the holder.
     let fwd = format!("{}:localhost:22", held.port);
-    let out = run(&mut rosh(&lab, &["-L", &fwd, "echo", "ok"]));
+    // What ssh is given: the -L cut out of its command line.
+    let out = run(Command::new(rosh_ssh())
+        .arg("--dry-run")
+        .args(lab.args())
+        .args(["-L", &fwd, "echo", "ok"])
+        .env_remove("ROSH_SSH"));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "ok\n");
-    assert!(text(&out.stderr).contains(&format!("in use: 127.0.0.1:{}", held.port)));
+    let dry = text(&out.stdout);
+    let lines: Vec<&str> = dry.lines().collect();
+    assert_eq!(lines.len(), 2, "{dry}");
+    let cfg = lab.config();
+    assert_eq!(
+        lines[0],
+        format!("{} -F {} lab echo ok", lab::SSH, cfg.display()),
+        "{dry}"
+    );
+    assert!(
+        lines[1].starts_with(&format!(
+            "drop localforward {} [localhost]:22 # in use: 127.0.0.1:{}",
+            held.port, held.port
+        )),
+        "{dry}"
+    );
+    // The real run: the session runs, and while it does ssh listens on
+    // neither loopback address of that port (plain ssh would take ::1).
+    let mut child = rosh(&lab, &["-L", &fwd, "echo ready; cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first = lab::first_line(&mut child);
+    assert_eq!(first, "ready\n");
+    if lab::ipv6_loopback() {
+        let v6 = std::net::TcpStream::connect(("::1", held.port));
+        assert!(v6.is_err(), "something listens on [::1]:{}", held.port);
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("in use: 127.0.0.1:{}", held.port)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -325,7 +367,8 @@ fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
     )
     .unwrap();
     let st = child.wait().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // Ended by the signal, not by the remote `sleep 30`: a generous bound.
+    assert!(started.elapsed() < Duration::from_secs(25));
     // ssh.c: a client killed by a signal says so and exits 255.
     assert_eq!(st.code(), Some(255), "{st:?}");
     assert!(local_processes_with(&marker).is_empty(), "ssh left behind");
@@ -591,8 +634,9 @@ fn returns_when_the_direct_child_ends_though_a_background_ssh_lives_on() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).ok();
     assert!(st.success());
+    // Not held up by the background process's 30 s (a generous bound).
     assert!(
-        took < Duration::from_secs(5),
+        took < Duration::from_secs(25),
         "waited {took:?} for the background process"
     );
     assert_eq!(
@@ -708,4 +752,50 @@ fn the_wrapper_does_not_load_libgcc_s() {
     let maps = text(&out.stdout);
     assert!(maps.contains("libc.so"), "{maps}");
     assert!(!maps.contains("libgcc_s"), "{maps}");
+}
+
+/// `--verbose` says where each forward comes from: the command-line
+/// options that ask for it and the config line, in that order.
+#[test]
+fn verbose_names_where_each_forward_comes_from() {
+    let dir = TempDir::new("verbose");
+    let (a, b, c) = (lab::free_port(), lab::free_port(), lab::free_port());
+    let cfg = dir.path().join("cfg");
+    fs::write(
+        &cfg,
+        format!("Host h\n  LocalForward {a} g:2\n  LocalForward {b} h:1\n"),
+    )
+    .unwrap();
+    let cfg_s = cfg.to_str().unwrap();
+    let lb = format!("{b}:h:1");
+    let oc = format!("LocalForward={c} h:3");
+    let out = run(Command::new(rosh_ssh())
+        .args([
+            "--verbose",
+            "--dry-run",
+            "-F",
+            cfg_s,
+            "-L",
+            &lb,
+            "-o",
+            &oc,
+            "h",
+        ])
+        .env_remove("ROSH_SSH"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let line = |port: u16| {
+        err.lines()
+            .find(|l| l.starts_with("rosh-ssh: forward ") && l.contains(&format!(" {port} ")))
+            .unwrap_or_else(|| panic!("no verbose line for {port}: {err}"))
+    };
+    assert!(
+        line(b).contains(&format!("(command line -L {lb}, {cfg_s}:3)")),
+        "{err}"
+    );
+    assert!(
+        line(c).contains(&format!("(command line -o {oc})")),
+        "{err}"
+    );
+    assert!(line(a).contains(&format!("({cfg_s}:2)")), "{err}");
 }

@@ -67,6 +67,7 @@ fn ssh_g_lines_read_as_what_prints_them() {
 #[test]
 fn config_lines() {
     let mut r = prng(4);
+    let mut respelled = 0;
     for _ in 0..cases(20_000) {
         let mut line = checks::noise(&mut r, 40);
         if r.coin() {
@@ -76,30 +77,83 @@ fn config_lines() {
             l.append(&mut line);
             line = l;
         }
-        checks::check_config_line(&line);
+        respelled += checks::check_config_line(&line) as usize;
     }
+    for l in checks::CONFIG_LINES {
+        respelled += checks::check_config_line(l.as_bytes()) as usize;
+    }
+    eprintln!("{respelled} config lines respelled plainly and read again");
+    assert!(respelled >= 500, "only {respelled} lines respelled");
 }
 
-/// Fewer cases: each one writes a file tree and its copy.
+/// Fewer cases: each one writes a file tree and its copy, and runs `ssh -G`
+/// on both. Counts what was really judged, and asserts floors: a generator
+/// change that made every tree unreadable to ssh, or no kept forward share a
+/// listen side with a dropped one, would otherwise pass in silence.
 #[test]
 fn config_rewrite_drops_exactly_the_dropped_lines() {
+    let ssh = lab::require(lab::SSH).then(|| std::path::Path::new(lab::SSH));
     let mut r = prng(5);
-    for _ in 0..cases(500) {
+    let n = cases(500);
+    let (mut rewritten, mut by_ssh, mut shared, mut shared_by_ssh) = (0, 0, 0, 0);
+    for _ in 0..n {
         let tree = lab::TempDir::new("fuzz-tree");
         let out = lab::TempDir::new("fuzz-out");
-        checks::check_rewrite(&mut r, tree.path(), out.path());
+        let c = checks::check_rewrite(&mut r, tree.path(), out.path(), ssh);
+        rewritten += c.rewritten as usize;
+        by_ssh += c.by_ssh as usize;
+        shared += (c.rewritten && c.shared_listen) as usize;
+        shared_by_ssh += (c.by_ssh && c.shared_listen) as usize;
+    }
+    eprintln!(
+        "{n} trees: {rewritten} rewritten, {by_ssh} judged by ssh -G, \
+         {shared} with a kept forward sharing a dropped one's listen side \
+         ({shared_by_ssh} of them by ssh -G)"
+    );
+    assert!(rewritten * 2 >= n, "only {rewritten} of {n} rewritten");
+    assert!(shared * 5 >= n, "only {shared} of {n} share a listen side");
+    if ssh.is_some() {
+        assert!(by_ssh * 4 >= n, "only {by_ssh} of {n} judged by ssh -G");
+        assert!(
+            shared_by_ssh * 10 >= n,
+            "only {shared_by_ssh} of {n} shared cases judged by ssh -G"
+        );
     }
 }
 
 #[test]
 fn matcher_relays_every_byte_whatever_the_chunks() {
     let mut r = prng(6);
-    for _ in 0..cases(20_000) {
+    let n = cases(20_000);
+    let mut judged = 0;
+    for _ in 0..n {
         let log = checks::gen_log(&mut r);
         let chunks: Vec<usize> = (0..r.below(4)).map(|_| r.below(70)).collect();
         let cap = *r.pick(&[0, 1, 2, 7, 40, 64, 200, rosh_ssh::matcher::DEFAULT_CAP]);
-        checks::check_matcher(&log, &chunks, cap);
+        judged += checks::check_matcher(&log, &chunks, cap);
     }
+    eprintln!("{n} logs: {judged} lines held against the reference reading");
+    // About one a log here (9967 in 20000 at the default seed).
+    assert!(judged * 4 >= n, "only {judged} lines judged in {n} logs");
+}
+
+/// Each reference line alone and after a line it could be confused with,
+/// in every chunking: the reference reading for all of them.
+#[test]
+fn matcher_reads_each_reference_line_right() {
+    let mut judged = 0;
+    for line in checks::LOG_LINES {
+        for before in ["", "debug1: x\r\n", "bind [::1]:1: partial"] {
+            let input = format!("{before}\n{line}");
+            for chunk in [0, 1, 2, 3, 7] {
+                let chunks: &[usize] = if chunk == 0 { &[] } else { &[chunk] };
+                judged += checks::check_matcher(input.as_bytes(), chunks, 4096);
+            }
+        }
+    }
+    // Each reference line at least once per way (the lines before it are
+    // sometimes reference lines too).
+    assert!(judged >= checks::LOG_LINES.len() * 3 * 5, "{judged}");
 }
 
 /// The matcher holds about `cap` bytes whatever the input: megabytes

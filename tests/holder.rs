@@ -3,6 +3,8 @@
 //! The holding processes are this very test binary, re-executed with
 //! `ROSH_HOLDER_CHILD` set (see `child_holds`), so no nc or python is needed.
 
+mod lab;
+
 use rosh_ssh::holder::{self, Holder, Unknown};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -93,8 +95,9 @@ fn end(mut child: Child) {
     let _ = child.wait();
 }
 
+/// ::1 bindable here; under CI its absence fails the test.
 fn v6_available() -> bool {
-    TcpListener::bind("[::1]:0").is_ok()
+    lab::ipv6_loopback()
 }
 
 #[test]
@@ -120,7 +123,6 @@ fn names_a_child_holding_v4() {
 #[test]
 fn names_a_child_holding_v6() {
     if !v6_available() {
-        eprintln!("skipped: no IPv6 loopback here");
         return;
     }
     let (child, addr) = spawn_holder("[::1]:0");
@@ -147,7 +149,6 @@ fn wildcard_listener_covers_loopback() {
 #[test]
 fn v6_wildcard_covers_v4() {
     if !v6_available() {
-        eprintln!("skipped: no IPv6 loopback here");
         return;
     }
     let (child, addr) = spawn_holder("[::]:0");
@@ -185,17 +186,15 @@ fn a_bound_but_not_listening_port_has_no_holder() {
     assert_eq!(Unknown::NotFound.to_string(), "holder not found");
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rosh-holder-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir(&dir).unwrap();
-    dir
+/// A fresh directory, removed on drop (a failed assertion included).
+fn temp_dir(tag: &str) -> lab::TempDir {
+    lab::TempDir::new(&format!("holder-{tag}"))
 }
 
 #[test]
 fn names_a_child_holding_a_unix_socket() {
     let dir = temp_dir("unix");
-    let path = dir.join("sock with space");
+    let path = dir.path().join("sock with space");
     let (child, bound) = spawn_holder(&format!("unix:{}", path.display()));
     assert_eq!(bound, path.display().to_string());
     let h = holder::unix_listener(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -206,16 +205,19 @@ fn names_a_child_holding_a_unix_socket() {
         holder::unix_listener(path.as_os_str().as_encoded_bytes()),
         Err(Unknown::NotFound)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs the lookup in a child as uid/gid 65534 (nobody), which cannot read
-/// the fds of our (root's) processes. None if that cannot be arranged here.
+/// the fds of our (root's) processes. None (a printed skip) if that cannot
+/// be arranged here: not root, or no setpriv; under CI either one fails (CI
+/// runs as root and .ci/run installs util-linux's setpriv). Once it can be
+/// arranged, a child that fails to say its phrase fails the test.
 fn lookup_as_nobody(what: &str) -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
+        lab::skip_or_fail("looking up as another user needs root");
         return None;
     }
-    let out = Command::new("setpriv")
+    let spawned = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(me())
         .args([
@@ -226,11 +228,25 @@ fn lookup_as_nobody(what: &str) -> Option<String> {
         ])
         .env(LOOKUP_ENV, what)
         .stderr(Stdio::inherit())
-        .output()
-        .ok()?;
+        .output();
+    let out = match spawned {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            lab::skip_or_fail("no setpriv (util-linux)");
+            return None;
+        }
+        Err(e) => panic!("setpriv: {e}"),
+    };
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find_map(|l| l.split_once("PHRASE ").map(|(_, p)| p.to_string()))
+    let phrase = text
+        .lines()
+        .find_map(|l| l.split_once("PHRASE ").map(|(_, p)| p.to_string()));
+    assert!(
+        phrase.is_some(),
+        "the lookup as nobody said nothing ({}): {text}",
+        out.status
+    );
+    phrase
 }
 
 #[test]
@@ -238,7 +254,6 @@ fn another_users_holder_degrades_politely() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let Some(phrase) = lookup_as_nobody(&addr.to_string()) else {
-        eprintln!("skipped: needs root and setpriv to look up as another user");
         return;
     };
     assert_eq!(phrase, "held by a process of uid 0 (not visible)");
@@ -247,12 +262,10 @@ fn another_users_holder_degrades_politely() {
 #[test]
 fn another_users_unix_holder_degrades_politely() {
     let dir = temp_dir("unix-other");
-    let path = dir.join("s");
+    let path = dir.path().join("s");
     let _l = UnixListener::bind(&path).unwrap();
     let Some(phrase) = lookup_as_nobody(&format!("unix:{}", path.display())) else {
-        eprintln!("skipped: needs root and setpriv to look up as another user");
         return;
     };
     assert_eq!(phrase, "held by a process of uid 0 (not visible)");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,5 +12,8 @@ fuzz_target!(|data: &[u8]| {
     let (Ok(tree), Ok(out)) = (PrivateDir::new(), PrivateDir::new()) else {
         return;
     };
-    checks::check_rewrite(&mut Bytes::new(data), tree.path(), out.path());
+    // The real ssh judges the copy where it is installed (slower, but the oracle).
+    let ssh = std::path::Path::new("/usr/bin/ssh");
+    let ssh = ssh.exists().then_some(ssh);
+    checks::check_rewrite(&mut Bytes::new(data), tree.path(), out.path(), ssh);
 });

@@ -476,3 +476,35 @@ impl Drop for Tmux {
         }
     }
 }
+
+/// Whether the tests run under CI, where nothing may skip in silence.
+pub fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false")
+}
+
+/// A skip outside CI (printed), a failure under CI: `.ci/run` must provide
+/// what `why` names.
+pub fn skip_or_fail(why: &str) {
+    if ci() {
+        panic!("{why}, and CI is set: .ci/run must provide it");
+    }
+    eprintln!("skipping: {why}");
+}
+
+/// Set by `.ci/run` when it could not enable IPv6 on loopback (it says so):
+/// the ::1 tests then skip with a note, under CI too.
+pub const NO_IPV6_VAR: &str = "ROSH_TEST_NO_IPV6";
+
+/// Whether ::1 can be bound here; under CI its absence fails the test
+/// unless `.ci/run` declared it (see [`NO_IPV6_VAR`]).
+pub fn ipv6_loopback() -> bool {
+    if TcpListener::bind("[::1]:0").is_ok() {
+        return true;
+    }
+    if std::env::var_os(NO_IPV6_VAR).is_some_and(|v| v == "1") {
+        eprintln!("skipping: no IPv6 on loopback ({NO_IPV6_VAR}=1)");
+    } else {
+        skip_or_fail("no IPv6 on loopback");
+    }
+    false
+}
