@@ -135,8 +135,8 @@ fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
     );
     assert!(
         lines[1].starts_with(&format!(
-            "drop localforward {} [localhost]:22 # in use: 127.0.0.1:{}",
-            held.port, held.port
+            "drop -L {} # in use: 127.0.0.1:{}",
+            fwd, held.port
         )),
         "{dry}"
     );
@@ -754,8 +754,9 @@ fn the_wrapper_does_not_load_libgcc_s() {
     assert!(!maps.contains("libgcc_s"), "{maps}");
 }
 
-/// `--verbose` says where each forward comes from: the command-line
-/// options that ask for it and the config line, in that order.
+/// `--verbose` names each forward as the user wrote it: the first
+/// command-line option that asks for it, else the config line with its file
+/// and line number.
 #[test]
 fn verbose_names_where_each_forward_comes_from() {
     let dir = TempDir::new("verbose");
@@ -786,16 +787,18 @@ fn verbose_names_where_each_forward_comes_from() {
     let err = text(&out.stderr);
     let line = |port: u16| {
         err.lines()
-            .find(|l| l.starts_with("rosh-ssh: forward ") && l.contains(&format!(" {port} ")))
+            .find(|l| l.starts_with("rosh-ssh: forward ") && l.contains(&port.to_string()))
             .unwrap_or_else(|| panic!("no verbose line for {port}: {err}"))
     };
-    assert!(
-        line(b).contains(&format!("(command line -L {lb}, {cfg_s}:3)")),
+    assert_eq!(line(b), format!("rosh-ssh: forward -L {lb}: free"), "{err}");
+    assert_eq!(
+        line(c),
+        format!("rosh-ssh: forward -o '{oc}': free"),
         "{err}"
     );
-    assert!(
-        line(c).contains(&format!("(command line -o {oc})")),
+    assert_eq!(
+        line(a),
+        format!("rosh-ssh: forward LocalForward {a} g:2 ({cfg_s}:2): free"),
         "{err}"
     );
-    assert!(line(a).contains(&format!("({cfg_s}:2)")), "{err}");
 }
