@@ -13,9 +13,13 @@
 //! ```
 //!
 //! - `--wait SECONDS`: while the network is unreachable, the name does not
-//!   resolve or the port refuses, retry (100 ms doubling to 1 s) for up to
+//!   resolve, the port refuses or an attempt times out, retry for up to
 //!   SECONDS in all; for a ProxyCommand run as a tmux session comes back after
-//!   a laptop wakes or a server reboots.
+//!   a laptop wakes or a server reboots. A new attempt starts 100 ms (doubling
+//!   to 1 s) after the previous one started, or at once when that one took
+//!   longer: with `--connect-timeout 1` a fresh SYN leaves every second, so
+//!   the kernel's SYN backoff (1, 2, 4, 8 ... s) never delays the reconnect
+//!   once a dropped link returns.
 //! - `--connect-timeout SECONDS` (or the `ROSH_SSH_CONNECT_TIMEOUT`
 //!   environment variable; the option wins): bound each connect attempt, as
 //!   ssh's ConnectTimeout does. ssh hands its ConnectTimeout to no
@@ -33,7 +37,7 @@ use std::time::{Duration, Instant};
 /// Environment variable giving ConnectTimeout in seconds when no option does.
 pub const CONNECT_TIMEOUT_ENV: &str = "ROSH_SSH_CONNECT_TIMEOUT";
 
-/// First and largest pause between tries under `--wait`.
+/// First and largest pause between the starts of two tries under `--wait`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -255,14 +259,24 @@ enum Failure {
 }
 
 impl Failure {
-    /// Worth retrying under `--wait`: the network or the server is not there yet.
+    /// Worth retrying under `--wait`: the network or the server is not there
+    /// yet, or packets vanish (a blackholed link: the attempt times out).
     fn is_transient(&self) -> bool {
         match self {
             Failure::Resolve(_) => true,
-            Failure::Connect(err) => matches!(
-                err.raw_os_error(),
-                Some(libc::ECONNREFUSED | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN)
-            ),
+            Failure::Connect(err) => {
+                err.kind() == io::ErrorKind::TimedOut
+                    || matches!(
+                        err.raw_os_error(),
+                        Some(
+                            libc::ECONNREFUSED
+                                | libc::ENETUNREACH
+                                | libc::EHOSTUNREACH
+                                | libc::ENETDOWN
+                                | libc::ETIMEDOUT
+                        )
+                    )
+            }
         }
     }
 }
@@ -274,6 +288,7 @@ pub fn connect(opts: &Options) -> Result<TcpStream, ProxyError> {
     let deadline = opts.wait.map(|w| start + w);
     let mut pause = FIRST_BACKOFF;
     loop {
+        let began = Instant::now();
         let failure = match connect_once(opts, deadline) {
             Ok(stream) => return Ok(stream),
             Err(failure) => failure,
@@ -295,7 +310,10 @@ pub fn connect(opts: &Options) -> Result<TcpStream, ProxyError> {
             });
         }
         if let Some(deadline) = deadline {
-            std::thread::sleep(pause.min(deadline - now));
+            // Counted from the attempt's start: an attempt that timed out
+            // has waited long enough already.
+            let next = (began + pause).min(deadline);
+            std::thread::sleep(next.saturating_duration_since(now));
         }
         pause = (pause * 2).min(MAX_BACKOFF);
     }
@@ -760,6 +778,20 @@ mod tests {
 
     fn args(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()
+    }
+
+    /// A blackholed link gives timeouts, not errors: they must be retried
+    /// under `--wait` like a refused port; a real refusal of another kind not.
+    #[test]
+    fn timeouts_are_transient() {
+        let connect = |e: io::Error| Failure::Connect(e).is_transient();
+        assert!(connect(io::Error::from(io::ErrorKind::TimedOut)));
+        assert!(connect(io::Error::from_raw_os_error(libc::ETIMEDOUT)));
+        assert!(connect(io::Error::from_raw_os_error(libc::ECONNREFUSED)));
+        assert!(connect(io::Error::from_raw_os_error(libc::EHOSTUNREACH)));
+        assert!(!connect(io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(!connect(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)));
+        assert!(Failure::Resolve("x".into()).is_transient());
     }
 
     #[test]
