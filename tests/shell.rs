@@ -2,8 +2,8 @@
 //! pseudo-terminal, each supported shell runs it against the sshd lab, and
 //! the "remote" tmux is a private server on this machine.
 //!
-//! Until rosh-ssh is complete, `rosh-ssh` on the function's PATH is a symlink
-//! to the real ssh: the function only needs ssh's arguments and exit codes.
+//! `rosh-ssh` on the function's PATH is the binary cargo built: a broken
+//! wrapper (wrong exit status, forwards not dropped) fails these tests.
 mod lab;
 
 use lab::{Lab, TempDir};
@@ -228,7 +228,7 @@ fn rig(shell: &Shell) -> Option<Rig> {
 
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
     let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
@@ -412,9 +412,22 @@ fn scenario(name: &'static str) {
     let Some(r) = rig(&shell) else { return };
     let tag = unique("v");
 
-    // 1. Creates the session and attaches, the name intact.
-    r.rosh(&shell, "-I 1 -a 1", &quoted_for(&shell, NAME));
+    // 1. Creates the session and attaches, the name intact; the forward
+    // whose port is taken is dropped by rosh-ssh (ssh never tries it).
+    let held = lab::PortHolder::v4();
+    let forward = format!("-o 'LocalForward 127.0.0.1:{} 127.0.0.1:9'", held.port);
+    r.rosh(
+        &shell,
+        &format!("-I 1 -a 1 {forward}"),
+        &quoted_for(&shell, NAME),
+    );
     let c1 = r.new_client(&[]);
+    r.wait_log("forward dropped", 1, 10);
+    assert!(
+        !r.log().contains("Address already in use"),
+        "ssh was given the busy forward{}",
+        r.context()
+    );
     let names = r
         .remote
         .run(&["list-sessions", "-F", "#{session_name}"])
@@ -578,7 +591,7 @@ fn fails_fast(name: &'static str) {
     };
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),
