@@ -83,10 +83,13 @@ EOF
   # command line would beat the user's ssh_config. `proxy` gets the
   # ProxyCommand for reconnecting, unless the user has a ProxyCommand or
   # ProxyJump. Runs in the loop's shell: not in a command substitution.
+  # (A user's setting equal to ssh's default is taken for no setting.)
   defaults() {
     dflt='' proxy=''
     mine=$(command rosh-ssh -G "$@" -- "$host" 2>/dev/null) || return 0
-    base=$(command rosh-ssh -F /dev/null -G -- "$host" 2>/dev/null) || return 0
+    # BatchMode changes ServerAliveInterval's default (readconf.c: 300).
+    batch=$(get "$mine" batchmode)
+    base=$(command rosh-ssh -F /dev/null -o "BatchMode=${batch:-no}" -G -- "$host" 2>/dev/null) || return 0
     for key in serveraliveinterval:ServerAliveInterval=$alive \
       serveralivecountmax:ServerAliveCountMax=1; do
       k=${key%%:*}
@@ -167,10 +170,20 @@ EOF
     trap 'command rm -rf "$tmp"' EXIT
     trap 'exit 130' INT HUP TERM
     case $tmp in *[\'%\\]*) err "TMPDIR has a quote, % or backslash: $tmp" ;; esac
+    # Run by ssh once logged in, before the session reads the terminal: the
+    # mark, and the keys typed while ssh waited for the link are dropped.
+    command cat >"$tmp/login" <<'EOF'
+: >"$1/up"
+[ -t 0 ] || exit 0
+s=$(stty -g 2>/dev/null) || exit 0
+stty -icanon min 0 time 0 2>/dev/null && cat >/dev/null 2>&1
+stty "$s" 2>/dev/null
+exit 0
+EOF
     eval "set -- $sshopts" # words made by q: each reads back as itself
     defaults "$@"
     eval "set -- $dflt \"\$@\"" # plain words
-    set -- -t -o PermitLocalCommand=yes -o "LocalCommand=touch '$tmp/up'" \
+    set -- -t -o PermitLocalCommand=yes -o "LocalCommand=sh '$tmp/login' '$tmp'" \
       "$@" -- "$host" "$remote"
 
     wait=$pause
