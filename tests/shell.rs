@@ -813,3 +813,156 @@ fn outages_in_bash() {
 fn outages_in_fish() {
     outages("fish", &[10]);
 }
+
+/// The words of the `rosh: + rosh-ssh ...` line -V printed, as sh reads them.
+fn printed_words(stderr: &str) -> Vec<String> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("rosh: + rosh-ssh "))
+        .unwrap_or_else(|| panic!("no command line under -V: {stderr}"));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("set -- {line}; printf '%s\\n' \"$@\""))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What ssh makes of the command rosh printed (its options and host; the
+/// remote command left out), by `ssh -G`.
+fn effective_of(words: &[String]) -> String {
+    let dash = words
+        .iter()
+        .position(|w| w == "--")
+        .expect("-- before host");
+    let out = Command::new(lab::SSH)
+        .arg("-G")
+        .args(&words[..dash + 2])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh -G {words:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Options: ssh's own pass through (-p reaches the server, -o wins over
+/// rosh's defaults, ssh_config's ServerAliveInterval too), a -L that looks
+/// like a forward is refused with a hint, --help prints the usage.
+fn options(name: &'static str) {
+    let Some(shell) = Shell::new(name) else {
+        return;
+    };
+    let dir = TempDir::new("opts");
+    // A remote PATH without tmux: a session that started ends with 127.
+    let rbin = dir.path().join("rbin");
+    fs::create_dir_all(&rbin).unwrap();
+    for tool in ["sh", "mktemp", "cat", "rm"] {
+        let real = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file());
+        std::os::unix::fs::symlink(real.expect(tool), rbin.join(tool)).unwrap();
+    }
+    let Some(lab) = Lab::start_with(&format!("SetEnv PATH={}", rbin.display())) else {
+        return;
+    };
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The config's Port is wrong: only -p gets there.
+    let wrong_port = lab.config_with("wrong-port", "Host lab\n  Port 1\n");
+    let alive30 = lab.config_with("alive30", "Host lab\n  ServerAliveInterval 30\n");
+    let rosh = |args: &str| {
+        let script = format!("{}; rosh {args}", shell.source());
+        let mut argv = shell.argv.clone();
+        argv.retain(|a| a != "-i");
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = wait_for(20, || child.try_wait().ok().flatten());
+        if done.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(done.is_some(), "{name}: rosh {args} did not end");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, _, err) = rosh(&format!(
+        "-V -I 0 -o ServerAliveInterval=60 -p {} -F '{}' lab",
+        lab.port,
+        wrong_port.display()
+    ));
+    assert_eq!(code, Some(127), "{name}: -p reaches the server: {err}");
+    let eff = effective_of(&printed_words(&err));
+    assert!(eff.contains("\nserveraliveinterval 60\n"), "{name}: {err}");
+    assert!(eff.contains(&format!("\nport {}\n", lab.port)), "{name}");
+    // Where the user set nothing, rosh's default.
+    assert!(eff.contains("\nserveralivecountmax 1\n"), "{name}: {err}");
+
+    let (code, _, err) = rosh(&format!("-V -I 0 -F '{}' lab", alive30.display()));
+    assert_eq!(code, Some(127), "{name}: {err}");
+    let words = printed_words(&err);
+    assert!(
+        !words.iter().any(|w| w.starts_with("ServerAliveInterval")),
+        "{name}: rosh's default beat ssh_config: {words:?}"
+    );
+    assert!(effective_of(&words).contains("\nserveraliveinterval 30\n"));
+
+    let (code, _, err) = rosh(&format!(
+        "-L 8080:localhost:80 -F '{}' lab",
+        lab.config().display()
+    ));
+    assert_eq!(code, Some(2), "{name}: -L with a forward: {err}");
+    assert!(
+        err.contains("not a forward") && err.contains("LocalForward"),
+        "{name}: {err}"
+    );
+    assert!(!lab.sshd_log().contains("8080"), "{name}");
+
+    let (code, out, err) = rosh("--help");
+    assert_eq!(code, Some(0), "{name}: --help: {err}");
+    assert!(out.starts_with("usage: rosh "), "{name}: --help: {out}");
+    assert!(out.contains("-p PORT"), "{name}: --help: {out}");
+}
+
+#[test]
+fn options_in_bash() {
+    options("bash");
+}
+#[test]
+fn options_in_dash() {
+    options("dash");
+}
+#[test]
+fn options_in_zsh() {
+    options("zsh");
+}
+#[test]
+fn options_in_ksh() {
+    options("ksh");
+}
+#[test]
+fn options_in_fish() {
+    options("fish");
+}
