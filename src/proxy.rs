@@ -34,6 +34,8 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::probe::Family;
+
 /// Environment variable giving ConnectTimeout in seconds when no option does.
 pub const CONNECT_TIMEOUT_ENV: &str = "ROSH_SSH_CONNECT_TIMEOUT";
 
@@ -61,6 +63,8 @@ pub struct Options {
     pub wait: Option<Duration>,
     /// `--connect-timeout`: bound on each connect attempt.
     pub connect_timeout: Option<Duration>,
+    /// The addresses to try: the parent ssh's AddressFamily.
+    pub family: Family,
 }
 
 /// Why proxy mode failed; each ends rosh-ssh with 255.
@@ -140,12 +144,23 @@ fn seconds(d: Duration) -> String {
     }
 }
 
+/// What the ssh that started us has in effect, as far as connecting goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parent {
+    /// Its ConnectTimeout: ssh passes it to no ProxyCommand token.
+    pub connect_timeout: Option<Duration>,
+    /// Its AddressFamily (`-4`, `-6`): only those addresses are tried.
+    pub family: Family,
+}
+
 /// Runs proxy mode with `args`, the words after `--proxy`; returns the exit
 /// status (0) once both directions are closed, or after passing the fd.
-/// `known_timeout` is the ConnectTimeout of the ssh that started us, used
-/// when neither `--connect-timeout` nor the environment sets one.
-pub fn run(args: &[OsString], known_timeout: Option<Duration>) -> Result<i32, ProxyError> {
+/// `parent`'s ConnectTimeout is used when neither `--connect-timeout` nor
+/// the environment sets one.
+pub fn run(args: &[OsString], parent: Parent) -> Result<i32, ProxyError> {
+    let known_timeout = parent.connect_timeout;
     let mut opts = parse_args(args)?;
+    opts.family = parent.family;
     let from_env = std::env::var_os(CONNECT_TIMEOUT_ENV).filter(|v| !v.is_empty());
     if let (None, Some(value)) = (opts.connect_timeout, from_env) {
         opts.connect_timeout = Some(parse_seconds(CONNECT_TIMEOUT_ENV, &value)?);
@@ -218,6 +233,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, ProxyError> {
         fdpass,
         wait,
         connect_timeout,
+        family: Family::Any,
     })
 }
 
@@ -324,8 +340,13 @@ fn failure_was_waited(deadline: Option<Instant>, now: Instant) -> bool {
 }
 
 fn connect_once(opts: &Options, deadline: Option<Instant>) -> Result<TcpStream, Failure> {
+    let wanted = |a: &SocketAddr| match opts.family {
+        Family::Any => true,
+        Family::Inet => a.is_ipv4(),
+        Family::Inet6 => a.is_ipv6(),
+    };
     let addrs: Vec<SocketAddr> = match (opts.host.as_str(), opts.port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
+        Ok(addrs) => addrs.filter(wanted).collect(),
         Err(err) => return Err(Failure::Resolve(resolve_reason(&err))),
     };
     let mut last = Failure::Resolve("no address".into());
@@ -780,6 +801,27 @@ mod tests {
         line.split_whitespace().map(OsString::from).collect()
     }
 
+    /// The parent's AddressFamily decides which addresses are tried.
+    #[test]
+    fn family_filters_addresses() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opts = |family| Options {
+            host: "127.0.0.1".into(),
+            port,
+            fdpass: false,
+            wait: None,
+            connect_timeout: Some(Duration::from_secs(5)),
+            family,
+        };
+        assert!(connect(&opts(Family::Inet)).is_ok());
+        assert!(connect(&opts(Family::Any)).is_ok());
+        match connect(&opts(Family::Inet6)) {
+            Err(ProxyError::Resolve { .. }) => {}
+            other => panic!("an IPv4 address tried under inet6: {other:?}"),
+        }
+    }
+
     /// A blackholed link gives timeouts, not errors: they must be retried
     /// under `--wait` like a refused port; a real refusal of another kind not.
     #[test]
@@ -803,6 +845,7 @@ mod tests {
                 fdpass,
                 wait: wait.map(Duration::from_secs_f64),
                 connect_timeout: timeout.map(Duration::from_secs_f64),
+                family: Family::Any,
             })
         };
         let table: &[(&str, Result<Options, &str>)] = &[
