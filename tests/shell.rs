@@ -709,6 +709,8 @@ impl NetRig {
     ) {
         let stale = *old.last().unwrap();
         let stray = self.dir.path().join(format!("stray-{secs}"));
+        let dead = self.net.client_ports();
+        assert!(!dead.is_empty(), "no connection to sshd{}", self.context());
         let start = std::time::Instant::now();
         self.net.block();
         let noticed = wait_for(secs + 15, || {
@@ -725,6 +727,9 @@ impl NetRig {
         self.term.keys(&["C-d"]);
         if let Some(rest) = Duration::from_secs(secs).checked_sub(start.elapsed()) {
             std::thread::sleep(rest);
+        }
+        for &port in &dead {
+            self.net.bury(port);
         }
         self.net.unblock();
         let c = self.new_client(&[old.as_slice(), &[other]].concat(), bound);

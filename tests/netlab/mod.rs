@@ -250,6 +250,47 @@ impl Net {
         self.blocked = true;
     }
 
+    /// The client's ports of the TCP connections now open to sshd.
+    pub fn client_ports(&self) -> Vec<u16> {
+        let out = Command::new(IP)
+            .args([
+                "netns",
+                "exec",
+                &self.client_ns,
+                "ss",
+                "-Htn",
+                "state",
+                "established",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        out.lines()
+            .filter(|l| l.contains(&format!("{SERVER_ADDR}:22")))
+            .filter_map(|l| {
+                let local = l.split_whitespace().find(|w| w.starts_with(CLIENT_ADDR))?;
+                local.rsplit_once(':')?.1.parse().ok()
+            })
+            .collect()
+    }
+
+    /// The connection from the client's `port` stays dead for good, as
+    /// when a laptop comes back on another address: its FIN or RST never
+    /// reaches the server, which keeps its sshd and tmux client.
+    pub fn bury(&mut self, port: u16) {
+        let rules = format!(
+            "table inet rosh-old-{port} {{\n\
+             chain in {{ type filter hook input priority 0; iifname \"vs\" tcp sport {port} drop; }}\n\
+             chain out {{ type filter hook output priority 0; oifname \"vs\" tcp dport {port} drop; }}\n}}\n"
+        );
+        run(
+            &[IP, "netns", "exec", &self.server_ns, NFT, "-f", "-"],
+            Some(&rules),
+        )
+        .expect("nft bury");
+    }
+
     pub fn unblock(&mut self) {
         run(
             &[
