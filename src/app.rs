@@ -29,8 +29,8 @@ pub fn run() -> Result<End, Error> {
             return Ok(End::Exited(0));
         }
         Mode::Proxy(words) => {
-            let timeout = warn_parent_forwards(cli.ssh.as_deref());
-            return crate::proxy::run(words, timeout)
+            let parent = warn_parent_forwards(cli.ssh.as_deref()).unwrap_or_default();
+            return crate::proxy::run(words, parent)
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()));
         }
@@ -231,8 +231,9 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 /// config (`ssh -G`). One line per local forward that will fail, naming the
 /// holder, before ssh tries. Anything unclear is skipped in silence: the
 /// connection matters more than the warning. Returns the parent's
-/// ConnectTimeout, which ssh passes to no ProxyCommand token.
-fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration> {
+/// ConnectTimeout, which ssh passes to no ProxyCommand token, and its
+/// AddressFamily.
+fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent> {
     let ssh = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()).ok()?;
     let words = parent_ssh_words(&ssh)?;
     let args = Args::parse(words.clone());
@@ -253,7 +254,10 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<std::time::Duration>
             describe::with_reason(d, &args, "busy")
         );
     }
-    eff.connect_timeout
+    Some(crate::proxy::Parent {
+        connect_timeout: eff.connect_timeout,
+        family: eff.probe.family,
+    })
 }
 
 /// The arguments of the ssh that runs this ProxyCommand: the parent, or the

@@ -13,9 +13,13 @@
 //! ```
 //!
 //! - `--wait SECONDS`: while the network is unreachable, the name does not
-//!   resolve or the port refuses, retry (100 ms doubling to 1 s) for up to
+//!   resolve, the port refuses or an attempt times out, retry for up to
 //!   SECONDS in all; for a ProxyCommand run as a tmux session comes back after
-//!   a laptop wakes or a server reboots.
+//!   a laptop wakes or a server reboots. A new attempt starts 100 ms (doubling
+//!   to 1 s) after the previous one started, or at once when that one took
+//!   longer: with `--connect-timeout 1` a fresh SYN leaves every second, so
+//!   the kernel's SYN backoff (1, 2, 4, 8 ... s) never delays the reconnect
+//!   once a dropped link returns.
 //! - `--connect-timeout SECONDS` (or the `ROSH_SSH_CONNECT_TIMEOUT`
 //!   environment variable; the option wins): bound each connect attempt, as
 //!   ssh's ConnectTimeout does. ssh hands its ConnectTimeout to no
@@ -30,10 +34,12 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::probe::Family;
+
 /// Environment variable giving ConnectTimeout in seconds when no option does.
 pub const CONNECT_TIMEOUT_ENV: &str = "ROSH_SSH_CONNECT_TIMEOUT";
 
-/// First and largest pause between tries under `--wait`.
+/// First and largest pause between the starts of two tries under `--wait`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
@@ -57,6 +63,8 @@ pub struct Options {
     pub wait: Option<Duration>,
     /// `--connect-timeout`: bound on each connect attempt.
     pub connect_timeout: Option<Duration>,
+    /// The addresses to try: the parent ssh's AddressFamily.
+    pub family: Family,
 }
 
 /// Why proxy mode failed; each ends rosh-ssh with 255.
@@ -136,12 +144,23 @@ fn seconds(d: Duration) -> String {
     }
 }
 
+/// What the ssh that started us has in effect, as far as connecting goes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Parent {
+    /// Its ConnectTimeout: ssh passes it to no ProxyCommand token.
+    pub connect_timeout: Option<Duration>,
+    /// Its AddressFamily (`-4`, `-6`): only those addresses are tried.
+    pub family: Family,
+}
+
 /// Runs proxy mode with `args`, the words after `--proxy`; returns the exit
 /// status (0) once both directions are closed, or after passing the fd.
-/// `known_timeout` is the ConnectTimeout of the ssh that started us, used
-/// when neither `--connect-timeout` nor the environment sets one.
-pub fn run(args: &[OsString], known_timeout: Option<Duration>) -> Result<i32, ProxyError> {
+/// `parent`'s ConnectTimeout is used when neither `--connect-timeout` nor
+/// the environment sets one.
+pub fn run(args: &[OsString], parent: Parent) -> Result<i32, ProxyError> {
+    let known_timeout = parent.connect_timeout;
     let mut opts = parse_args(args)?;
+    opts.family = parent.family;
     let from_env = std::env::var_os(CONNECT_TIMEOUT_ENV).filter(|v| !v.is_empty());
     if let (None, Some(value)) = (opts.connect_timeout, from_env) {
         opts.connect_timeout = Some(parse_seconds(CONNECT_TIMEOUT_ENV, &value)?);
@@ -214,6 +233,7 @@ pub fn parse_args(args: &[OsString]) -> Result<Options, ProxyError> {
         fdpass,
         wait,
         connect_timeout,
+        family: Family::Any,
     })
 }
 
@@ -255,14 +275,24 @@ enum Failure {
 }
 
 impl Failure {
-    /// Worth retrying under `--wait`: the network or the server is not there yet.
+    /// Worth retrying under `--wait`: the network or the server is not there
+    /// yet, or packets vanish (a blackholed link: the attempt times out).
     fn is_transient(&self) -> bool {
         match self {
             Failure::Resolve(_) => true,
-            Failure::Connect(err) => matches!(
-                err.raw_os_error(),
-                Some(libc::ECONNREFUSED | libc::ENETUNREACH | libc::EHOSTUNREACH | libc::ENETDOWN)
-            ),
+            Failure::Connect(err) => {
+                err.kind() == io::ErrorKind::TimedOut
+                    || matches!(
+                        err.raw_os_error(),
+                        Some(
+                            libc::ECONNREFUSED
+                                | libc::ENETUNREACH
+                                | libc::EHOSTUNREACH
+                                | libc::ENETDOWN
+                                | libc::ETIMEDOUT
+                        )
+                    )
+            }
         }
     }
 }
@@ -274,6 +304,7 @@ pub fn connect(opts: &Options) -> Result<TcpStream, ProxyError> {
     let deadline = opts.wait.map(|w| start + w);
     let mut pause = FIRST_BACKOFF;
     loop {
+        let began = Instant::now();
         let failure = match connect_once(opts, deadline) {
             Ok(stream) => return Ok(stream),
             Err(failure) => failure,
@@ -295,7 +326,10 @@ pub fn connect(opts: &Options) -> Result<TcpStream, ProxyError> {
             });
         }
         if let Some(deadline) = deadline {
-            std::thread::sleep(pause.min(deadline - now));
+            // Counted from the attempt's start: an attempt that timed out
+            // has waited long enough already.
+            let next = (began + pause).min(deadline);
+            std::thread::sleep(next.saturating_duration_since(now));
         }
         pause = (pause * 2).min(MAX_BACKOFF);
     }
@@ -306,8 +340,13 @@ fn failure_was_waited(deadline: Option<Instant>, now: Instant) -> bool {
 }
 
 fn connect_once(opts: &Options, deadline: Option<Instant>) -> Result<TcpStream, Failure> {
+    let wanted = |a: &SocketAddr| match opts.family {
+        Family::Any => true,
+        Family::Inet => a.is_ipv4(),
+        Family::Inet6 => a.is_ipv6(),
+    };
     let addrs: Vec<SocketAddr> = match (opts.host.as_str(), opts.port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
+        Ok(addrs) => addrs.filter(wanted).collect(),
         Err(err) => return Err(Failure::Resolve(resolve_reason(&err))),
     };
     let mut last = Failure::Resolve("no address".into());
@@ -762,6 +801,41 @@ mod tests {
         line.split_whitespace().map(OsString::from).collect()
     }
 
+    /// The parent's AddressFamily decides which addresses are tried.
+    #[test]
+    fn family_filters_addresses() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let opts = |family| Options {
+            host: "127.0.0.1".into(),
+            port,
+            fdpass: false,
+            wait: None,
+            connect_timeout: Some(Duration::from_secs(5)),
+            family,
+        };
+        assert!(connect(&opts(Family::Inet)).is_ok());
+        assert!(connect(&opts(Family::Any)).is_ok());
+        match connect(&opts(Family::Inet6)) {
+            Err(ProxyError::Resolve { .. }) => {}
+            other => panic!("an IPv4 address tried under inet6: {other:?}"),
+        }
+    }
+
+    /// A blackholed link gives timeouts, not errors: they must be retried
+    /// under `--wait` like a refused port; a real refusal of another kind not.
+    #[test]
+    fn timeouts_are_transient() {
+        let connect = |e: io::Error| Failure::Connect(e).is_transient();
+        assert!(connect(io::Error::from(io::ErrorKind::TimedOut)));
+        assert!(connect(io::Error::from_raw_os_error(libc::ETIMEDOUT)));
+        assert!(connect(io::Error::from_raw_os_error(libc::ECONNREFUSED)));
+        assert!(connect(io::Error::from_raw_os_error(libc::EHOSTUNREACH)));
+        assert!(!connect(io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(!connect(io::Error::from_raw_os_error(libc::EADDRNOTAVAIL)));
+        assert!(Failure::Resolve("x".into()).is_transient());
+    }
+
     #[test]
     fn grammar() {
         let ok = |host: &str, port, fdpass, wait: Option<f64>, timeout: Option<f64>| {
@@ -771,6 +845,7 @@ mod tests {
                 fdpass,
                 wait: wait.map(Duration::from_secs_f64),
                 connect_timeout: timeout.map(Duration::from_secs_f64),
+                family: Family::Any,
             })
         };
         let table: &[(&str, Result<Options, &str>)] = &[

@@ -2,24 +2,17 @@
 //! pseudo-terminal, each supported shell runs it against the sshd lab, and
 //! the "remote" tmux is a private server on this machine.
 //!
-//! Until rosh-ssh is complete, `rosh-ssh` on the function's PATH is a symlink
-//! to the real ssh: the function only needs ssh's arguments and exit codes.
+//! `rosh-ssh` on the function's PATH is the binary cargo built: a broken
+//! wrapper (wrong exit status, forwards not dropped) fails these tests.
 mod lab;
+mod netlab;
 
 use lab::{Lab, TempDir};
-use std::ffi::OsString;
+use netlab::{Net, Term, Tmux, kill9, unique, wait_for};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-fn unique(tag: &str) -> String {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    format!("rosh-{tag}-{}-{n}", std::process::id())
-}
+use std::time::Duration;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -41,126 +34,6 @@ fn which(prog: &str) -> Option<PathBuf> {
         lab::require(&format!("/usr/bin/{prog}"));
     }
     found
-}
-
-/// Polls `f` every 20 ms until it returns Some or `secs` pass.
-fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill9(pid: i32) {
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-}
-
-/// A tmux server of our own: `-S <dir>/sock` locally, or `-L <name>` for the
-/// "remote" one (with TMUX_TMPDIR pointing into the test's dir). Dropping it
-/// kills its server by pid.
-struct Tmux {
-    args: Vec<OsString>,
-    tmpdir: PathBuf,
-}
-
-impl Tmux {
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(&self.args)
-            .env("TMUX_TMPDIR", &self.tmpdir)
-            .env_remove("TMUX")
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Option<String> {
-        let out = self.cmd().args(args).stderr(Stdio::null()).output().ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-    fn server_pid(&self) -> Option<i32> {
-        self.run(&["list-sessions", "-F", "#{pid}"])?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
-    }
-    fn clients(&self) -> Vec<i32> {
-        self.run(&["list-clients", "-F", "#{client_pid}"])
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        if let Some(pid) = self.server_pid() {
-            kill9(pid);
-        }
-    }
-}
-
-/// A local terminal: a private tmux server whose one pane runs `shell`.
-struct Term {
-    tmux: Tmux,
-}
-
-impl Term {
-    fn start(dir: &Path, env: &[(&str, OsString)], shell: &[&str]) -> Term {
-        let tmux = Tmux {
-            args: vec![
-                "-S".into(),
-                dir.join("local.sock").into(),
-                "-f".into(),
-                "/dev/null".into(),
-            ],
-            tmpdir: dir.to_path_buf(),
-        };
-        let mut c = tmux.cmd();
-        c.args(["new-session", "-d", "-x", "160", "-y", "40", "--"])
-            .args(shell);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let st = c.env_remove("ENV").status().expect("run tmux");
-        assert!(st.success(), "local tmux did not start");
-        Term { tmux }
-    }
-    fn keys(&self, keys: &[&str]) {
-        let st = self
-            .tmux
-            .cmd()
-            .arg("send-keys")
-            .args(keys)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    /// Types `line` literally, then Enter.
-    fn line(&self, line: &str) {
-        let st = self
-            .tmux
-            .cmd()
-            .args(["send-keys", "-l", line])
-            .status()
-            .unwrap();
-        assert!(st.success());
-        self.keys(&["Enter"]);
-    }
-    fn screen(&self) -> String {
-        self.tmux
-            .run(&["capture-pane", "-p", "-J"])
-            .unwrap_or_default()
-    }
 }
 
 /// One shell under test: how to start it interactively without rc files,
@@ -228,7 +101,7 @@ fn rig(shell: &Shell) -> Option<Rig> {
 
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
     let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
     )))
@@ -242,7 +115,7 @@ fn rig(shell: &Shell) -> Option<Rig> {
         ("PS1", "$ ".into()),
     ];
     let argv: Vec<&str> = shell.argv.iter().map(String::as_str).collect();
-    let term = Term::start(dir.path(), &env, &argv);
+    let term = Term::start(dir.path(), "local.sock", &env, &argv);
     let remote_sock = unique("remote");
     let remote = Tmux {
         args: vec!["-L".into(), remote_sock.clone().into()],
@@ -412,9 +285,22 @@ fn scenario(name: &'static str) {
     let Some(r) = rig(&shell) else { return };
     let tag = unique("v");
 
-    // 1. Creates the session and attaches, the name intact.
-    r.rosh(&shell, "-I 1 -a 1", &quoted_for(&shell, NAME));
+    // 1. Creates the session and attaches, the name intact; the forward
+    // whose port is taken is dropped by rosh-ssh (ssh never tries it).
+    let held = lab::PortHolder::v4();
+    let forward = format!("-o 'LocalForward 127.0.0.1:{} 127.0.0.1:9'", held.port);
+    r.rosh(
+        &shell,
+        &format!("-I 1 -a 1 {forward}"),
+        &quoted_for(&shell, NAME),
+    );
     let c1 = r.new_client(&[]);
+    r.wait_log("forward dropped", 1, 10);
+    assert!(
+        !r.log().contains("Address already in use"),
+        "ssh was given the busy forward{}",
+        r.context()
+    );
     let names = r
         .remote
         .run(&["list-sessions", "-F", "#{session_name}"])
@@ -578,7 +464,7 @@ fn fails_fast(name: &'static str) {
     };
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(lab::SSH, bin.join("rosh-ssh")).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
     let path = format!(
         "{}:{}",
         bin.display(),
@@ -695,4 +581,393 @@ fn rosh_sh_is_posix() {
             .unwrap();
         assert!(st.success(), "fish -n");
     }
+}
+
+/// The loop across a link that really dies (tests/netlab: two network
+/// namespaces, sshd in one, the terminal in the other, an nftables
+/// blackhole between). Fields drop in order: terminals first, so nothing
+/// runs inside a namespace when it is deleted.
+struct NetRig {
+    term: Term,
+    other: Option<Term>,
+    remote: Tmux,
+    log: PathBuf,
+    net: Net,
+    dir: TempDir,
+}
+
+fn net_rig(shell: &Shell) -> Option<NetRig> {
+    which("tmux")?;
+    if let Some(why) = netlab::unavailable() {
+        if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
+            panic!("network namespace tests cannot run under CI: {why}");
+        }
+        eprintln!("skipping: {why}");
+        return None;
+    }
+    let dir = TempDir::new("net");
+    let home = dir.path().join("remote-home");
+    let tmpdir = dir.path().join("tmux");
+    fs::create_dir_all(&home).unwrap();
+    fs::create_dir_all(&tmpdir).unwrap();
+    let net = Net::start(
+        dir.path(),
+        &format!("HOME={} TMUX_TMPDIR={}", home.display(), tmpdir.display()),
+    )
+    .unwrap_or_else(|e| panic!("namespace lab: {e}"));
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let local_home = dir.path().join("local-home");
+    fs::create_dir_all(&local_home).unwrap();
+    let env = [
+        ("PATH", path),
+        ("HOME", local_home.into()),
+        ("SHELL", "/bin/sh".into()),
+        ("PS1", "$ ".into()),
+    ];
+    let mut argv = net.in_client();
+    argv.extend(shell.argv.iter().cloned());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let term = Term::start(dir.path(), "local.sock", &env, &argv);
+    let remote = Tmux {
+        args: vec!["-L".into(), unique("remote").into()],
+        tmpdir,
+    };
+    term.line(&shell.source());
+    term.line("echo READY''X");
+    let ready = wait_for(10, || term.screen().contains("READYX").then_some(()));
+    assert!(ready.is_some(), "{}: {}", shell.name, term.screen());
+    Some(NetRig {
+        term,
+        other: None,
+        remote,
+        log: dir.path().join("rosh.log"),
+        net,
+        dir,
+    })
+}
+
+impl NetRig {
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn context(&self) -> String {
+        format!(
+            "\n--- rosh log:\n{}\n--- local screen:\n{}\n--- remote screen:\n{}\n--- sshd log tail:\n{}",
+            self.log(),
+            self.term.screen(),
+            self.remote
+                .run(&["capture-pane", "-p", "-J"])
+                .unwrap_or_default(),
+            self.net
+                .sshd_log()
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    }
+    fn new_client(&self, old: &[i32], secs: u64) -> i32 {
+        let c = wait_for(secs, || {
+            self.remote.clients().into_iter().find(|c| !old.contains(c))
+        });
+        c.unwrap_or_else(|| panic!("no new remote tmux client in {secs} s{}", self.context()))
+    }
+    fn wait_remote(&self, what: &str) {
+        let ok = wait_for(10, || {
+            self.remote
+                .run(&["capture-pane", "-p", "-J"])
+                .unwrap_or_default()
+                .contains(what)
+                .then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "remote pane never showed {what:?}{}",
+            self.context()
+        );
+    }
+
+    /// One outage of `secs`: the loss noticed, keys typed meanwhile
+    /// dropped, back within `bound` s of the link returning (generous: the
+    /// bench has the times), state kept, the stale client of the previous
+    /// connection detached and the other terminal's client kept.
+    fn outage(
+        &mut self,
+        secs: u64,
+        bound: u64,
+        tag: &str,
+        lost: usize,
+        other: i32,
+        old: &mut Vec<i32>,
+    ) {
+        let stale = *old.last().unwrap();
+        let stray = self.dir.path().join(format!("stray-{secs}"));
+        let dead = self.net.client_ports();
+        assert!(!dead.is_empty(), "no connection to sshd{}", self.context());
+        let start = std::time::Instant::now();
+        self.net.block();
+        let noticed = wait_for(secs + 15, || {
+            (self.log().matches("connection to lab lost").count() >= lost).then_some(())
+        });
+        assert!(
+            noticed.is_some(),
+            "the loss was not noticed{}",
+            self.context()
+        );
+        // The server never noticed: the old client is still attached.
+        assert!(self.remote.clients().contains(&stale), "{}", self.context());
+        self.term.line(&format!("touch '{}'", stray.display()));
+        self.term.keys(&["C-d"]);
+        if let Some(rest) = Duration::from_secs(secs).checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        for &port in &dead {
+            self.net.bury(port);
+        }
+        self.net.unblock();
+        let c = self.new_client(&[old.as_slice(), &[other]].concat(), bound);
+        old.push(c);
+        self.term.line(&format!("echo after-{secs}=$V"));
+        self.wait_remote(&format!("after-{secs}={tag}"));
+        assert!(
+            !stray.exists(),
+            "a key typed during the outage ran{}",
+            self.context()
+        );
+        let gone = wait_for(10, || {
+            (!self.remote.clients().contains(&stale)).then_some(())
+        });
+        assert!(
+            gone.is_some(),
+            "stale client {stale} still attached{}",
+            self.context()
+        );
+        assert!(
+            self.remote.clients().contains(&other),
+            "the other terminal's client was detached{}",
+            self.context()
+        );
+    }
+}
+
+fn outages(name: &'static str, secs: &[u64]) {
+    let Some(shell) = Shell::new(name) else {
+        return;
+    };
+    let Some(mut r) = net_rig(&shell) else { return };
+    let tag = unique("v");
+    let sock = r.remote.args[1].to_string_lossy().into_owned();
+    r.term.line(&format!(
+        "rosh -V -I 1 -a 1 -L {sock} -F '{}' lab s1 2>>'{}'; echo ROSH-END-{}",
+        r.net.config().display(),
+        r.log.display(),
+        shell.status()
+    ));
+    let c1 = r.new_client(&[], 20);
+    r.term.line(&format!("V={tag}"));
+    // A second terminal on the same session, not through this loop.
+    let other_term = Term::start(
+        r.dir.path(),
+        "other.sock",
+        &[("TMUX_TMPDIR", r.remote.tmpdir.clone().into())],
+        &["tmux", "-L", &sock, "attach", "-t", "s1"],
+    );
+    r.other = Some(other_term);
+    let other = r.new_client(&[c1], 10);
+    let mut old = vec![c1];
+    for (i, &s) in secs.iter().enumerate() {
+        r.outage(s, 15, &tag, i + 1, other, &mut old);
+    }
+    // Detach: the loop ends with 0.
+    let last = *old.last().unwrap();
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, last)]);
+    let end = wait_for(15, || r.term.screen().contains("ROSH-END-0").then_some(()));
+    assert!(
+        end.is_some(),
+        "the loop did not end after detach{}",
+        r.context()
+    );
+}
+
+fn tty_of(t: &Tmux, client: i32) -> String {
+    t.run(&["list-clients", "-F", "#{client_pid} #{client_tty}"])
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            let (pid, tty) = l.split_once(' ')?;
+            (pid == client.to_string()).then(|| tty.to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// sh's loop: a short outage and one long enough that TCP's SYN backoff
+/// alone would come back about 20 s late.
+#[test]
+fn outages_in_bash() {
+    outages("bash", &[10, 45]);
+}
+#[test]
+fn outages_in_fish() {
+    outages("fish", &[10]);
+}
+
+/// The words of the `rosh: + rosh-ssh ...` line -V printed, as sh reads them.
+fn printed_words(stderr: &str) -> Vec<String> {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("rosh: + rosh-ssh "))
+        .unwrap_or_else(|| panic!("no command line under -V: {stderr}"));
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("set -- {line}; printf '%s\\n' \"$@\""))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What ssh makes of the command rosh printed (its options and host; the
+/// remote command left out), by `ssh -G`.
+fn effective_of(words: &[String]) -> String {
+    let dash = words
+        .iter()
+        .position(|w| w == "--")
+        .expect("-- before host");
+    let out = Command::new(lab::SSH)
+        .arg("-G")
+        .args(&words[..dash + 2])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ssh -G {words:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Options: ssh's own pass through (-p reaches the server, -o wins over
+/// rosh's defaults, ssh_config's ServerAliveInterval too), a -L that looks
+/// like a forward is refused with a hint, --help prints the usage.
+fn options(name: &'static str) {
+    let Some(shell) = Shell::new(name) else {
+        return;
+    };
+    let dir = TempDir::new("opts");
+    // A remote PATH without tmux: a session that started ends with 127.
+    let rbin = dir.path().join("rbin");
+    fs::create_dir_all(&rbin).unwrap();
+    for tool in ["sh", "mktemp", "cat", "rm"] {
+        let real = ["/bin", "/usr/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.is_file());
+        std::os::unix::fs::symlink(real.expect(tool), rbin.join(tool)).unwrap();
+    }
+    let Some(lab) = Lab::start_with(&format!("SetEnv PATH={}", rbin.display())) else {
+        return;
+    };
+    let bin = dir.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The config's Port is wrong: only -p gets there.
+    let wrong_port = lab.config_with("wrong-port", "Host lab\n  Port 1\n");
+    let alive30 = lab.config_with("alive30", "Host lab\n  ServerAliveInterval 30\n");
+    let rosh = |args: &str| {
+        let script = format!("{}; rosh {args}", shell.source());
+        let mut argv = shell.argv.clone();
+        argv.retain(|a| a != "-i");
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("-c")
+            .arg(&script)
+            .env("PATH", &path)
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let done = wait_for(20, || child.try_wait().ok().flatten());
+        if done.is_none() {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(done.is_some(), "{name}: rosh {args} did not end");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (code, _, err) = rosh(&format!(
+        "-V -I 0 -o ServerAliveInterval=60 -p {} -F '{}' lab",
+        lab.port,
+        wrong_port.display()
+    ));
+    assert_eq!(code, Some(127), "{name}: -p reaches the server: {err}");
+    let eff = effective_of(&printed_words(&err));
+    assert!(eff.contains("\nserveraliveinterval 60\n"), "{name}: {err}");
+    assert!(eff.contains(&format!("\nport {}\n", lab.port)), "{name}");
+    // Where the user set nothing, rosh's default.
+    assert!(eff.contains("\nserveralivecountmax 1\n"), "{name}: {err}");
+
+    let (code, _, err) = rosh(&format!("-V -I 0 -F '{}' lab", alive30.display()));
+    assert_eq!(code, Some(127), "{name}: {err}");
+    let words = printed_words(&err);
+    assert!(
+        !words.iter().any(|w| w.starts_with("ServerAliveInterval")),
+        "{name}: rosh's default beat ssh_config: {words:?}"
+    );
+    assert!(effective_of(&words).contains("\nserveraliveinterval 30\n"));
+
+    let (code, _, err) = rosh(&format!(
+        "-L 8080:localhost:80 -F '{}' lab",
+        lab.config().display()
+    ));
+    assert_eq!(code, Some(2), "{name}: -L with a forward: {err}");
+    assert!(
+        err.contains("not a forward") && err.contains("LocalForward"),
+        "{name}: {err}"
+    );
+    assert!(!lab.sshd_log().contains("8080"), "{name}");
+
+    let (code, out, err) = rosh("--help");
+    assert_eq!(code, Some(0), "{name}: --help: {err}");
+    assert!(out.starts_with("usage: rosh "), "{name}: --help: {out}");
+    assert!(out.contains("-p PORT"), "{name}: --help: {out}");
+}
+
+#[test]
+fn options_in_bash() {
+    options("bash");
+}
+#[test]
+fn options_in_dash() {
+    options("dash");
+}
+#[test]
+fn options_in_zsh() {
+    options("zsh");
+}
+#[test]
+fn options_in_ksh() {
+    options("ksh");
+}
+#[test]
+fn options_in_fish() {
+    options("fish");
 }
