@@ -114,7 +114,7 @@ _rosh() {
     done
     if ((args == 0)); then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '-V -S -L -I -a -F -o -p -J -l -i -A -4 -6 -C -v' -- "$cur"))
+            COMPREPLY=($(compgen -W '-V -S -L -I -a -F -o -p -J -l -i -A -4 -6 -C -v -O' -- "$cur"))
         else
             _known_hosts_real -a -- "$cur"
         fi

@@ -36,7 +36,7 @@ reattaches whenever the connection drops, until you detach or the session ends.
   -a SECONDS  ServerAliveInterval unless you set one (default 5)
 ssh options, passed to ssh:
   -p PORT  -l USER  -i FILE  -J JUMP  -F FILE  -o OPTION  -A  -C  -4  -6  -v
-  -O WORD     any other ssh argument, as one word (e.g. -O -X, -O -q)
+  -O WORD     pass WORD to ssh as one more argument (any other ssh option)
 Your -o options and ~/.ssh/config win over rosh's defaults (ServerAliveInterval,
 ServerAliveCountMax=1, a 1 s connect timeout per attempt while reconnecting).
 EOF

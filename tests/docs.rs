@@ -94,35 +94,16 @@ fn rosh_usage() -> String {
     text
 }
 
-// Documented ahead of their code, which other branches add at the same time
-// (core: --no-restore and ROSH_RESTORE; the ssh options of rosh; the words
-// on ROSH_SSH_CONNECT_TIMEOUT in --help). Each may be missing from --help;
-// once --help names it, it is checked like any other. Empty this list once
-// they have all landed.
-const PENDING: &[&str] = &[
-    "--no-restore",
-    "ROSH_RESTORE",
-    "ROSH_SSH_CONNECT_TIMEOUT",
-    "-p",
-    "-J",
-    "-l",
-    "-i",
-    "-A",
-    "-4",
-    "-6",
-    "-C",
-    "-v",
-];
 // Read by rosh-ssh but set by rosh-ssh itself for the ssh it runs (a loop
 // guard): in the man page, not in --help.
 const INTERNAL: &[&str] = &["ROSH_SSH_DEPTH"];
 
-/// `a` and `b` hold the same items, except PENDING ones `help` lacks.
+/// `help` and `doc` hold the same items.
 fn same(what: &str, help: &Set, doc: &Set) {
     let missing: Vec<_> = help.difference(doc).collect();
     let extra: Vec<_> = doc
         .difference(help)
-        .filter(|o| !PENDING.contains(&o.as_str()) && !INTERNAL.contains(&o.as_str()))
+        .filter(|o| !INTERNAL.contains(&o.as_str()))
         .collect();
     assert!(
         missing.is_empty() && extra.is_empty(),

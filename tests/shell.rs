@@ -278,6 +278,25 @@ fn tmux_name_of(name: &str, tmpdir: &Path) -> String {
         .unwrap()
 }
 
+/// A listener on a free 127.0.0.1 port in a process of its own (rosh-ssh's
+/// restorer waits for the holder to exit); its port.
+fn holder_process() -> (std::process::Child, u16) {
+    let mut c = Command::new("python3")
+        .args([
+            "-c",
+            "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen(); \
+             print(s.getsockname()[1], flush=True); time.sleep(120)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let port = lab::first_line(&mut c)
+        .trim()
+        .parse()
+        .expect("the holder's port");
+    (c, port)
+}
+
 fn scenario(name: &'static str) {
     let Some(shell) = Shell::new(name) else {
         return;
@@ -287,8 +306,8 @@ fn scenario(name: &'static str) {
 
     // 1. Creates the session and attaches, the name intact; the forward
     // whose port is taken is dropped by rosh-ssh (ssh never tries it).
-    let held = lab::PortHolder::v4();
-    let forward = format!("-o 'LocalForward 127.0.0.1:{} 127.0.0.1:9'", held.port);
+    let (mut holder, port) = holder_process();
+    let forward = format!("-o 'LocalForward 127.0.0.1:{port} 127.0.0.1:9'");
     r.rosh(
         &shell,
         &format!("-I 1 -a 1 {forward}"),
@@ -338,6 +357,12 @@ fn scenario(name: &'static str) {
         r.context()
     );
 
+    // 2b. The holder ends: rosh-ssh puts the forward back into the live
+    // connection, and says so once.
+    let _ = holder.kill();
+    let _ = holder.wait();
+    r.wait_log("restored", 1, 30);
+
     // 3. The server side of the connection dies: rosh reconnects, state kept.
     r.kill_sshd_of(c1);
     r.wait_log("reconnecting...", 1, 15);
@@ -371,6 +396,18 @@ fn scenario(name: &'static str) {
     let _c4 = r.new_client(&[c1, c2, c3]);
     r.term.line("echo third=$V");
     r.wait_remote(&format!("third={tag}"));
+
+    // The later attempts found the port free: nothing dropped or restored
+    // again, nothing said twice.
+    assert_eq!(
+        (
+            r.log().matches("forward dropped").count(),
+            r.log().matches("restored").count()
+        ),
+        (1, 1),
+        "{}",
+        r.context()
+    );
 
     // 6. Detach ends the loop, and says the session is still running.
     let id = r
