@@ -12,8 +12,10 @@
 //! outage). rosh runs with its defaults (`-I 1`, ServerAliveInterval 5,
 //! ServerAliveCountMax 1). "noticed" is from the blackhole going up to the
 //! loop's "connection ... lost" line; "back" from the blackhole coming down
-//! to a new tmux client attached on the server. The rosh-ssh binary is the
-//! one beside this example (`target/release/rosh-ssh`), or `$ROSH_SSH_BIN`.
+//! to a new tmux client attached on the server (the old connection's packets
+//! keep vanishing, as for a laptop back on another address). The rosh-ssh
+//! binary is the one beside this example (`target/release/rosh-ssh`), or
+//! `$ROSH_SSH_BIN`.
 
 #[path = "../tests/netlab/mod.rs"]
 mod netlab;
@@ -129,6 +131,7 @@ fn run(dir: &Path, rosh: &Path, outages: &[u64]) -> Result<Vec<Row>, String> {
         // Idle for a moment, as a real session between keystrokes.
         std::thread::sleep(Duration::from_secs(3));
         let before = lost();
+        let dead = net.client_ports();
         let start = Instant::now();
         net.block();
         // Watch for the loss while the outage lasts, and after if need be.
@@ -141,6 +144,11 @@ fn run(dir: &Path, rosh: &Path, outages: &[u64]) -> Result<Vec<Row>, String> {
         while start.elapsed() < Duration::from_secs(secs) {
             watch(&mut noticed);
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // The old connection stays dead, as for a laptop back on another
+        // address: the server keeps its client until rosh detaches it.
+        for &port in &dead {
+            net.bury(port);
         }
         net.unblock();
         let back_at = Instant::now();
