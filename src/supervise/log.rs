@@ -90,7 +90,7 @@ pub struct Watch {
     /// Remote forwards whose answer `finish` waits for (`-f`).
     pub answers_wanted: usize,
     /// Where a forward that failed goes to be restored.
-    pub notify: Option<crate::restore::Notify>,
+    pub notify: Option<crate::supervise::restore::Notify>,
 }
 
 /// What the log showed: the plan indexes of the forwards that failed.
@@ -168,7 +168,7 @@ impl Relay {
             let name = self.watch.names.get(i).cloned().unwrap_or_default();
             let line = blame::warning(&name, &reason, self.watch.require);
             if let Some(n) = &self.watch.notify {
-                n.send(crate::restore::Item {
+                n.send(crate::supervise::restore::Item {
                     forward: fwd.clone(),
                     name,
                     cancel: true,

@@ -303,7 +303,7 @@ fn run(ctx: Ctx, wake: OwnedFd, queue: Queue) {
             let due = pending[i].next.is_some_and(|t| t <= now);
             if due && pending[i].attempt(&ctx) {
                 let p = pending.remove(i);
-                crate::logpipe::Dest::Stderr.line(&blame::restored(&p.item.name));
+                crate::supervise::log::Dest::Stderr.line(&blame::restored(&p.item.name));
                 continue;
             }
             i += 1;
