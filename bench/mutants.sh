@@ -22,7 +22,7 @@ fi
 # cargo-mutants builds each mutant in its own copy of the tree: a shared
 # CARGO_TARGET_DIR would make the copies fight over one lock.
 unset CARGO_TARGET_DIR
-modules=(argv forward plan config matcher)
+modules=(argv forward plan config matcher launch blame supervise/mod supervise/log supervise/restore)
 args=()
 if [ "$#" -gt 0 ] && [[ $1 != -* ]]; then
   want=",$1,"
