@@ -21,8 +21,8 @@
 
 use crate::blame;
 use crate::forward::{Forward, Kind};
-use crate::holder;
-use crate::probe::{self, Busy, Opts};
+
+use crate::probe::{self, Opts};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
@@ -136,21 +136,12 @@ fn is_free(f: &Forward, o: &Opts) -> bool {
     }
 }
 
+/// The probe's verdict (plan.rs, the same one the run started from), with
+/// the holder to wait on when /proc names it.
 fn local_side(f: &Forward, o: &Opts) -> Side {
-    let busy = if let Some((host, port)) = f.local_tcp_listen() {
-        probe::tcp(host, port, o).err()
-    } else if let Some(p) = f.local_path_listen() {
-        probe::path(p, o).err()
-    } else {
-        None
-    };
-    match busy {
-        None => Side::Free,
-        Some(Busy::Tcp { addr, .. }) => Side::Held(holder::tcp_listener(addr).ok().map(|h| h.pid)),
-        Some(Busy::PathLive { path }) => {
-            Side::Held(holder::unix_listener(&path).ok().map(|h| h.pid))
-        }
-        Some(Busy::PathExists { .. } | Busy::NotLocal { .. }) => Side::Held(None),
+    match crate::plan::verdict(f, o) {
+        crate::plan::Verdict::Free => Side::Free,
+        v => Side::Held(v.holder_pid()),
     }
 }
 
