@@ -845,11 +845,11 @@ fn tty_of(t: &Tmux, client: i32) -> String {
         .unwrap_or_default()
 }
 
-/// sh's loop: a short outage and one long enough that TCP's SYN backoff
-/// alone would come back about 20 s late.
+/// sh's loop: a short outage and a 90 s one, after which TCP's SYN backoff
+/// alone would come back about a minute late.
 #[test]
 fn outages_in_bash() {
-    outages("bash", &[10, 45]);
+    outages("bash", &[10, 90]);
 }
 #[test]
 fn outages_in_fish() {
