@@ -320,8 +320,17 @@ impl Drop for Net {
             let _ = sshd.kill();
             let _ = sshd.wait();
         }
-        // Session sshds see their connections close once the terminals are
-        // gone (dropped before this) and the link is open again.
+        // A session sshd whose connection was buried never sees it close,
+        // and outlives its listener: whatever still runs inside the
+        // namespaces this test made is its own, ended by pid.
+        for ns in [&self.server_ns, &self.client_ns] {
+            if let Ok(out) = Command::new(IP).args(["netns", "pids", ns]).output() {
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                    .for_each(kill9);
+            }
+        }
         let _ = run(&[IP, "netns", "del", &self.client_ns], None);
         let _ = run(&[IP, "netns", "del", &self.server_ns], None);
     }
