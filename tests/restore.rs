@@ -52,6 +52,18 @@ struct Session {
 }
 
 impl Session {
+    /// Waits for the drop line, gives the session a moment to be up, then
+    /// ends the holder `h`.
+    fn free_after_drop(&self, h: Child) {
+        assert!(
+            self.wait_for("forward dropped", Duration::from_secs(20)),
+            "{}",
+            self.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        end(h);
+    }
+
     fn start(lab: &Lab, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Session {
         let mut c = Command::new(rosh_ssh());
         c.args(lab.args()).args(args).args(["sleep", "60"]);
@@ -124,14 +136,8 @@ fn held_local_forward_comes_back_when_its_holder_exits() {
     let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     let before = lab.logins();
     let s = Session::start(&lab, tmp.path(), &["-L", &l], &[]);
-    assert!(
-        s.wait_for("forward dropped", Duration::from_secs(20)),
-        "{}",
-        s.stderr()
-    );
     // Connected: the session is up before the holder goes.
-    std::thread::sleep(Duration::from_millis(500));
-    end(h);
+    s.free_after_drop(h);
     let through = banner_within(&lab, port, Duration::from_secs(10));
     let restored = s.wait_for("restored", Duration::from_secs(5));
     let err = s.end();
@@ -151,13 +157,7 @@ fn no_restore_leaves_the_forward_dropped() {
     let h = holder(tmp.path(), &port.to_string());
     let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     let s = Session::start(&lab, tmp.path(), &["-L", &l], &[("ROSH_RESTORE", "0")]);
-    assert!(
-        s.wait_for("forward dropped", Duration::from_secs(20)),
-        "{}",
-        s.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    end(h);
+    s.free_after_drop(h);
     // Free now, and nobody puts a listener there.
     std::thread::sleep(Duration::from_secs(2));
     let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
@@ -201,13 +201,7 @@ fn held_unix_socket_local_forward_comes_back() {
     // StreamLocalBindUnlink no (ssh's default): a live socket is a
     // conflict; with yes ssh would replace it, and rosh-ssh keeps it.
     let s = Session::start(&lab, tmp.path(), &["-L", &l], &[]);
-    assert!(
-        s.wait_for("forward dropped", Duration::from_secs(20)),
-        "{}",
-        s.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    end(h);
+    s.free_after_drop(h);
     // A holder that ends cleanly removes its socket; ssh could not bind
     // over the stale file either.
     let _ = std::fs::remove_file(&sock);
@@ -265,13 +259,7 @@ fn held_dynamic_forward_comes_back_and_carries_a_socks_connect() {
     let h = holder(tmp.path(), &port.to_string());
     let d = format!("127.0.0.1:{port}");
     let s = Session::start(&lab, tmp.path(), &["-D", &d], &[]);
-    assert!(
-        s.wait_for("forward dropped", Duration::from_secs(20)),
-        "{}",
-        s.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    end(h);
+    s.free_after_drop(h);
     let start = Instant::now();
     let mut got = Err(String::new());
     while start.elapsed() < Duration::from_secs(10) {
@@ -312,13 +300,7 @@ fn the_users_own_master_is_the_control_socket() {
     let mut c = Command::new(rosh_ssh());
     c.args(["-F", cfg_s, "-L", &l, "lab", "sleep 60"]);
     let s = Session::spawn(c, tmp.path());
-    assert!(
-        s.wait_for("forward dropped", Duration::from_secs(20)),
-        "{}",
-        s.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    end(h);
+    s.free_after_drop(h);
     let through = banner_within(&lab, port, Duration::from_secs(10));
     let restored = s.wait_for("restored", Duration::from_secs(5));
     let err = s.end();
