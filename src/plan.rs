@@ -162,10 +162,15 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
     } else {
         None
     };
-    let Some(busy) = busy else {
-        return Verdict::Free;
-    };
-    // Naming the holder reads /proc: done only for what is busy.
+    match busy {
+        Some(busy) => busy_verdict(busy),
+        None => Verdict::Free,
+    }
+}
+
+/// A busy listen side's verdict, naming the holder where there is one:
+/// reading /proc is done only for what is busy.
+fn busy_verdict(busy: Busy) -> Verdict {
     let found = match &busy {
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
@@ -184,4 +189,155 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 /// The probe's reason to drop a forward, if any.
 pub fn probe_forward(f: &Forward, opts: &probe::Opts) -> Option<String> {
     verdict(f, opts).reason()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+    use std::net::TcpListener;
+
+    fn args(ws: &[&str]) -> Args {
+        Args::parse(ws.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn argv_forwards_reads_letters_and_each_forward_keyword_in_order() {
+        let a = args(&[
+            "-o",
+            "DynamicForward=1080",
+            "-L3131:h:22",
+            "-oRemoteForward 8082 localhost:80",
+            "-o",
+            "LocalForward=4000 h:4",
+            "-o",
+            "ForwardAgent=yes",
+            "-R",
+            "not a forward",
+            "-D",
+            "1081",
+            "host",
+        ]);
+        let got: Vec<(usize, Kind, String)> = argv_forwards(&a)
+            .into_iter()
+            .map(|(n, f)| (n, f.kind, String::from_utf8_lossy(&f.ssh_g()).into_owned()))
+            .collect();
+        let want = [
+            (0, Kind::Dynamic, "dynamicforward 1080"),
+            (1, Kind::Local, "localforward 3131 [h]:22"),
+            (2, Kind::Remote, "remoteforward 8082 [localhost]:80"),
+            (3, Kind::Local, "localforward 4000 [h]:4"),
+            (6, Kind::Dynamic, "dynamicforward 1081"),
+        ];
+        let want: Vec<(usize, Kind, String)> =
+            want.iter().map(|&(n, k, s)| (n, k, s.to_owned())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn holder_pid_and_reason_of_each_verdict() {
+        let busy = |holder, held_by: Option<&str>| Verdict::Busy {
+            busy: "in use: 127.0.0.1:3131".into(),
+            holder,
+            held_by: held_by.map(str::to_owned),
+        };
+        let table = [
+            (Verdict::Free, None, None, false),
+            (Verdict::OwnMaster { pid: 9 }, Some(9), None, false),
+            (busy(None, None), None, Some("in use: 127.0.0.1:3131"), true),
+            (
+                busy(Some(7), Some("held by pid 7 (ssh)")),
+                Some(7),
+                Some("in use: 127.0.0.1:3131, held by pid 7 (ssh)"),
+                true,
+            ),
+        ];
+        for (v, pid, reason, drops) in table {
+            assert_eq!(v.holder_pid(), pid, "{v:?}");
+            assert_eq!(v.reason().as_deref(), reason, "{v:?}");
+            assert_eq!(v.drops(), drops, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn origin_names_the_options_then_the_config_line() {
+        let a = args(&["-L3131:h:22", "-v", "-L", "3131:h:22", "host"]);
+        let d = |opts: Vec<usize>, from_config: Option<&str>| Decision {
+            forward: forward::parse_arg(b'L', b"3131:h:22").unwrap(),
+            opts,
+            verdict: Verdict::Free,
+            from_config: from_config.map(str::to_owned),
+        };
+        let table = [
+            (d(vec![], None), "ssh_config"),
+            (d(vec![], Some("/c:3")), "/c:3"),
+            (d(vec![0], None), "command line -L 3131:h:22"),
+            (
+                d(vec![0, 2], Some("/c:3")),
+                "command line -L 3131:h:22, command line -L 3131:h:22, /c:3",
+            ),
+        ];
+        for (dec, want) in table {
+            assert_eq!(dec.origin(&a), want);
+        }
+    }
+
+    #[test]
+    fn a_busy_port_names_its_holder_a_refused_one_does_not() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let me = std::process::id();
+        let v = busy_verdict(Busy::Tcp {
+            addr,
+            err: nix::errno::Errno::EADDRINUSE,
+        });
+        assert_eq!(v.holder_pid(), Some(me), "{v:?}");
+        let Verdict::Busy { held_by, .. } = &v else {
+            panic!("{v:?}")
+        };
+        assert!(
+            held_by.as_deref().unwrap().contains(&me.to_string()),
+            "{v:?}"
+        );
+        // A privilege problem, a path, an address not on this host: no holder to look for.
+        for busy in [
+            Busy::Tcp {
+                addr,
+                err: nix::errno::Errno::EACCES,
+            },
+            Busy::PathExists {
+                path: b"/tmp/x".to_vec(),
+            },
+            Busy::NotLocal { addr },
+        ] {
+            let v = busy_verdict(busy);
+            assert!(
+                matches!(
+                    v,
+                    Verdict::Busy {
+                        holder: None,
+                        held_by: None,
+                        ..
+                    }
+                ),
+                "{v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_forward_says_why_a_taken_port_cannot_be_had() {
+        let opts = probe::Opts::default();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let f = forward::parse_arg(b'L', format!("127.0.0.1:{port}:h:22").as_bytes()).unwrap();
+        let why = probe_forward(&f, &opts).expect("a held port is busy");
+        assert!(
+            why.starts_with(&format!("in use: 127.0.0.1:{port}, ")),
+            "{why}"
+        );
+        assert!(why.contains(&std::process::id().to_string()), "{why}");
+        drop(l);
+        assert_eq!(probe_forward(&f, &opts), None);
+    }
 }

@@ -129,6 +129,7 @@ fn fish(home: &Path, setup: &str, line: &str) -> Vec<String> {
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
         .env("XDG_DATA_HOME", home.join(".local/share"))
+        .env("XDG_RUNTIME_DIR", lab::runtime_dir(home))
         .env_remove("XDG_DATA_DIRS")
         .stdin(Stdio::null())
         .output()

@@ -226,6 +226,7 @@ fn package_installs_works_and_removes_cleanly() {
         let out = ok(Command::new("fish")
             .args(["-c", "source /usr/share/rosh/rosh.fish; complete -C 'rosh-ssh --dry'; complete -C 'rosh -'"])
             .env("HOME", home.path())
+            .env("XDG_RUNTIME_DIR", lab::runtime_dir(home.path()))
             .env_remove("XDG_DATA_DIRS")
             .env_remove("XDG_DATA_HOME")
             .env_remove("XDG_CONFIG_HOME"));

@@ -136,6 +136,7 @@ fn install_then_uninstall_leaves_nothing() {
         let out = Command::new(shell)
             .arg("-c")
             .arg(&script)
+            .env("XDG_RUNTIME_DIR", lab::runtime_dir(&home))
             .stdin(Stdio::null())
             .output()
             .unwrap();
@@ -225,6 +226,7 @@ fn installed_where_shells_look(prefix: &Path, home: &Path) {
                 ])
                 .env("PATH", format!("{p}/bin:{}", path()))
                 .env("HOME", home)
+                .env("XDG_RUNTIME_DIR", lab::runtime_dir(home))
                 .env_remove("XDG_CONFIG_HOME")
                 .env_remove("XDG_DATA_HOME")
                 .env("XDG_DATA_DIRS", &share),

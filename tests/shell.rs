@@ -111,6 +111,7 @@ fn rig(shell: &Shell) -> Option<Rig> {
     let env = [
         ("PATH", path),
         ("HOME", local_home.into()),
+        ("XDG_RUNTIME_DIR", lab::runtime_dir(dir.path()).into()),
         ("SHELL", "/bin/sh".into()),
         ("PS1", "$ ".into()),
     ];
@@ -528,6 +529,7 @@ fn fails_fast(name: &'static str) {
             .arg(&script)
             .env("PATH", &path)
             .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", lab::runtime_dir(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -664,6 +666,7 @@ fn net_rig(shell: &Shell) -> Option<NetRig> {
     let env = [
         ("PATH", path),
         ("HOME", local_home.into()),
+        ("XDG_RUNTIME_DIR", lab::runtime_dir(dir.path()).into()),
         ("SHELL", "/bin/sh".into()),
         ("PS1", "$ ".into()),
     ];
@@ -932,6 +935,7 @@ fn options(name: &'static str) {
             .arg(&script)
             .env("PATH", &path)
             .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", lab::runtime_dir(dir.path()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -52,6 +52,21 @@ impl Drop for TempDir {
 }
 
 /// Whether a missing tool must fail the test (CI) or skip it (a developer's machine).
+/// A private runtime directory (0700) under `parent`, for the shells a test
+/// starts: a fish without `XDG_RUNTIME_DIR` makes `$TMPDIR/fish.$USER` and
+/// leaves it behind.
+pub fn runtime_dir(parent: &Path) -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let d = parent.join("run");
+    if !d.is_dir() {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&d)
+            .expect("runtime dir");
+    }
+    d
+}
+
 pub fn require(tool: &str) -> bool {
     if Path::new(tool).exists() {
         return true;
