@@ -71,12 +71,13 @@ impl Args {
             args.error = true;
             return args;
         }
-        if stop + 1 < args.words.len() && !terminated {
-            // Second pass: av[0] is now the destination, getopt starts after it.
-            args.command = args.getopt(stop + 1);
+        // Second pass: av[0] is now the destination, getopt starts after
+        // it (and finds nothing when the destination is the last word).
+        args.command = if terminated {
+            stop + 1
         } else {
-            args.command = stop + 1;
-        }
+            args.getopt(stop + 1)
+        };
         args
     }
 
