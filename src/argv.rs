@@ -524,6 +524,20 @@ mod tests {
                 Some(("clearallforwardings", &["yes"])),
             ),
             (b"Key a\\ b", Some(("key", &["a b"]))),
+            // Quotes inside the keyword close around part of it (checked
+            // with ssh -G: each is `localforward 1 [h]:2`).
+            (
+                b"Local\"Forward\" 1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
+            (
+                b"\"LocalForward\" 1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
+            (
+                b"LocalForward\"\" 1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
             (b"# comment", None),
             (b"", None),
             (b"Key", None),
