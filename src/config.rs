@@ -141,7 +141,7 @@ pub fn forwards(src: &Sources) -> Vec<Forward> {
     let mut out = Vec::new();
     if let Ok(t) = Tree::load(src) {
         for &root in t.roots.iter().flatten() {
-            t.forwards(root, &mut out, 0);
+            t.forwards(root, &mut out);
         }
     }
     out
@@ -309,17 +309,15 @@ impl Tree {
 }
 
 impl Tree {
-    /// Forward lines equal to `fwd` in file `id` and what it includes, in reading order.
-    fn forwards(&self, id: usize, out: &mut Vec<Forward>, depth: usize) {
-        if depth > MAX_DEPTH {
-            return;
-        }
+    /// The forward lines of file `id` and what it includes, in reading order
+    /// (a loaded tree has no cycle and no path deeper than ssh allows).
+    fn forwards(&self, id: usize, out: &mut Vec<Forward>) {
         for l in &self.nodes[id].lines {
             match &l.what {
                 What::Forward(Some(f)) => out.push(f.clone()),
                 What::Include { matches, .. } => {
                     for c in matches.iter().flatten().filter_map(|m| m.node) {
-                        self.forwards(c, out, depth + 1);
+                        self.forwards(c, out);
                     }
                 }
                 _ => {}
@@ -1219,5 +1217,131 @@ mod tests {
         assert_eq!(g("/*.nope"), Vec::<String>::new());
         assert_eq!(g("/sub/../a.conf"), ["/sub/../a.conf"]);
         assert_eq!(g("/su?/.*"), ["/sub/.", "/sub/.."]);
+    }
+
+    /// `Sources` for one user config read as if given with `-F` (`required`) or as `~/.ssh/config`.
+    fn user_sources(user: &Path, required: bool) -> Sources {
+        Sources {
+            user: Some(user.to_path_buf()),
+            user_required: required,
+            system: None,
+            sshdir: user.parent().unwrap().to_path_buf(),
+            home: None,
+        }
+    }
+
+    fn printed(fs: &[Forward]) -> Vec<String> {
+        fs.iter()
+            .map(|f| String::from_utf8_lossy(&f.ssh_g()).into_owned())
+            .collect()
+    }
+
+    /// `c0` includes `c1` ... includes `c{n}`; the last holds a forward.
+    fn chain(dir: &Path, n: usize) -> PathBuf {
+        for i in 0..n {
+            let next = dir.join(format!("c{}", i + 1));
+            fs::write(
+                dir.join(format!("c{i}")),
+                format!("Include {}\n", next.display()),
+            )
+            .unwrap();
+        }
+        fs::write(dir.join(format!("c{n}")), "LocalForward 7 h:7\n").unwrap();
+        dir.join("c0")
+    }
+
+    #[test]
+    fn forwards_of_a_tree_in_reading_order_through_includes() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let p = |f: &str| d.path().join(f);
+        fs::write(
+            p("top"),
+            format!(
+                "LocalForward 1 h:1\nHost x\n  Include {}\n  RemoteForward 2 h:2\nMatch all\nLocalForward bad\n",
+                p("inc").display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            p("inc"),
+            format!("DynamicForward 3\nInclude {}\n", p("inc2").display()),
+        )
+        .unwrap();
+        fs::write(p("inc2"), "LocalForward 4 h:4\n").unwrap();
+        assert_eq!(
+            printed(&forwards(&user_sources(&p("top"), true))),
+            [
+                "localforward 1 [h]:1",
+                "dynamicforward 3",
+                "localforward 4 [h]:4",
+                "remoteforward 2 [h]:2"
+            ]
+        );
+    }
+
+    /// readconf.c READCONF_MAX_DEPTH: sixteen levels of Include below the top file are
+    /// read; one more is fatal, also when a file read before is reached again deeper down.
+    #[test]
+    fn include_depth_is_ssh_s() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let deep = chain(d.path(), MAX_DEPTH);
+        let src = user_sources(&deep, true);
+        assert!(Tree::load(&src).is_ok());
+        assert_eq!(printed(&forwards(&src)), ["localforward 7 [h]:7"]);
+        // The same chain included twice from one file: the second visit is as deep as the first.
+        let c1 = d.path().join("c1").display().to_string();
+        let twice = d.path().join("twice");
+        fs::write(&twice, format!("Include {c1}\nInclude {c1}\n")).unwrap();
+        assert!(Tree::load(&user_sources(&twice, true)).is_ok());
+        // Reached again one level deeper: seventeen.
+        let via = d.path().join("via");
+        fs::write(&via, format!("Include {c1}\n")).unwrap();
+        let deeper = d.path().join("deeper");
+        fs::write(
+            &deeper,
+            format!("Include {c1}\nInclude {}\n", via.display()),
+        )
+        .unwrap();
+        assert!(matches!(
+            Tree::load(&user_sources(&deeper, true)),
+            Err(Trouble::TooDeep(_))
+        ));
+        let e = crate::tmpdir::PrivateDir::new().unwrap();
+        let too_deep = chain(e.path(), MAX_DEPTH + 1);
+        assert!(matches!(
+            Tree::load(&user_sources(&too_deep, true)),
+            Err(Trouble::TooDeep(_))
+        ));
+        assert_eq!(forwards(&user_sources(&too_deep, true)), []);
+        // A file including itself.
+        let me = e.path().join("me");
+        fs::write(&me, format!("Include {}\n", me.display())).unwrap();
+        assert!(matches!(
+            Tree::load(&user_sources(&me, true)),
+            Err(Trouble::TooDeep(_))
+        ));
+    }
+
+    /// ssh.c: a `~/.ssh/config` that is missing or cannot be read is skipped; a `-F` file must
+    /// open.
+    #[test]
+    fn an_unreadable_user_config_is_fatal_only_from_dash_f() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let missing = d.path().join("missing");
+        // Reading a symlink to itself fails with ELOOP, even for root.
+        let looped = d.path().join("loop");
+        std::os::unix::fs::symlink(&looped, &looped).unwrap();
+        assert_eq!(
+            fs::read(&looped).unwrap_err().raw_os_error(),
+            Some(libc::ELOOP)
+        );
+        for p in [&missing, &looped] {
+            let t = Tree::load(&user_sources(p, false)).expect("skipped");
+            assert_eq!(t.roots, [None, None]);
+            assert!(matches!(
+                Tree::load(&user_sources(p, true)),
+                Err(Trouble::Unreadable(..))
+            ));
+        }
     }
 }
