@@ -120,6 +120,90 @@ mod tests {
     use super::*;
     use crate::forward::parse_arg;
 
+    /// Each kind of failure against a forward of each kind, with the same and another listen side.
+    #[test]
+    fn names_table() {
+        let bind = |port| Failure::LocalBind {
+            addr: b"127.0.0.1".to_vec(),
+            port,
+            reason: b"Address already in use".to_vec(),
+        };
+        let rpath = |p: &[u8]| Failure::RemotePath {
+            path: p.to_vec(),
+            fatal: false,
+        };
+        let rport = |port| Failure::RemotePort { port, fatal: true };
+        let lpath = |p: &[u8]| Failure::LocalPath { path: p.to_vec() };
+        let cannot = |port| Failure::LocalCannotListen { port };
+        let table: &[(Failure, u8, &[u8], Option<&str>)] = &[
+            (
+                rport(8082),
+                b'R',
+                b"8082:h:2",
+                Some("the server refused listen port 8082"),
+            ),
+            (rport(8082), b'R', b"8083:h:2", None),
+            (rport(8082), b'L', b"8082:h:2", None),
+            // -R 0: the server picks the port; a failure for port 0 names none.
+            (rport(0), b'R', b"0:h:2", None),
+            (
+                rpath(b"/a"),
+                b'R',
+                b"/a:h:2",
+                Some("the server refused listen path /a"),
+            ),
+            (rpath(b"/a"), b'R', b"/b:h:2", None),
+            (rpath(b"/a"), b'L', b"/a:h:2", None),
+            (
+                bind(3131),
+                b'L',
+                b"3131:h:2",
+                Some("bind [127.0.0.1]:3131: Address already in use"),
+            ),
+            (
+                bind(3131),
+                b'D',
+                b"3131",
+                Some("bind [127.0.0.1]:3131: Address already in use"),
+            ),
+            (bind(3131), b'L', b"3132:h:2", None),
+            (bind(3131), b'R', b"3131:h:2", None),
+            (
+                cannot(3131),
+                b'L',
+                b"3131:h:2",
+                Some("cannot listen to port 3131"),
+            ),
+            (
+                cannot(3131),
+                b'D',
+                b"3131",
+                Some("cannot listen to port 3131"),
+            ),
+            (cannot(3131), b'L', b"3132:h:2", None),
+            (cannot(3131), b'R', b"3131:h:2", None),
+            (
+                lpath(b"/s"),
+                b'L',
+                b"/s:h:2",
+                Some("cannot bind to path /s"),
+            ),
+            (lpath(b"/s"), b'L', b"/t:h:2", None),
+            (lpath(b"/s"), b'R', b"/s:h:2", None),
+            (Failure::LocalNoneSucceeded, b'L', b"3131:h:2", None),
+        ];
+        for (f, letter, spec, want) in table {
+            let fwd = parse_arg(*letter, spec).unwrap();
+            assert_eq!(
+                names(f, &fwd).as_deref(),
+                *want,
+                "{f:?} vs -{} {}",
+                *letter as char,
+                String::from_utf8_lossy(spec)
+            );
+        }
+    }
+
     #[test]
     fn failures_name_their_forward_only() {
         let r = parse_arg(b'R', b"8082:localhost:22").unwrap();
