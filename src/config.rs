@@ -1306,6 +1306,18 @@ mod tests {
             Tree::load(&user_sources(&deeper, true)),
             Err(Trouble::TooDeep(_))
         ));
+        // A nine-deep chain read at depth 1, then again at depth 2: 11 levels, fine.
+        let g = crate::tmpdir::PrivateDir::new().unwrap();
+        let nine = chain(g.path(), 9);
+        let via2 = g.path().join("via2");
+        fs::write(&via2, format!("Include {}\n", nine.display())).unwrap();
+        let again = g.path().join("again");
+        fs::write(
+            &again,
+            format!("Include {}\nInclude {}\n", nine.display(), via2.display()),
+        )
+        .unwrap();
+        assert!(Tree::load(&user_sources(&again, true)).is_ok());
         let e = crate::tmpdir::PrivateDir::new().unwrap();
         let too_deep = chain(e.path(), MAX_DEPTH + 1);
         assert!(matches!(
