@@ -601,3 +601,43 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
         text(&out.stderr)
     );
 }
+
+/// `~` in an Include pattern is `$HOME` (ssh's own glob on glibc), not the
+/// passwd entry: the forward in `$HOME/inc.conf` is found, named as written
+/// with its file and line, and dropped from the private copy.
+#[test]
+fn tilde_in_an_include_is_home_not_the_passwd_entry() {
+    let home = TempDir::new("home");
+    let held = lab::fresh_listener();
+    let port = held.local_addr().unwrap().port();
+    fs::write(
+        home.path().join("inc.conf"),
+        format!("LocalForward 127.0.0.1:{port} localhost:22\n"),
+    )
+    .unwrap();
+    let cfg = home.path().join("cfg");
+    fs::write(&cfg, "Include ~/inc.conf\n").unwrap();
+    let tmp = private_tmp();
+    let out = rosh_in(&tmp, &["--dry-run", "-F", cfg.to_str().unwrap(), "host"])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let want = format!(
+        "drop LocalForward 127.0.0.1:{port} localhost:22 (~/inc.conf:1) # in use: 127.0.0.1:{port}"
+    );
+    assert!(stdout.lines().any(|l| l.starts_with(&want)), "{stdout}");
+    assert!(
+        stdout.lines().next().unwrap().contains(" -F "),
+        "ssh is given the private copy: {stdout}"
+    );
+    assert!(
+        !stdout
+            .lines()
+            .next()
+            .unwrap()
+            .contains(cfg.to_str().unwrap()),
+        "{stdout}"
+    );
+}
