@@ -1334,6 +1334,23 @@ mod tests {
         ));
     }
 
+    /// readconf.c: a bad Include is fatal, and the error names its line.
+    #[test]
+    fn a_bad_include_is_named_by_its_line() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        for (text, line) in [
+            ("Host *\nInclude 'unclosed\n", 2),
+            ("Host a\n\n# x\nInclude \"\"\n", 4),
+        ] {
+            let f = d.path().join(format!("bad{line}"));
+            fs::write(&f, text).unwrap();
+            match Tree::load(&user_sources(&f, true)) {
+                Err(Trouble::BadInclude(p, n)) => assert_eq!((p, n), (f, line), "{text:?}"),
+                _ => panic!("{text:?}: not a bad include"),
+            }
+        }
+    }
+
     /// ssh.c: a `~/.ssh/config` that is missing or cannot be read is skipped; a `-F` file must
     /// open.
     #[test]
