@@ -1334,6 +1334,132 @@ mod tests {
         ));
     }
 
+    /// What an Include reaches that is not a plain file: a dangling symlink
+    /// (ENOENT: skipped, as readconf.c does), a directory (fopen works, getline
+    /// reads nothing: empty), a symlink loop (any other error: fatal).
+    #[test]
+    fn includes_of_what_is_not_a_plain_file() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let p = |f: &str| d.path().join(f);
+        std::os::unix::fs::symlink(p("nowhere"), p("dangling")).unwrap();
+        fs::create_dir(p("dir")).unwrap();
+        std::os::unix::fs::symlink(p("loop"), p("loop")).unwrap();
+        for (target, loads) in [("dangling", true), ("dir", true), ("loop", false)] {
+            let top = p(&format!("top-{target}"));
+            fs::write(
+                &top,
+                format!("Include {}\nLocalForward 1 h:1\n", p(target).display()),
+            )
+            .unwrap();
+            match Tree::load(&user_sources(&top, true)) {
+                Ok(_) if loads => {}
+                Err(Trouble::Unreadable(path, _)) if !loads => assert_eq!(path, p(target)),
+                Ok(_) => panic!("{target}: loaded"),
+                Err(e) => panic!("{target}: {e:?}"),
+            }
+            let want: &[&str] = if loads {
+                &["localforward 1 [h]:1"]
+            } else {
+                &[]
+            };
+            assert_eq!(
+                printed(&forwards(&user_sources(&top, true))),
+                want,
+                "{target}"
+            );
+        }
+    }
+
+    /// The files in `dir`, sorted, and the top file's text.
+    fn rewritten(src: &Sources, drop: &[Forward]) -> (Vec<String>, String) {
+        let out = crate::tmpdir::PrivateDir::new().unwrap();
+        let top = rewrite(src, drop, out.path()).unwrap();
+        let mut names: Vec<String> = fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        (names, fs::read_to_string(top).unwrap())
+    }
+
+    /// A file is copied only when it must be: a dropped line in it or below it,
+    /// a relative Include of the system config (rebased on SSHDIR), or a user
+    /// config ssh's permission check could refuse (readconf.c SSHCONF_CHECKPERM:
+    /// owned by root or us, not writable by group or others). Copies are
+    /// numbered in the order they are written. (Changing owners needs root: CI
+    /// runs as root.)
+    #[test]
+    fn rewrite_copies_only_what_it_must() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let p = |f: &str| d.path().join(f);
+        let quoted = |f: &str| format!("\"{}\"", p(f).display());
+        fs::write(p("inc"), "LocalForward 1 h:1\n").unwrap();
+        fs::write(p("cfg"), format!("Include {}\n", p("inc").display())).unwrap();
+        let mode = |f: &str, m| fs::set_permissions(p(f), fs::Permissions::from_mode(m)).unwrap();
+        mode("inc", 0o600);
+        mode("cfg", 0o600);
+        let src = user_sources(&p("cfg"), true);
+        let drop = [forward::parse_arg(b'L', b"1:h:1").unwrap()];
+
+        let (names, top) = rewritten(&src, &[]);
+        assert_eq!(names, ["ssh_config"]);
+        assert_eq!(top, format!("Include {}\n", quoted("cfg")));
+
+        let (names, top) = rewritten(&src, &drop);
+        assert_eq!(names, ["01u-inc", "02u-cfg", "ssh_config"]);
+        assert!(top.contains("/02u-cfg\""), "{top}");
+
+        mode("cfg", 0o620);
+        let (names, _) = rewritten(&src, &[]);
+        assert_eq!(names, ["01u-cfg", "ssh_config"]);
+        mode("cfg", 0o600);
+
+        if nix::unistd::geteuid().is_root() {
+            let nobody = nix::unistd::Uid::from_raw(65534);
+            nix::unistd::chown(&p("cfg"), Some(nobody), None).unwrap();
+            let (names, _) = rewritten(&src, &[]);
+            assert_eq!(names, ["01u-cfg", "ssh_config"], "owned by another user");
+            nix::unistd::chown(&p("cfg"), Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+        } else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs as root: the owner check is not tested"
+            );
+            eprintln!("skipping the owner check: not root");
+        }
+
+        // The system config: a relative Include is rebased on SSHDIR in a copy;
+        // an absolute one stays as written.
+        let sys = p("sys");
+        fs::create_dir(&sys).unwrap();
+        fs::write(sys.join("rel.conf"), "Compression yes\n").unwrap();
+        fs::write(
+            sys.join("ssh_config"),
+            "Include rel.conf\nInclude /abs.conf\n",
+        )
+        .unwrap();
+        let system = Sources {
+            user: None,
+            user_required: false,
+            system: Some(sys.join("ssh_config")),
+            sshdir: sys.clone(),
+            home: None,
+        };
+        let out = crate::tmpdir::PrivateDir::new().unwrap();
+        let top = rewrite(&system, &[], out.path()).unwrap();
+        let top = fs::read_to_string(top).unwrap();
+        let copy = out.path().join("01s-ssh_config");
+        assert!(top.contains(&copy.display().to_string()), "{top}");
+        assert_eq!(
+            fs::read_to_string(&copy).unwrap(),
+            format!(
+                "Include \"{}\"\nInclude /abs.conf\n",
+                sys.join("rel.conf").display()
+            )
+        );
+    }
+
     /// readconf.c: a bad Include is fatal, and the error names its line.
     #[test]
     fn a_bad_include_is_named_by_its_line() {
