@@ -512,3 +512,73 @@ fn the_words_ssh_gets() {
     let w = words_for(d, &["-F", "/dev/null", "h", "true"], &[]);
     assert_eq!(w, ["-F", "/dev/null", "h", "true"]);
 }
+
+/// `-f` with local forwards only: no remote forward to wait for, so rosh-ssh
+/// returns as soon as ssh has gone to the background (the wait for remote
+/// answers would be up to 60 s; the bound here is generous, not a timing).
+#[test]
+fn fork_with_local_forwards_only_waits_for_no_answers() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let (a, b) = (lab::free_port(), lab::free_port());
+    let cfg = config(&lab, "fork-local.conf", "");
+    let la = format!("127.0.0.1:{a}:127.0.0.1:{}", lab.port);
+    let lb = format!("127.0.0.1:{b}:127.0.0.1:{}", lab.port);
+    let lh = format!("127.0.0.1:{}:127.0.0.1:{}", held.port, lab.port);
+    let runs = TempDir::new("fork-local");
+    let (code, _out, err) = run_files(
+        &mut rosh(&[
+            "-F",
+            cfg.to_str().unwrap(),
+            "-fN",
+            "-L",
+            &la,
+            "-L",
+            &lb,
+            "-L",
+            &lh,
+            "lab",
+        ]),
+        runs.path(),
+        Duration::from_secs(30),
+    );
+    let banners = (lab.banner_through(a), lab.banner_through(b));
+    end_listener(a);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(rosh_lines(&err).len(), 1, "{err}");
+    assert!(banners.0.is_ok() && banners.1.is_ok(), "{banners:?}");
+}
+
+/// The user's own LogVerbose lines reach the user as plain ssh shows them,
+/// also when rosh-ssh adds its functions to the list (it then hides none).
+#[test]
+fn the_users_own_log_verbose_lines_are_shown() {
+    let Some(lab) = Lab::start() else { return };
+    let cfg = config(&lab, "lv.conf", "");
+    let l = format!("127.0.0.1:{}:127.0.0.1:{}", lab::free_port(), lab.port);
+    let lv = "LogVerbose=sshconnect.c:ssh_connect_direct():*";
+    let want = format!("Connecting to 127.0.0.1 [127.0.0.1] port {}.", lab.port);
+    let args = [
+        "-F",
+        cfg.to_str().unwrap(),
+        "-o",
+        lv,
+        "-L",
+        &l,
+        "lab",
+        "true",
+    ];
+    let plain = Command::new(lab::SSH)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        text(&plain.stderr).contains(&want),
+        "{}",
+        text(&plain.stderr)
+    );
+    let ours = rosh(&args).output().unwrap();
+    assert_eq!(ours.status.code(), Some(0), "{}", text(&ours.stderr));
+    assert!(text(&ours.stderr).contains(&want), "{}", text(&ours.stderr));
+}
