@@ -1460,6 +1460,21 @@ mod tests {
         );
     }
 
+    /// A taken name gets a numbered one; any other error is the error.
+    #[test]
+    fn create_unique_numbers_taken_names_and_reports_other_errors() {
+        let d = crate::tmpdir::PrivateDir::new().unwrap();
+        let a = create_unique(d.path(), "f", b"1").unwrap();
+        let b = create_unique(d.path(), "f", b"2").unwrap();
+        assert_eq!(
+            (a.file_name().unwrap(), b.file_name().unwrap()),
+            ("f".as_ref(), "f.1".as_ref())
+        );
+        assert_eq!(fs::read(&b).unwrap(), b"2");
+        let e = create_unique(&d.path().join("missing"), "f", b"").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+    }
+
     /// readconf.c: a bad Include is fatal, and the error names its line.
     #[test]
     fn a_bad_include_is_named_by_its_line() {

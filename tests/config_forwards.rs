@@ -551,6 +551,7 @@ fn log_lines_go_to_the_users_own_e_file() {
 fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
     let Some(lab) = Lab::start() else { return };
     let remote = hold_both();
+    let remote2 = hold_both();
     let cfg = grav_config(&lab, "mux.conf", "");
     let cfg_s = cfg.to_str().unwrap();
     let sock = lab.path().join("cm");
@@ -562,6 +563,7 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
         .unwrap();
     assert!(st.success());
     let r = format!("{}:localhost:22", remote.port);
+    let r2 = format!("{}:localhost:22", remote2.port);
     let args = [
         "-F",
         cfg_s,
@@ -571,6 +573,8 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
         "ExitOnForwardFailure=yes",
         "-R",
         &r,
+        "-R",
+        &r2,
         "grav",
         "echo via-master",
     ];
@@ -597,6 +601,23 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
             "rosh-ssh: -R {}:localhost:22: the server refused",
             remote.port
         )),
+        "{}",
+        text(&out.stderr)
+    );
+    // Both refused forwards are named, each once; the mux client's own lines
+    // about them are rosh-ssh's to replace.
+    let err = text(&out.stderr);
+    let ours: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("rosh-ssh: "))
+        .collect();
+    assert_eq!(ours.len(), 2, "{err}");
+    assert!(
+        ours[1].starts_with(&format!("rosh-ssh: -R {r2}: the server refused")),
+        "{err}"
+    );
+    assert!(
+        !text(&out.stderr).contains("forward request failed"),
         "{}",
         text(&out.stderr)
     );
