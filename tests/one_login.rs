@@ -87,7 +87,7 @@ fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
                 held.port
             ),
         );
-        for level in ["INFO", "ERROR", "FATAL", "QUIET"] {
+        for level in ["DEBUG", "INFO", "ERROR", "FATAL", "QUIET"] {
             for with_e in [false, true] {
                 let tag = format!("{eoff}-{level}-{with_e}");
                 let count = runs.path().join(format!("count-{tag}"));
