@@ -353,6 +353,48 @@ mod tests {
     type GrammarRow<'a> = (&'a [&'a str], &'a [&'a str], Option<usize>, usize, bool);
 
     #[test]
+    fn config_options_and_the_first_value_of_a_keyword() {
+        let a = parse(&[
+            "-oPort=1",
+            "-v",
+            "-o",
+            "port 2",
+            "-o",
+            "# comment",
+            "-o",
+            "User=u v",
+            "-p",
+            "3",
+            "h",
+        ]);
+        let got: Vec<(usize, String, Vec<String>)> = a
+            .config_options()
+            .map(|(n, l)| {
+                let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                (n, s(&l.keyword), l.args.iter().map(|a| s(a)).collect())
+            })
+            .collect();
+        let want = [
+            (0, "port", vec!["1"]),
+            (2, "port", vec!["2"]),
+            (4, "user", vec!["u", "v"]),
+        ];
+        let want: Vec<(usize, String, Vec<String>)> = want
+            .into_iter()
+            .map(|(n, k, a)| (n, k.to_owned(), a.into_iter().map(str::to_owned).collect()))
+            .collect();
+        assert_eq!(got, want);
+        // ssh keeps the first value it obtains.
+        assert_eq!(a.first_option("port"), Some(vec![b"1".to_vec()]));
+        assert_eq!(
+            a.first_option("user"),
+            Some(vec![b"u".to_vec(), b"v".to_vec()])
+        );
+        assert_eq!(a.first_option("hostname"), None);
+        assert!(a.has(b'v') && a.has(b'p') && !a.has(b'L'));
+    }
+
+    #[test]
     fn grammar_table() {
         let table: &[GrammarRow] = &[
             (&["host"], &[], Some(0), 1, false),
@@ -445,6 +487,8 @@ mod tests {
                 })
                 .collect();
             assert_eq!(a.error, *error, "{argv:?} error");
+            // After an error nothing is a command: the command starts past the end.
+            assert_eq!(a.command, *command, "{argv:?} command");
             if *error {
                 continue;
             }
