@@ -582,6 +582,10 @@ mod tests {
                 b"LocalForward\"\" 1 h:2",
                 Some(("localforward", &["1", "h:2"])),
             ),
+            (
+                b"\"LocalForward\"1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
             (b"# comment", None),
             (b"", None),
             (b"Key", None),
