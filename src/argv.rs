@@ -583,6 +583,10 @@ mod tests {
                 Some(("localforward", &["1", "h:2"])),
             ),
             (
+                b"\"\" LocalForward 1 h:2",
+                Some(("localforward", &["1", "h:2"])),
+            ),
+            (
                 b"\"LocalForward\"1 h:2",
                 Some(("localforward", &["1", "h:2"])),
             ),

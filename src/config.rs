@@ -1058,6 +1058,11 @@ mod tests {
                 "Local\"Forward\" 1 h:2\n",
                 Forward(Kind::Local, args(&["1", "h:2"])),
             ),
+            // An empty quoted first word: the keyword is the next one (ssh -G).
+            (
+                "\"\" LocalForward 1 h:2\n",
+                Forward(Kind::Local, args(&["1", "h:2"])),
+            ),
             // No blank after the closing quote (checked with ssh -G).
             (
                 "\"LocalForward\"1 h:2\n",
