@@ -1058,6 +1058,11 @@ mod tests {
                 "Local\"Forward\" 1 h:2\n",
                 Forward(Kind::Local, args(&["1", "h:2"])),
             ),
+            // An empty first word ended by a blank and an '=': the keyword is the next one (ssh -G).
+            (
+                " = LocalForward 1 h:2\n",
+                Forward(Kind::Local, args(&["1", "h:2"])),
+            ),
             // An empty quoted first word: the keyword is the next one (ssh -G).
             (
                 "\"\" LocalForward 1 h:2\n",
@@ -1207,6 +1212,13 @@ mod tests {
             "c.txt",
             "sub/x.conf",
             "sub2/y.conf",
+            "].conf",
+            "!.conf",
+            "[].conf",
+            "x y",
+            "x\ty",
+            "xzy",
+            "end\\",
         ] {
             let p = root.join(f);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -1219,7 +1231,10 @@ mod tests {
                 .map(|p| String::from_utf8(p[r.len()..].to_vec()).unwrap())
                 .collect()
         };
-        assert_eq!(g("/*.conf"), ["/a.conf", "/b.conf"]);
+        assert_eq!(
+            g("/*.conf"),
+            ["/!.conf", "/[].conf", "/].conf", "/a.conf", "/b.conf"]
+        );
         assert_eq!(g("/.*.conf"), ["/.hidden.conf"]);
         assert_eq!(g("/sub*/*.conf"), ["/sub/x.conf", "/sub2/y.conf"]);
         assert_eq!(g("//sub//x.conf"), ["//sub//x.conf"]);
@@ -1227,6 +1242,14 @@ mod tests {
         assert_eq!(g("/*.nope"), Vec::<String>::new());
         assert_eq!(g("/sub/../a.conf"), ["/sub/../a.conf"]);
         assert_eq!(g("/su?/.*"), ["/sub/.", "/sub/.."]);
+        assert_eq!(g("/[!b].conf"), ["/!.conf", "/].conf", "/a.conf"]);
+        // A '[' with no ']' after its first member is a plain character.
+        assert_eq!(g("/[].conf"), ["/[].conf"]);
+        assert_eq!(g("/[]a].conf"), ["/].conf", "/a.conf"]);
+        assert_eq!(g("/x[[:blank:]]y"), ["/x\ty", "/x y"]);
+        assert_eq!(g("/x[[:print:]]y"), ["/x y", "/xzy"]);
+        // A backslash at the end stands for itself.
+        assert_eq!(g("/end\\"), ["/end\\"]);
     }
 
     /// `Sources` for one user config read as if given with `-F` (`required`) or as `~/.ssh/config`.
