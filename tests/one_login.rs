@@ -582,3 +582,69 @@ fn the_users_own_log_verbose_lines_are_shown() {
     assert_eq!(ours.status.code(), Some(0), "{}", text(&ours.stderr));
     assert!(text(&ours.stderr).contains(&want), "{}", text(&ours.stderr));
 }
+
+/// A ProxyCommand that holds every chunk from the server for 300 ms: a slow
+/// link, on which the server answers a remote forward well after `ssh -f`
+/// has gone to the background.
+const SLOW_RELAY: &str = r#"
+import os, socket, sys, threading, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def up():
+    while True:
+        b = os.read(0, 65536)
+        if not b:
+            s.shutdown(socket.SHUT_WR)
+            return
+        s.sendall(b)
+threading.Thread(target=up, daemon=True).start()
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    time.sleep(0.3)
+    os.write(1, b)
+"#;
+
+/// `-f` on a slow link: rosh-ssh waits for the server's answer to the remote
+/// forward that the backgrounded ssh logs, so the refusal is still reported
+/// (once) before it returns.
+#[test]
+fn fork_on_a_slow_link_still_reports_the_refused_remote_forward() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::both();
+    let local = lab::free_port();
+    let relay = lab.path().join("slow.py");
+    fs::write(&relay, SLOW_RELAY).unwrap();
+    let cfg = config(
+        &lab,
+        "slow.conf",
+        &format!("  ProxyCommand python3 {} %p\n", relay.display()),
+    );
+    let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
+    let r = format!("{}:localhost:22", held.port);
+    let runs = TempDir::new("slow");
+    let before = lab.logins();
+    let (code, _out, err) = run_files(
+        &mut rosh(&[
+            "-F",
+            cfg.to_str().unwrap(),
+            "-fN",
+            "-L",
+            &l,
+            "-R",
+            &r,
+            "lab",
+        ]),
+        runs.path(),
+        Duration::from_secs(60),
+    );
+    end_listener(local);
+    assert_eq!(code, Some(0), "{err}");
+    let lines = rosh_lines(&err);
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with(&format!("rosh-ssh: -R {r}: the server refused")),
+        "{err}"
+    );
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
