@@ -845,6 +845,17 @@ fn parse_printed(s: &[u8]) -> Option<Endpoint> {
 
 #[cfg(test)]
 mod tests {
+
+    /// `${VAR}` in a forward reads the process environment (ssh -G agrees:
+    /// `-L '${HOME}/s:h:2'` is `localforward $HOME/s [h]:2`).
+    #[test]
+    fn dollar_names_read_the_process_environment() {
+        let home = std::env::var_os("HOME").expect("HOME is set").into_vec();
+        let f = parse_arg(b'L', b"${HOME}/s:h:2").unwrap();
+        assert_eq!(f.listen, Endpoint::Path([home, b"/s".to_vec()].concat()));
+        assert_eq!(process_env(b"ROSH_TEST_SURELY_UNSET_VARIABLE"), None);
+    }
+
     use super::*;
 
     /// A fixed environment so the tables do not depend on the caller's.
@@ -906,6 +917,13 @@ mod tests {
             Some("dynamicforward /tmp/a:b\nlocalforward /tmp/a:b /r"),
         ),
         (b'L', "/tmp/l", None),
+        // Brackets: a '/' inside makes a path; ']' must end the field;
+        // the last field may be bracketed (each checked with ssh -G).
+        (b'L', "[h]:/r", None),
+        (b'L', "[h]2:h:80", None),
+        (b'D', "[1080]", Some("dynamicforward 1080")),
+        (b'L', "1:h:[80]", Some("localforward 1 [h]:80")),
+        (b'L', "[/tmp/p]:h:80", Some("localforward /tmp/p [h]:80")),
         // Backslash escapes: `\:` is no separator, `\/` no path marker.
         (b'L', "8080:a\\:b:80", Some("localforward 8080 [a:b]:80")),
         (b'L', "8080:h\\/x:80", Some("localforward 8080 [h/x]:80")),
