@@ -1218,6 +1218,8 @@ mod tests {
             "x y",
             "x\ty",
             "xzy",
+            "x1y",
+            "x:y",
             "end\\",
         ] {
             let p = root.join(f);
@@ -1247,7 +1249,13 @@ mod tests {
         assert_eq!(g("/[].conf"), ["/[].conf"]);
         assert_eq!(g("/[]a].conf"), ["/].conf", "/a.conf"]);
         assert_eq!(g("/x[[:blank:]]y"), ["/x\ty", "/x y"]);
-        assert_eq!(g("/x[[:print:]]y"), ["/x y", "/xzy"]);
+        assert_eq!(g("/x[[:print:]]y"), ["/x y", "/x1y", "/x:y", "/xzy"]);
+        // Two classes in one set; a ':' that starts no class.
+        assert_eq!(g("/x[[:digit:][:blank:]]y"), ["/x\ty", "/x y", "/x1y"]);
+        assert_eq!(g("/x[[:digit:]:]y"), ["/x1y", "/x:y"]);
+        assert_eq!(g("/x[a:]y"), ["/x:y"]);
+        assert_eq!(g("/x[a:b:]y"), ["/x:y"]);
+        assert_eq!(g("/x[[:digit:]a:b:]y"), ["/x1y", "/x:y"]);
         // A backslash at the end stands for itself.
         assert_eq!(g("/end\\"), ["/end\\"]);
     }
