@@ -846,6 +846,80 @@ fn parse_printed(s: &[u8]) -> Option<Endpoint> {
 #[cfg(test)]
 mod tests {
 
+    /// misc.h limits, each side alone (checked with ssh -G): host names
+    /// shorter than NI_MAXHOST (1025), socket paths shorter than sun_path (108).
+    #[test]
+    fn each_side_too_long_alone_is_refused() {
+        let a = |n: usize| "a".repeat(n);
+        let path = |n: usize| format!("/tmp/{}", "p".repeat(n - 5));
+        let table = [
+            (format!("{}:1:h:2", a(1024)), true),
+            (format!("{}:1:h:2", a(1025)), false),
+            (format!("{}:h:2", path(107)), true),
+            (format!("{}:h:2", path(108)), false),
+            (format!("1:{}:2", a(1025)), false),
+            (format!("1:{}", path(108)), false),
+        ];
+        for (spec, ok) in table {
+            assert_eq!(
+                parse_arg(b'L', spec.as_bytes()).is_some(),
+                ok,
+                "{}",
+                spec.len()
+            );
+        }
+    }
+
+    /// A local forward to a host named `socks` keeps its target (ssh -G
+    /// prints it as a dynamicforward all the same).
+    #[test]
+    fn a_forward_to_a_host_named_socks_keeps_its_target() {
+        let f = parse_arg(b'L', b"1080:socks:80").unwrap();
+        assert_eq!(
+            f.connect,
+            Some(Endpoint::Tcp {
+                host: Some(b"socks".to_vec()),
+                port: 80
+            })
+        );
+        let d = parse_arg(b'D', b"1080").unwrap();
+        assert_eq!(d.connect, None);
+        assert!(!f.ssh_equals(&d));
+        assert_eq!(f.ssh_g_lines(), d.ssh_g_lines());
+        assert!(f.prints_as(&d) && d.prints_as(&f));
+    }
+
+    /// A path written with `%` tokens matches its expansion, and only that.
+    #[test]
+    fn percent_paths_match_their_expansion() {
+        let f = |l: u8, s: &str| parse_arg(l, s.as_bytes()).unwrap();
+        let table = [
+            (f(b'L', "/tmp/%u.s:h:2"), f(b'L', "/tmp/root.s:h:2"), true),
+            (f(b'L', "/tmp/%u.s:h:2"), f(b'L', "/tmp/root.x:h:2"), false),
+            (f(b'L', "/tmp/%u.s:h:2"), f(b'R', "/tmp/root.s:h:2"), false),
+            (f(b'L', "/tmp/%u.s:h:2"), f(b'L', "/tmp/root.s:h:3"), false),
+            (f(b'L', "1:/run/%u"), f(b'L', "1:/run/root"), true),
+            (f(b'D', "/tmp/%u.s"), f(b'D', "/tmp/root.s"), true),
+            (f(b'D', "/tmp/%u.s"), f(b'L', "/tmp/root.s:h:2"), false),
+            // No '%': nothing to expand, equal or not.
+            (f(b'L', "1:h:2"), f(b'L', "1:h:2"), false),
+            (f(b'L', "/tmp/a:h:2"), f(b'L', "/tmp/a:h:2"), false),
+        ];
+        for (written, expanded, want) in table {
+            assert_eq!(
+                written.expands_to(&expanded),
+                want,
+                "{written:?} -> {expanded:?}"
+            );
+            if want {
+                assert!(written.prints_as(&expanded) && expanded.prints_as(&written));
+            }
+        }
+        assert!(f(b'L', "/tmp/%u:h:2").has_percent_path());
+        assert!(f(b'L', "1:/run/%u").has_percent_path());
+        assert!(!f(b'L', "1:h%u:2").has_percent_path());
+    }
+
     /// `${VAR}` in a forward reads the process environment (ssh -G agrees:
     /// `-L '${HOME}/s:h:2'` is `localforward $HOME/s [h]:2`).
     #[test]
@@ -924,6 +998,8 @@ mod tests {
         (b'D', "[1080]", Some("dynamicforward 1080")),
         (b'L', "1:h:[80]", Some("localforward 1 [h]:80")),
         (b'L', "[/tmp/p]:h:80", Some("localforward /tmp/p [h]:80")),
+        (b'D', "/tmp/l:80", Some("dynamicforward [/tmp/l]:80")),
+        (b'L', "/tmp/l:80", None),
         // Backslash escapes: `\:` is no separator, `\/` no path marker.
         (b'L', "8080:a\\:b:80", Some("localforward 8080 [a:b]:80")),
         (b'L', "8080:h\\/x:80", Some("localforward 8080 [h/x]:80")),
