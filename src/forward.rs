@@ -1283,6 +1283,9 @@ mod tests {
         assert_eq!(f.listen, Endpoint::Path(b"/a b/c".to_vec()));
         let f = Forward::from_ssh_g(b"remoteforward /a b /tmp/a:b").unwrap();
         assert_eq!(f.listen, Endpoint::Path(b"/a b".to_vec()));
+        // A relative listen path: the split with an absolute target wins.
+        let f = Forward::from_ssh_g(b"localforward a/ b /c").unwrap();
+        assert_eq!(f.listen, Endpoint::Path(b"a/ b".to_vec()));
         let f = Forward::from_ssh_g(b"remoteforward 1080 [socks]:0").unwrap();
         assert_eq!(f, parse_arg_with_env(b'R', b"1080", &env).unwrap());
         for bad in [
