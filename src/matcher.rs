@@ -113,11 +113,6 @@ impl Matcher {
         }
     }
 
-    /// The cap given at construction.
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-
     /// Scans `chunk`, handing every complete line (and every piece of an over-long line) to
     /// `out` in order; keeps the start of an unfinished line for the next call. Pieces borrow
     /// from `chunk` or from the matcher, so `out` must write them before it returns.
@@ -1097,6 +1092,58 @@ mod tests {
         }
     }
 
+    /// log.c sshlogv's tag[128]: a long `bin=` cuts the tag at 127 bytes and
+    /// ": " follows right there; the same shape without `bin=`/`pid=` is no tag.
+    #[test]
+    fn a_tag_cut_at_127_bytes() {
+        let cut = format!(
+            "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/{}: bind [127.0.0.1]:3131: Address already in use\n",
+            "a".repeat(70)
+        );
+        let not_a_tag = cut.replace("(bin=/", "(xxxxx");
+        assert_eq!(&cut[TAG_MAX..TAG_MAX + 2], ": ");
+        let got = run(&mut Matcher::new(), &[cut.as_bytes()]);
+        assert_eq!(
+            (&got[0].2, got[0].3),
+            (&bind("127.0.0.1", 3131, "Address already in use"), true)
+        );
+        let got = run(&mut Matcher::new(), &[not_a_tag.as_bytes()]);
+        assert_eq!((&got[0].2, got[0].3), (&None, false));
+    }
+
+    /// The default cap holds a line of 60 000 bytes across chunks: it is
+    /// still read as a line.
+    #[test]
+    fn default_cap_reads_a_long_line_across_chunks() {
+        let line = format!(
+            "bind [{}]:3131: Address already in use\n",
+            "a".repeat(60_000)
+        );
+        let chunks: Vec<&[u8]> = line.as_bytes().chunks(1000).collect();
+        let got = run(&mut Matcher::new(), &chunks);
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].2,
+            bind(&"a".repeat(60_000), 3131, "Address already in use")
+        );
+    }
+
+    /// The held start of a line grows within the cap, whatever the parts.
+    #[test]
+    fn held_allocation_never_passes_the_cap() {
+        let cap = 1000;
+        let mut m = Matcher::with_capacity(cap);
+        for part in [600, 300, 99] {
+            m.feed(&vec![b'x'; part], &mut |_| {});
+            assert!(
+                m.held.capacity() <= cap,
+                "{} after {part}",
+                m.held.capacity()
+            );
+        }
+        assert_eq!(m.held.len(), 999);
+    }
+
     #[test]
     fn hundred_megabyte_line_stays_within_cap() {
         let cap = 64 * 1024;
@@ -1313,6 +1360,9 @@ mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
             ("abcdefgh:", true),
             ("abcdefgh ijklmnop:", false),
             ("abcdefghijklmnopq(", false),
+            // '(' and ')' stop the first word within an eight-byte block too.
+            ("abc(def): x", false),
+            ("abcdefg)x: y", false),
             ("abcdefghijklmnopq:", true),
             ("a:b c", true),
             ("a)b:", false),
