@@ -1063,6 +1063,10 @@ mod tests {
                 " = LocalForward 1 h:2\n",
                 Forward(Kind::Local, args(&["1", "h:2"])),
             ),
+            (
+                " =  LocalForward 1 h:2\n",
+                Forward(Kind::Local, args(&["1", "h:2"])),
+            ),
             // An empty quoted first word: the keyword is the next one (ssh -G).
             (
                 "\"\" LocalForward 1 h:2\n",
