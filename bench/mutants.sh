@@ -3,9 +3,9 @@
 # named in its config:
 #   leaves      argv, forward, plan, config, matcher   (.cargo/mutants.toml)
 #   supervisor  launch, blame, supervise/*            (.cargo/mutants-supervisor.toml)
-# Not part of CI. Both parts in one run take well under an hour on two
-# cores (bench/RESULTS.md); at the lowest CPU priority, two mutants at a
-# time (JOBS=1 for one). Each part writes mutants.out.PART/mutants.out/
+# Not part of CI. On two cores each part takes a little over half an hour
+# (bench/RESULTS.md); at the lowest CPU priority, two mutants at a time
+# (JOBS=1 for one). Each part writes mutants.out.PART/mutants.out/
 # (caught.txt, missed.txt, timeout.txt, unviable.txt).
 #
 #   cargo install cargo-mutants           # once, from crates.io
