@@ -47,7 +47,17 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        // A process the test started may still write into the directory
+        // while it goes (a remote shell's loop, a tmux server ending), and
+        // remove_dir_all then fails on a directory no longer empty: try
+        // again, for at most two seconds.
+        for _ in 0..40 {
+            match fs::remove_dir_all(&self.0) {
+                Ok(()) => return,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
     }
 }
 
