@@ -61,6 +61,17 @@ fn run_files(cmd: &mut Command, dir: &Path, limit: Duration) -> (Option<i32>, St
     )
 }
 
+/// `rosh-ssh -F CFG -fN FORWARDS... lab`, waited for at most `limit`: its
+/// exit code and stderr.
+fn fork_n(cfg: &Path, forwards: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let runs = TempDir::new("fork");
+    let mut args = vec!["-F", cfg.to_str().unwrap(), "-fN"];
+    args.extend_from_slice(forwards);
+    args.push("lab");
+    let (code, _out, err) = run_files(&mut rosh(&args), runs.path(), limit);
+    (code, err)
+}
+
 /// Ends the process listening on 127.0.0.1:`port` (a backgrounded ssh this
 /// test started), by its pid.
 fn end_listener(port: u16) {
@@ -180,22 +191,8 @@ fn fork_with_a_held_remote_forward_returns_with_the_kept_forward_working() {
     let cfg = config(&lab, "fork.conf", "  ExitOnForwardFailure yes\n");
     let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
     let r = format!("{}:localhost:22", held.port);
-    let runs = TempDir::new("fork");
     let before = lab.logins();
-    let (code, _out, err) = run_files(
-        &mut rosh(&[
-            "-F",
-            cfg.to_str().unwrap(),
-            "-fN",
-            "-L",
-            &l,
-            "-R",
-            &r,
-            "lab",
-        ]),
-        runs.path(),
-        Duration::from_secs(60),
-    );
+    let (code, err) = fork_n(&cfg, &["-L", &l, "-R", &r], Duration::from_secs(60));
     let banner = lab.banner_through(local);
     end_listener(local);
     assert_eq!(code, Some(0), "{err}");
@@ -525,21 +522,9 @@ fn fork_with_local_forwards_only_waits_for_no_answers() {
     let la = format!("127.0.0.1:{a}:127.0.0.1:{}", lab.port);
     let lb = format!("127.0.0.1:{b}:127.0.0.1:{}", lab.port);
     let lh = format!("127.0.0.1:{}:127.0.0.1:{}", held.port, lab.port);
-    let runs = TempDir::new("fork-local");
-    let (code, _out, err) = run_files(
-        &mut rosh(&[
-            "-F",
-            cfg.to_str().unwrap(),
-            "-fN",
-            "-L",
-            &la,
-            "-L",
-            &lb,
-            "-L",
-            &lh,
-            "lab",
-        ]),
-        runs.path(),
+    let (code, err) = fork_n(
+        &cfg,
+        &["-L", &la, "-L", &lb, "-L", &lh],
         Duration::from_secs(30),
     );
     let banners = (lab.banner_through(a), lab.banner_through(b));
@@ -622,22 +607,8 @@ fn fork_on_a_slow_link_still_reports_the_refused_remote_forward() {
     );
     let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
     let r = format!("{}:localhost:22", held.port);
-    let runs = TempDir::new("slow");
     let before = lab.logins();
-    let (code, _out, err) = run_files(
-        &mut rosh(&[
-            "-F",
-            cfg.to_str().unwrap(),
-            "-fN",
-            "-L",
-            &l,
-            "-R",
-            &r,
-            "lab",
-        ]),
-        runs.path(),
-        Duration::from_secs(60),
-    );
+    let (code, err) = fork_n(&cfg, &["-L", &l, "-R", &r], Duration::from_secs(60));
     end_listener(local);
     assert_eq!(code, Some(0), "{err}");
     let lines = rosh_lines(&err);
