@@ -350,3 +350,390 @@ pub fn fits(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     path.as_os_str().as_bytes().len() + 17 < 108
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::parse_arg;
+    use crate::tmpdir::PrivateDir;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+    use std::sync::mpsc;
+
+    /// A stand-in ssh for the `-O` runs (tests/stub/mux-recorder, reached
+    /// through a symlink in a private directory that holds what it records).
+    struct Stub {
+        dir: PrivateDir,
+        ssh: PathBuf,
+    }
+
+    impl Stub {
+        fn new(status: i32) -> Stub {
+            let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
+            let ssh = dir.path().join("ssh");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stub/mux-recorder");
+            std::os::unix::fs::symlink(script, &ssh).unwrap();
+            dir.file("status", status.to_string().as_bytes()).unwrap();
+            Stub { dir, ssh }
+        }
+
+        fn ctx(&self) -> Ctx {
+            Ctx {
+                ssh: self.ssh.clone(),
+                ctl: self.dir.path().join("ctl"),
+                probe: Opts::default(),
+            }
+        }
+
+        /// Each run's words after `-S CTL`, one run per entry.
+        fn calls(&self) -> Vec<String> {
+            let text = std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default();
+            let ctl = format!(
+                "-F /dev/null -o BatchMode=yes -S {} ",
+                self.ctx().ctl.display()
+            );
+            text.lines()
+                .map(|l| l.strip_prefix(&ctl).unwrap_or(l).to_owned())
+                .collect()
+        }
+
+        /// Waits (bounded) for `n` runs to be recorded.
+        fn wait_calls(&self, n: usize, limit: Duration) -> Vec<String> {
+            let end = Instant::now() + limit;
+            while self.calls().len() < n && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.calls()
+        }
+    }
+
+    fn item(letter: u8, spec: &str) -> Item {
+        Item {
+            forward: parse_arg(letter, spec.as_bytes()).unwrap(),
+            name: spec.to_owned(),
+            cancel: false,
+            holder: None,
+        }
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// `ssh -O forward -o SPEC`, as the stub records it.
+    fn forward_call(f: &Forward) -> String {
+        format!("-O forward -o {} rosh-ssh-restore", option(f).unwrap())
+    }
+
+    /// Stops the restorer on a thread of its own: a restorer that does not
+    /// end fails the test instead of hanging it.
+    fn stop_within(r: Restorer, limit: Duration) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            r.stop();
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(limit).is_ok(),
+            "the restorer did not stop within {limit:?}"
+        );
+    }
+
+    /// A process holding a TCP listener on a port of its own.
+    struct Holder {
+        child: std::process::Child,
+        port: u16,
+    }
+
+    impl Holder {
+        fn start() -> Holder {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            let fd = l.as_raw_fd();
+            let mut cmd = Command::new("sleep");
+            cmd.arg("60");
+            // SAFETY: dup2 is async-signal-safe; the copy at 3 loses
+            // FD_CLOEXEC, so sleep holds the listener.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::dup2(fd, 3) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd.spawn().unwrap();
+            drop(l);
+            Holder { child, port }
+        }
+
+        fn end(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Holder {
+        fn drop(&mut self) {
+            self.end();
+        }
+    }
+
+    fn near(t: Option<Instant>, from_now: Duration) -> bool {
+        let Some(t) = t else { return false };
+        let want = Instant::now() + from_now;
+        let slack = Duration::from_millis(500);
+        t + slack >= want && t <= want + slack
+    }
+
+    #[test]
+    fn a_control_path_fits_with_the_suffix_mux_c_adds() {
+        // mux.c muxserver_listen binds PATH + "." + 16 random characters,
+        // and sun_path holds 108 bytes with the NUL.
+        assert!(fits(Path::new(&"a".repeat(90))));
+        assert!(!fits(Path::new(&"a".repeat(91))));
+    }
+
+    #[test]
+    fn option_is_the_forwards_ssh_g_line() {
+        // As `ssh -G -L 127.0.0.1:3131:h:22 -R 8082:localhost:80 -D 1080
+        // -L /tmp/a.sock:/tmp/b.sock h` prints them (OpenSSH 9.2).
+        for (letter, spec, want) in [
+            (
+                b'L',
+                "127.0.0.1:3131:h:22",
+                "localforward [127.0.0.1]:3131 [h]:22",
+            ),
+            (
+                b'R',
+                "8082:localhost:80",
+                "remoteforward 8082 [localhost]:80",
+            ),
+            (b'D', "1080", "dynamicforward 1080"),
+            (
+                b'L',
+                "/tmp/a.sock:/tmp/b.sock",
+                "localforward /tmp/a.sock /tmp/b.sock",
+            ),
+        ] {
+            let f = parse_arg(letter, spec.as_bytes()).unwrap();
+            assert_eq!(option(&f).as_deref(), Some(want), "{spec}");
+        }
+    }
+
+    #[test]
+    fn pidfd_open_names_live_processes_only() {
+        assert!(pidfd_open(std::process::id()).is_some());
+        // Above any pid_max (at most 2^22).
+        assert!(pidfd_open(1 << 30).is_none());
+    }
+
+    #[test]
+    fn is_free_probes_the_local_listen_side() {
+        let o = Opts::default();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let f = item(b'L', &format!("127.0.0.1:{port}:h:22")).forward;
+        assert!(!is_free(&f, &o));
+        drop(l);
+        assert!(is_free(&f, &o));
+
+        let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
+        let sock = dir.path().join("s");
+        let f = item(b'L', &format!("{}:/tmp/x", sock.display())).forward;
+        assert!(is_free(&f, &o));
+        let u = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert!(!is_free(&f, &o));
+        drop(u);
+
+        // A remote forward has no local side to hold.
+        assert!(is_free(&item(b'R', "8082:localhost:80").forward, &o));
+    }
+
+    #[test]
+    fn a_new_item_is_tried_at_once_or_in_five_seconds_if_remote() {
+        let p = Pending::new(item(b'L', "3131:h:22"));
+        assert!(p.next.is_some_and(|t| t <= Instant::now()));
+        assert_eq!(p.backoff, LOCAL_FIRST);
+
+        let p = Pending::new(item(b'R', "8082:localhost:80"));
+        assert!(near(p.next, REMOTE_FIRST), "{:?}", p.next);
+        assert_eq!(p.backoff, REMOTE_FIRST);
+    }
+
+    #[test]
+    fn a_named_holder_is_waited_on_unless_it_is_gone() {
+        let mut it = item(b'L', "3131:h:22");
+        it.holder = Some(std::process::id());
+        let p = Pending::new(it.clone());
+        assert!(p.pidfd.is_some());
+        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
+
+        let mut gone = Command::new("true").spawn().unwrap();
+        it.holder = Some(gone.id());
+        gone.wait().unwrap();
+        let p = Pending::new(it);
+        assert!(p.pidfd.is_none());
+        assert!(p.next.is_some_and(|t| t <= Instant::now()));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let mut p = Pending::new(item(b'L', "3131:h:22"));
+        for (wait, after) in [(1, 2), (2, 4), (4, 8), (8, 10), (10, 10)] {
+            p.later(LOCAL_MAX);
+            assert!(near(p.next, Duration::from_secs(wait)), "{:?}", p.next);
+            assert_eq!(p.backoff, Duration::from_secs(after));
+        }
+    }
+
+    #[test]
+    fn mux_runs_ssh_dash_o_and_reports_its_status() {
+        let ok = Stub::new(0);
+        assert!(ok.ctx().mux("check", "x"));
+        assert_eq!(ok.calls(), ["-O check -o x rosh-ssh-restore"]);
+        let refused = Stub::new(255);
+        assert!(!refused.ctx().mux("check", "x"));
+    }
+
+    #[test]
+    fn a_forward_ssh_tried_is_cancelled_once_then_asked_for() {
+        let stub = Stub::new(0);
+        let mut it = item(b'R', "8082:localhost:80");
+        it.cancel = true;
+        let spec = option(&it.forward).unwrap();
+        assert!(stub.ctx().forward(&mut it));
+        assert!(!it.cancel);
+        assert!(stub.ctx().forward(&mut it));
+        assert_eq!(
+            stub.calls(),
+            [
+                format!("-O cancel -o {spec} rosh-ssh-restore"),
+                forward_call(&it.forward),
+                forward_call(&it.forward),
+            ]
+        );
+        let refused = Stub::new(1);
+        assert!(!refused.ctx().forward(&mut it));
+    }
+
+    #[test]
+    fn a_refused_remote_forward_is_asked_for_again_later_up_to_thirty_seconds() {
+        let refused = Stub::new(1);
+        let mut p = Pending::new(item(b'R', "8082:localhost:80"));
+        p.backoff = Duration::from_secs(20);
+        assert!(!p.attempt(&refused.ctx()));
+        assert!(near(p.next, Duration::from_secs(20)), "{:?}", p.next);
+        assert_eq!(p.backoff, REMOTE_MAX);
+        assert_eq!(refused.calls(), [forward_call(&p.item.forward)]);
+
+        let ok = Stub::new(0);
+        assert!(p.attempt(&ok.ctx()));
+    }
+
+    #[test]
+    fn a_free_local_port_is_asked_for_and_a_lost_race_backs_off() {
+        let f = format!("127.0.0.1:{}:h:22", free_port());
+        let ok = Stub::new(0);
+        let mut p = Pending::new(item(b'L', &f));
+        assert!(p.attempt(&ok.ctx()));
+        assert_eq!(ok.calls(), [forward_call(&p.item.forward)]);
+
+        let lost = Stub::new(1);
+        let mut p = Pending::new(item(b'L', &f));
+        assert!(!p.attempt(&lost.ctx()));
+        assert!(near(p.next, LOCAL_FIRST), "{:?}", p.next);
+        assert_eq!(p.backoff, LOCAL_FIRST * 2);
+    }
+
+    #[test]
+    fn a_held_port_waits_on_its_holder_without_asking_ssh() {
+        let stub = Stub::new(0);
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let mut p = Pending::new(item(b'L', &format!("127.0.0.1:{port}:h:22")));
+        // The probe names this process as the holder: its pidfd is waited on.
+        assert!(!p.attempt(&stub.ctx()));
+        assert!(p.pidfd.is_some());
+        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
+        // The periodic look while the holder lives: still held.
+        p.next = Some(Instant::now());
+        assert!(!p.attempt(&stub.ctx()));
+        assert!(p.pidfd.is_some());
+        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
+        // The holder closed its listener and lives on: the look finds it free.
+        drop(l);
+        assert!(p.attempt(&stub.ctx()));
+        assert!(p.pidfd.is_none());
+        assert_eq!(stub.calls(), [forward_call(&p.item.forward)]);
+    }
+
+    #[test]
+    fn the_restorer_tries_each_forward_once_and_stop_waits_for_it() {
+        let stub = Stub::new(0);
+        stub.dir.file("delay", b"0.3").unwrap();
+        let it = item(b'L', &format!("127.0.0.1:{}:h:22", free_port()));
+        let r = Restorer::start(
+            stub.ssh.clone(),
+            stub.ctx().ctl,
+            Opts::default(),
+            vec![it.clone(), it.clone()],
+        )
+        .unwrap();
+        let wake = nix::sys::stat::fstat(r.notify.wake.as_fd()).unwrap().st_ino;
+        stop_within(r, Duration::from_secs(5));
+        assert_eq!(stub.calls(), [forward_call(&it.forward)]);
+        // The helper did not inherit the restorer's wake pipe (close-on-exec):
+        // a helper or an ssh that holds it keeps the restorer from ending.
+        let fds = std::fs::read_to_string(stub.dir.path().join("fds")).unwrap();
+        assert!(fds.contains("-> /dev/null"), "{fds}");
+        assert!(!fds.contains(&format!("pipe:[{wake}]")), "{fds}");
+    }
+
+    #[test]
+    fn a_forward_sent_later_is_tried_and_an_idle_restorer_stops() {
+        let stub = Stub::new(0);
+        let r = Restorer::start(
+            stub.ssh.clone(),
+            stub.ctx().ctl,
+            Opts::default(),
+            Vec::new(),
+        )
+        .unwrap();
+        let it = item(b'D', &format!("127.0.0.1:{}", free_port()));
+        r.notify().send(it.clone());
+        assert_eq!(
+            stub.wait_calls(1, Duration::from_secs(5)),
+            [forward_call(&it.forward)]
+        );
+        stop_within(r, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_holders_exit_wakes_the_restorer() {
+        let stub = Stub::new(0);
+        let mut holder = Holder::start();
+        let mut it = item(b'L', &format!("127.0.0.1:{}:h:22", holder.port));
+        it.holder = Some(holder.child.id());
+        let r = Restorer::start(
+            stub.ssh.clone(),
+            stub.ctx().ctl,
+            Opts::default(),
+            vec![it.clone()],
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(stub.calls(), Vec::<String>::new(), "asked while held");
+        holder.end();
+        // Woken by the pidfd: well before the 30 s recheck.
+        assert_eq!(
+            stub.wait_calls(1, Duration::from_secs(10)),
+            [forward_call(&it.forward)]
+        );
+        stop_within(r, Duration::from_secs(5));
+    }
+}
