@@ -252,3 +252,81 @@ impl Session<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    /// The words `prepare(live)` gives ssh for `words`, read with the real
+    /// ssh -G as a run reads them; whether a log reader was started.
+    fn prepared(words: &[&str], live: bool) -> (Vec<String>, bool) {
+        let words: Vec<OsString> = words.iter().map(OsString::from).collect();
+        let ssh = Path::new("/usr/bin/ssh");
+        let eff = crate::effective::query(ssh, &words).unwrap().unwrap();
+        let args = Args::parse(words);
+        let sources = config::sources(last_arg(&args, b'F'));
+        let mut s = Session {
+            args: &args,
+            eff: &eff,
+            sources: &sources,
+            dir: None,
+            ctl_dir: None,
+            decisions: Plan::make(&args, &eff, &sources).decisions,
+            require: false,
+            restore: true,
+            ssh,
+        };
+        let run = s.prepare(live).unwrap();
+        let logged = run.log.is_some();
+        if let Some(log) = run.log {
+            // Without -f nothing waits for the server's answers: the reader
+            // ends at once (on a thread, so that a wait fails the test).
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(log.finish(true).is_some()));
+            assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(5)), Ok(true));
+        }
+        if let Some(r) = run.restorer {
+            r.stop();
+        }
+        let words = run
+            .words
+            .iter()
+            .map(|w| w.to_string_lossy().into_owned())
+            .collect();
+        (words, logged)
+    }
+
+    #[test]
+    fn without_forwards_ssh_gets_the_users_words_alone() {
+        let w = ["-F", "/dev/null", "h", "true"];
+        assert_eq!(prepared(&w, true), (w.map(String::from).to_vec(), false));
+    }
+
+    #[test]
+    fn a_dry_run_shows_the_users_words_without_the_plumbing() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let fwd = format!("127.0.0.1:{port}:localhost:22");
+        let w = [
+            "-F",
+            "/dev/null",
+            "-L",
+            &fwd,
+            "-R",
+            "8082:localhost:80",
+            "h",
+        ];
+        assert_eq!(prepared(&w, false), (w.map(String::from).to_vec(), false));
+        // A live run with kept forwards reads ssh's log through the FIFO.
+        let (live, logged) = prepared(&w, true);
+        assert!(logged, "{live:?}");
+        assert!(
+            live.iter().any(|x| x == "ExitOnForwardFailure=no"),
+            "{live:?}"
+        );
+        assert!(live.iter().any(|x| x == "-E"), "{live:?}");
+        assert!(live.ends_with(&w.map(String::from)), "{live:?}");
+    }
+}
