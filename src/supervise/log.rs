@@ -306,3 +306,173 @@ fn run(mut fifo: File, wake: OwnedFd, mut relay: Relay, no_answers: Arc<AtomicBo
         answers: relay.answers,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::parse_arg;
+    use crate::tmpdir::PrivateDir;
+    use std::path::PathBuf;
+    use std::sync::mpsc::{self, Receiver};
+
+    /// Far above what the real code takes (milliseconds), far below the
+    /// 10 s polls and 60 s answer wait a wrong `run` falls into.
+    const BOUND: Duration = Duration::from_secs(5);
+
+    /// ssh.c ssh_confirm_remote_forward's answer, as `-f` forces it out.
+    const ANSWER: &[u8] = b"debug1: ssh.c:ssh_confirm_remote_forward():1803 (pid=1): \
+        remote forward success for: listen 8082, connect localhost:22\r\n";
+
+    /// Runs `f` on a thread of its own, so that a call that blocks fails
+    /// the test at [`wait`] instead of hanging it (the thread is left behind).
+    fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Receiver<T> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx
+    }
+
+    fn wait<T>(rx: Receiver<T>, what: &str) -> T {
+        rx.recv_timeout(BOUND)
+            .unwrap_or_else(|e| panic!("{what}: {e} (bound {BOUND:?})"))
+    }
+
+    /// A watch over `-R` forwards `specs`, by plan index.
+    fn watch(specs: &[&str], answers_wanted: usize) -> Watch {
+        Watch {
+            forwards: specs
+                .iter()
+                .map(|s| parse_arg(b'R', s.as_bytes()).unwrap())
+                .enumerate()
+                .collect(),
+            names: specs.iter().map(|s| format!("-R {s}")).collect(),
+            dropped: Vec::new(),
+            probe: Opts::default(),
+            require: false,
+            hide_forced: false,
+            answers_wanted,
+            notify: None,
+        }
+    }
+
+    /// A FIFO nobody writes to yet, and the `-E` file the relay writes to.
+    fn setup() -> (PrivateDir, PathBuf, PathBuf) {
+        let dir = PrivateDir::new().unwrap();
+        let fifo = dir.fifo("log").unwrap();
+        let out = dir.path().join("out");
+        (dir, fifo, out)
+    }
+
+    fn start(fifo: &Path, out: &Path, w: Watch) -> LogPipe {
+        let (fifo, dest) = (fifo.to_owned(), Dest::file(out).unwrap());
+        wait(spawn(move || LogPipe::start(&fifo, dest, w)), "start").unwrap()
+    }
+
+    fn finish(pipe: LogPipe, ssh_ok: bool) -> Outcome {
+        wait(spawn(move || pipe.finish(ssh_ok)), "finish").expect("reader thread panicked")
+    }
+
+    /// ssh's side. Opened after `start`: its reader is there, so this
+    /// open does not block.
+    fn writer(fifo: &Path) -> File {
+        std::fs::OpenOptions::new().write(true).open(fifo).unwrap()
+    }
+
+    #[test]
+    fn start_does_not_wait_for_a_writer() {
+        // rosh-ssh opens the FIFO before it starts ssh: a blocking open
+        // would wait for a writer that never comes.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&[], 0));
+        let o = finish(pipe, true);
+        assert_eq!((o.failed, o.answers), (vec![], 0));
+    }
+
+    #[test]
+    fn relays_lines_unchanged() {
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 0));
+        let mut w = writer(&fifo);
+        let chunks: [&[u8]; 4] = [
+            b"debug1: Connecting to h port 22.\r\n",
+            ANSWER,
+            b"plain \xff\xfe line\nsplit ",
+            b"line\r\nno line end",
+        ];
+        for c in chunks {
+            w.write_all(c).unwrap();
+        }
+        drop(w);
+        let o = finish(pipe, true);
+        assert_eq!(std::fs::read(&out).unwrap(), chunks.concat());
+        assert_eq!((o.failed, o.answers), (vec![], 1));
+    }
+
+    #[test]
+    fn failure_naming_a_forward_is_replaced_and_reported() {
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8081:h:1", "8082:h:2"], 0));
+        let mut w = writer(&fifo);
+        w.write_all(
+            b"before\r\n\
+            Warning: remote port forwarding failed for listen port 8082\r\n\
+            Warning: remote port forwarding failed for listen port 9999\r\n\
+            after\r\n",
+        )
+        .unwrap();
+        drop(w);
+        let o = finish(pipe, true);
+        // 9999 is no forward of the plan: its line is ssh's to show.
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            b"before\r\n\
+            Warning: remote port forwarding failed for listen port 9999\r\n\
+            after\r\n"
+        );
+        assert_eq!(o.failed, vec![1]);
+    }
+
+    #[test]
+    fn finish_waits_for_an_answer_written_after_ssh_ended() {
+        // `ssh -f`: the foreground ssh has ended, its background self
+        // still holds the FIFO and logs the server's answer later.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 1));
+        let mut w = writer(&fifo);
+        let done = spawn(move || pipe.finish(true));
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(done.try_recv().is_err(), "finish did not wait");
+        w.write_all(ANSWER).unwrap();
+        let o = wait(done, "finish").expect("reader thread panicked");
+        drop(w);
+        assert_eq!(o.answers, 1);
+        assert_eq!(std::fs::read(&out).unwrap(), ANSWER);
+    }
+
+    #[test]
+    fn finish_does_not_wait_for_a_writer_with_no_answers_due() {
+        // A backgrounded ssh holds the FIFO open for the whole session:
+        // finish must not wait for it to close.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&[], 0));
+        let mut w = writer(&fifo);
+        w.write_all(b"left in the FIFO\r\n").unwrap();
+        let o = finish(pipe, true);
+        drop(w);
+        assert_eq!(o.answers, 0);
+        assert_eq!(std::fs::read(&out).unwrap(), b"left in the FIFO\r\n");
+    }
+
+    #[test]
+    fn failed_ssh_is_not_waited_for_answers() {
+        // An `ssh -f` that failed never went to the background: no answer
+        // comes, however many were wanted.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 1));
+        let w = writer(&fifo);
+        let o = finish(pipe, false);
+        drop(w);
+        assert_eq!(o.answers, 0);
+    }
+}
