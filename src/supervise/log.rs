@@ -134,10 +134,10 @@ impl Relay {
     /// is replaced by rosh-ssh's).
     fn blame(&mut self, f: &Failure) -> bool {
         let f = blame::through_master(f);
-        let mut hit: Vec<(usize, String)> = Vec::new();
+        let mut hit: Vec<(usize, Forward, String)> = Vec::new();
         for (i, fwd) in &self.watch.forwards {
             if let Some(r) = blame::names(&f, fwd) {
-                hit.push((*i, r));
+                hit.push((*i, fwd.clone(), r));
             }
         }
         // `Could not request local forwarding.` names no port: the one
@@ -148,7 +148,7 @@ impl Relay {
             }
             for (i, fwd) in &self.watch.forwards {
                 if let Some(r) = probe_forward(fwd, &self.watch.probe) {
-                    hit.push((*i, r));
+                    hit.push((*i, fwd.clone(), r));
                 }
             }
         }
@@ -159,17 +159,16 @@ impl Relay {
             }
         }
         let any = !hit.is_empty();
-        for (i, reason) in hit {
+        for (i, fwd, reason) in hit {
             if self.failed.contains(&i) {
                 continue;
             }
             self.failed.push(i);
-            let fwd = &self.watch.forwards.iter().find(|(j, _)| *j == i).unwrap().1;
             let name = self.watch.names.get(i).cloned().unwrap_or_default();
             let line = blame::warning(&name, &reason, self.watch.require);
             if let Some(n) = &self.watch.notify {
                 n.send(crate::supervise::restore::Item {
-                    forward: fwd.clone(),
+                    forward: fwd,
                     name,
                     cancel: true,
                     holder: None,
@@ -474,5 +473,90 @@ mod tests {
         let o = finish(pipe, false);
         drop(w);
         assert_eq!(o.answers, 0);
+    }
+
+    /// Waits (bounded) until the `-E` file holds `want`: the reader has
+    /// dealt with everything written before it.
+    fn wait_out(out: &Path, want: &[u8]) {
+        let end = Instant::now() + BOUND;
+        while std::fs::read(out).unwrap_or_default() != want && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(std::fs::read(out).unwrap(), want);
+    }
+
+    #[test]
+    fn master_request_failed_is_hidden_only_after_a_named_failure() {
+        const MASTER: &[u8] = b"muxclient: master forward request failed\r\n";
+        // Alone it is ssh's to show.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8082:h:2"], 0));
+        writer(&fifo).write_all(MASTER).unwrap();
+        let o = finish(pipe, true);
+        assert_eq!(std::fs::read(&out).unwrap(), MASTER);
+        assert_eq!(o.failed, Vec::<usize>::new());
+        // After the master's named refusal it adds nothing.
+        let (_dir, fifo, out) = setup();
+        let pipe = start(&fifo, &out, watch(&["8082:h:2"], 0));
+        let mut w = writer(&fifo);
+        w.write_all(b"mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 8082\r\n")
+            .unwrap();
+        w.write_all(MASTER).unwrap();
+        drop(w);
+        let o = finish(pipe, true);
+        assert_eq!(std::fs::read(&out).unwrap(), b"");
+        assert_eq!(o.failed, vec![0]);
+    }
+
+    #[test]
+    fn could_not_request_local_forwarding_names_the_forward_whose_port_is_taken() {
+        const NONE: &[u8] = b"Could not request local forwarding.\r\n";
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let (dir, fifo, out) = setup();
+        // Surely free: a socket path nobody binds.
+        let free = format!("{}:h:22", dir.path().join("l.sock").display());
+        let mut w = watch(&["8082:h:2"], 0);
+        for (i, spec) in [(1, free), (2, format!("127.0.0.1:{port}:h:22"))] {
+            w.forwards
+                .push((i, parse_arg(b'L', spec.as_bytes()).unwrap()));
+            w.names.push(format!("-L {spec}"));
+        }
+        let pipe = start(&fifo, &out, w);
+        let mut w = writer(&fifo);
+        // Each line after NONE shows when the reader has dealt with NONE.
+        w.write_all(NONE).unwrap();
+        w.write_all(b"one\r\n").unwrap();
+        wait_out(&out, b"one\r\n");
+        // Said again once the port is free: still that forward's, not ssh's.
+        drop(held);
+        w.write_all(NONE).unwrap();
+        w.write_all(b"two\r\n").unwrap();
+        wait_out(&out, b"one\r\ntwo\r\n");
+        drop(w);
+        let o = finish(pipe, true);
+        assert_eq!(o.failed, vec![2]);
+    }
+
+    #[test]
+    fn could_not_request_local_forwarding_after_a_remote_failure_is_ssh_s_own() {
+        // Only a remote forward failed so far and no local port is taken:
+        // no forward can be named, the line stays.
+        const NONE: &[u8] = b"Could not request local forwarding.\r\n";
+        let (dir, fifo, out) = setup();
+        let spec = format!("{}:h:22", dir.path().join("l.sock").display());
+        let mut w = watch(&["8082:h:2"], 0);
+        w.forwards
+            .push((1, parse_arg(b'L', spec.as_bytes()).unwrap()));
+        w.names.push(format!("-L {spec}"));
+        let pipe = start(&fifo, &out, w);
+        let mut w = writer(&fifo);
+        w.write_all(b"Warning: remote port forwarding failed for listen port 8082\r\n")
+            .unwrap();
+        w.write_all(NONE).unwrap();
+        drop(w);
+        let o = finish(pipe, true);
+        assert_eq!(std::fs::read(&out).unwrap(), NONE);
+        assert_eq!(o.failed, vec![0]);
     }
 }

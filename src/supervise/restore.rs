@@ -416,12 +416,11 @@ mod tests {
         }
     }
 
-    fn free_port() -> u16 {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
+    /// A local forward whose listen side is surely free: a socket path in
+    /// the stub's directory (a TCP port let go could be taken by another
+    /// test at once).
+    fn free_spec(stub: &Stub) -> String {
+        format!("{}:h:22", stub.dir.path().join("l.sock").display())
     }
 
     /// `ssh -O forward -o SPEC`, as the stub records it.
@@ -637,8 +636,8 @@ mod tests {
 
     #[test]
     fn a_free_local_port_is_asked_for_and_a_lost_race_backs_off() {
-        let f = format!("127.0.0.1:{}:h:22", free_port());
         let ok = Stub::new(0);
+        let f = free_spec(&ok);
         let mut p = Pending::new(item(b'L', &f));
         assert!(p.attempt(&ok.ctx()));
         assert_eq!(ok.calls(), [forward_call(&p.item.forward)]);
@@ -676,7 +675,7 @@ mod tests {
     fn the_restorer_tries_each_forward_once_and_stop_waits_for_it() {
         let stub = Stub::new(0);
         stub.dir.file("delay", b"0.3").unwrap();
-        let it = item(b'L', &format!("127.0.0.1:{}:h:22", free_port()));
+        let it = item(b'L', &free_spec(&stub));
         let r = Restorer::start(
             stub.ssh.clone(),
             stub.ctx().ctl,
@@ -704,7 +703,7 @@ mod tests {
             Vec::new(),
         )
         .unwrap();
-        let it = item(b'D', &format!("127.0.0.1:{}", free_port()));
+        let it = item(b'L', &free_spec(&stub));
         r.notify().send(it.clone());
         assert_eq!(
             stub.wait_calls(1, Duration::from_secs(5)),
