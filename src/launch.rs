@@ -312,10 +312,9 @@ mod tests {
 
     #[test]
     fn a_dry_run_shows_the_users_words_without_the_plumbing() {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
-        let fwd = format!("127.0.0.1:{port}:localhost:22");
+        // A listen side surely free: a socket path nobody binds.
+        let dir = crate::tmpdir::PrivateDir::new_in(&std::env::temp_dir()).unwrap();
+        let fwd = format!("{}:localhost:22", dir.path().join("l.sock").display());
         let w = [
             "-F",
             "/dev/null",
