@@ -3,8 +3,8 @@
 # named in its config:
 #   leaves      argv, forward, plan, config, matcher   (.cargo/mutants.toml)
 #   supervisor  launch, blame, supervise/*            (.cargo/mutants-supervisor.toml)
-# Not part of CI. On two cores each part takes a little over half an hour
-# (bench/RESULTS.md); at the lowest CPU priority, two mutants at a time
+# Not part of CI. On two cores the first part takes about 29 minutes, the
+# second about 15 (bench/RESULTS.md); at the lowest CPU priority, two mutants at a time
 # (JOBS=1 for one). Each part writes mutants.out.PART/mutants.out/
 # (caught.txt, missed.txt, timeout.txt, unviable.txt).
 #
