@@ -76,17 +76,14 @@ pub fn run() -> Result<End, Error> {
         }
     };
     let sources = config::sources(last_arg(&args, b'F'));
-    let mut session = Session {
-        args: &args,
-        eff: &eff,
-        sources: &sources,
-        dir: None,
-        ctl_dir: None,
-        decisions: Plan::make(&args, &eff, &sources).decisions,
-        require: cli.require_forward,
-        restore: !cli.no_restore,
-        ssh: &ssh,
-    };
+    let mut session = Session::new(
+        &args,
+        &eff,
+        &sources,
+        &ssh,
+        cli.require_forward,
+        !cli.no_restore,
+    );
     for i in ownmaster::keep_held(&ssh, &eff, &mut session.decisions) {
         say.line(format_args!(
             "forward {}: held by this host's ControlMaster",

@@ -10,7 +10,7 @@ use crate::config::{self, Sources};
 use crate::effective::Effective;
 use crate::error::Error;
 use crate::forward::{Forward, Kind};
-use crate::plan::Decision;
+use crate::plan::{Decision, Plan};
 use crate::supervise::log::{Dest, LogPipe, Watch};
 use crate::supervise::restore::{self, Item, Restorer};
 use crate::tmpdir::PrivateDir;
@@ -55,7 +55,30 @@ pub fn last_arg(args: &Args, letter: u8) -> Option<&OsStr> {
         .and_then(|o| o.arg.as_deref())
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    /// A session for `args`, with the plan made from what ssh -G said and
+    /// the config files it reads.
+    pub fn new(
+        args: &'a Args,
+        eff: &'a Effective,
+        sources: &'a Sources,
+        ssh: &'a Path,
+        require: bool,
+        restore: bool,
+    ) -> Session<'a> {
+        Session {
+            args,
+            eff,
+            sources,
+            dir: None,
+            ctl_dir: None,
+            decisions: Plan::make(args, eff, sources).decisions,
+            require,
+            restore,
+            ssh,
+        }
+    }
+
     pub fn dir(&mut self) -> Result<&PrivateDir, Error> {
         let d = match self.dir.take() {
             Some(d) => d,
@@ -256,7 +279,6 @@ impl Session<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
 
     /// The words `prepare(live)` gives ssh for `words`, read with the real
     /// ssh -G as a run reads them; whether a log reader was started. On a
@@ -275,17 +297,7 @@ mod tests {
         let eff = crate::effective::query(ssh, &words).unwrap().unwrap();
         let args = Args::parse(words);
         let sources = config::sources(last_arg(&args, b'F'));
-        let mut s = Session {
-            args: &args,
-            eff: &eff,
-            sources: &sources,
-            dir: None,
-            ctl_dir: None,
-            decisions: Plan::make(&args, &eff, &sources).decisions,
-            require: false,
-            restore: true,
-            ssh,
-        };
+        let mut s = Session::new(&args, &eff, &sources, ssh, false, true);
         let run = s.prepare(live).unwrap();
         let logged = run.log.is_some();
         if let Some(log) = run.log {

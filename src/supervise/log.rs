@@ -475,6 +475,17 @@ mod tests {
         assert_eq!(o.answers, 0);
     }
 
+    /// ssh.c ssh_init_forwarding's line, which names no port.
+    const NONE: &[u8] = b"Could not request local forwarding.\r\n";
+
+    /// Adds `-L spec` to the watch, next in the plan.
+    fn add_local(w: &mut Watch, spec: &str) {
+        let i = w.forwards.len();
+        w.forwards
+            .push((i, parse_arg(b'L', spec.as_bytes()).unwrap()));
+        w.names.push(format!("-L {spec}"));
+    }
+
     /// Waits (bounded) until the `-E` file holds `want`: the reader has
     /// dealt with everything written before it.
     fn wait_out(out: &Path, want: &[u8]) {
@@ -510,18 +521,14 @@ mod tests {
 
     #[test]
     fn could_not_request_local_forwarding_names_the_forward_whose_port_is_taken() {
-        const NONE: &[u8] = b"Could not request local forwarding.\r\n";
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
         let (dir, fifo, out) = setup();
         // Surely free: a socket path nobody binds.
         let free = format!("{}:h:22", dir.path().join("l.sock").display());
         let mut w = watch(&["8082:h:2"], 0);
-        for (i, spec) in [(1, free), (2, format!("127.0.0.1:{port}:h:22"))] {
-            w.forwards
-                .push((i, parse_arg(b'L', spec.as_bytes()).unwrap()));
-            w.names.push(format!("-L {spec}"));
-        }
+        add_local(&mut w, &free);
+        add_local(&mut w, &format!("127.0.0.1:{port}:h:22"));
         let pipe = start(&fifo, &out, w);
         let mut w = writer(&fifo);
         // Each line after NONE shows when the reader has dealt with NONE.
@@ -542,13 +549,10 @@ mod tests {
     fn could_not_request_local_forwarding_after_a_remote_failure_is_ssh_s_own() {
         // Only a remote forward failed so far and no local port is taken:
         // no forward can be named, the line stays.
-        const NONE: &[u8] = b"Could not request local forwarding.\r\n";
         let (dir, fifo, out) = setup();
         let spec = format!("{}:h:22", dir.path().join("l.sock").display());
         let mut w = watch(&["8082:h:2"], 0);
-        w.forwards
-            .push((1, parse_arg(b'L', spec.as_bytes()).unwrap()));
-        w.names.push(format!("-L {spec}"));
+        add_local(&mut w, &spec);
         let pipe = start(&fifo, &out, w);
         let mut w = writer(&fifo);
         w.write_all(b"Warning: remote port forwarding failed for listen port 8082\r\n")
