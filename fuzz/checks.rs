@@ -842,6 +842,7 @@ pub const LOG_LINES: &[&str] = &[
     // ": " follows there; the same shape without bin=/pid= is no tag.
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: bind [127.0.0.1]:3131: Address already in use\r\n",
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
+    "mux_confirm_remote_forward: remote port forwarding failed for listen port 80\r\n",
     "\n",
     "\r\n",
     "no newline at all",
@@ -919,6 +920,13 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             true,
         ),
         15 => (None, false),
+        // mux.c, in the master: a mux client's remote forward refused.
+        16 => (
+            Some(Failure::Mux {
+                reason: s("remote port forwarding failed for listen port 80"),
+            }),
+            false,
+        ),
         _ => (None, false),
     })
 }

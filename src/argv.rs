@@ -142,6 +142,22 @@ impl Args {
         self.opts.iter().any(|o| o.letter == letter)
     }
 
+    /// The indexes (into `opts`) of the options with this letter.
+    pub fn opts_with(&self, letter: u8) -> Vec<usize> {
+        (0..self.opts.len())
+            .filter(|&n| self.opts[n].letter == letter)
+            .collect()
+    }
+
+    /// The last value of an option letter (ssh keeps the last -F and -E).
+    pub fn last_arg(&self, letter: u8) -> Option<&OsStr> {
+        self.opts
+            .iter()
+            .rev()
+            .find(|o| o.letter == letter)
+            .and_then(|o| o.arg.as_deref())
+    }
+
     /// The `-o` options as (lowercased keyword, arguments), in order.
     pub fn config_options(&self) -> impl Iterator<Item = (usize, ConfigLine)> + '_ {
         self.opts

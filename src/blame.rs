@@ -13,19 +13,30 @@ pub const FORCED: &str = "ssh.c:ssh_confirm_remote_forward():*,ssh.c:ssh_init_fo
 channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*,\
 mux.c:mux_client_forward():*,mux.c:mux_client_forwards():*";
 
-/// Whether LogVerbose must be set: at a debug level ssh shows every line
-/// the matcher needs by itself.
-pub fn must_force(log_level: &str) -> bool {
-    !log_level.starts_with("DEBUG")
+/// When a failed forward is reported: dropped before connecting, or failed
+/// after connecting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// At the probe, before ssh starts.
+    Probe,
+    /// ssh's log named it, the session going on.
+    Connected,
 }
 
-/// One `rosh-ssh:` line about a forward: the only place its wording lives.
-/// `name` is the forward as the user wrote it (`describe::forward`).
-pub fn warning(name: &str, reason: &str, require: bool) -> String {
-    if require {
-        format!("rosh-ssh: {name}: {reason}; not connecting (--require-forward)")
-    } else {
-        format!("rosh-ssh: {name}: {reason}; forward dropped")
+/// One `rosh-ssh:` line about a forward that can't be had: the only place
+/// its wording lives. `name` is the forward as the user wrote it
+/// (`describe::forward`). With `--require-forward` a forward found taken
+/// before connecting stops the run; one refused after connecting ends the
+/// connection (ssh runs with ExitOnForwardFailure=yes).
+pub fn warning(name: &str, reason: &str, require: bool, when: When) -> String {
+    match (require, when) {
+        (false, _) => format!("rosh-ssh: {name}: {reason}; forward dropped"),
+        (true, When::Probe) => {
+            format!("rosh-ssh: {name}: {reason}; not connecting (--require-forward)")
+        }
+        (true, When::Connected) => {
+            format!("rosh-ssh: {name}: {reason}; ssh ends the connection (--require-forward)")
+        }
     }
 }
 

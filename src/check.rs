@@ -233,14 +233,8 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Resul
     } else {
         None
     };
-    let sources = config::sources(
-        args.opts
-            .iter()
-            .rev()
-            .find(|o| o.letter == b'F')
-            .and_then(|o| o.arg.as_deref()),
-    );
-    let plan = Plan::make(&args, &eff, &sources);
+    let config = config::Config::load(&config::sources(args.last_arg(b'F')));
+    let plan = Plan::make(&args, &eff, &config);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
     if remote && dry_run {
@@ -366,7 +360,7 @@ fn report(
             };
             writeln!(out, "  probe: {seen}")?;
         } else {
-            let reason = d.verdict.reason();
+            let reason = describe::reason(&d.verdict);
             writeln!(out, "  probe: {}", reason.as_deref().unwrap_or("free"))?;
         }
         let verdict = if d.verdict.drops() {

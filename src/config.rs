@@ -51,6 +51,8 @@ pub struct Origin {
     pub file: PathBuf,
     /// 1-based, as in ssh's error messages.
     pub line: usize,
+    /// The line as written, without its line end and surrounding blanks.
+    pub text: Vec<u8>,
 }
 
 /// The files ssh reads given the value of its last `-F` (ssh.c keeps the last: `config = optarg`).
@@ -98,93 +100,128 @@ pub fn sources(dash_f: Option<&OsStr>) -> Sources {
     }
 }
 
-/// Whether any file ssh would read (all `Include`s followed, whatever Host/Match block they are in)
-/// has a LocalForward/RemoteForward/DynamicForward line. True when unsure: an unreadable file, an
-/// `Include` loop or too deep, a bad `Include` line (ssh will report those itself).
-pub fn mentions_forward(src: &Sources) -> bool {
-    match Tree::load(src) {
-        Err(_) => true,
-        Ok(t) => t
-            .nodes
+/// The config files ssh reads for one command line, read once per run: the
+/// fast path asks whether any forward line exists, the plan which forwards
+/// there are and where, the rewrite what to copy.
+pub struct Config {
+    tree: Result<Tree, Trouble>,
+}
+
+impl Config {
+    pub fn load(src: &Sources) -> Config {
+        Config {
+            tree: Tree::load(src),
+        }
+    }
+
+    /// Whether any file ssh would read (all `Include`s followed, whatever
+    /// Host/Match block they are in) has a LocalForward/RemoteForward/
+    /// DynamicForward line. True when unsure: an unreadable file, an
+    /// `Include` loop or too deep, a bad `Include` line (ssh will report
+    /// those itself).
+    pub fn mentions_forward(&self) -> bool {
+        match &self.tree {
+            Err(_) => true,
+            Ok(t) => t
+                .nodes
+                .iter()
+                .any(|n| n.lines.iter().any(|l| matches!(l.what, What::Forward(_)))),
+        }
+    }
+
+    /// Every forward line of every file ssh would read, in ssh's reading
+    /// order, whatever Host/Match block it is in (ssh decides which apply).
+    pub fn forwards(&self) -> Vec<Forward> {
+        let mut out = Vec::new();
+        if let Ok(t) = &self.tree {
+            for &root in t.roots.iter().flatten() {
+                t.forwards(root, &mut out);
+            }
+        }
+        out
+    }
+
+    /// The config lines, in the order ssh reads them, whose forward equals
+    /// each of `fwds`. Lines in Host/Match blocks that do not apply are
+    /// included: which blocks apply is ssh's to decide.
+    pub fn origins_of(&self, fwds: &[Forward]) -> Vec<Vec<Origin>> {
+        fwds.iter()
+            .map(|fwd| {
+                let mut out = Vec::new();
+                if let Ok(t) = &self.tree {
+                    for &root in t.roots.iter().flatten() {
+                        t.origins(root, fwd, &mut out);
+                    }
+                }
+                out
+            })
+            .collect()
+    }
+
+    /// Writes into `dir` a config that means what the files mean except
+    /// that every forward line equal to one in `drop` is disabled, and
+    /// returns the file to pass to ssh as `-F`. Files are created 0600 with
+    /// `O_EXCL` under fresh names, so `dir` may be reused.
+    pub fn rewrite(&self, drop: &[Forward], dir: &Path) -> io::Result<PathBuf> {
+        let t = self.tree.as_ref().map_err(Trouble::to_io)?;
+        // The top file adds one level of Include depth.
+        if let Some(&r) = t
+            .roots
             .iter()
-            .any(|n| n.lines.iter().any(|l| matches!(l.what, What::Forward(_)))),
+            .flatten()
+            .find(|&&r| t.nodes[r].height >= MAX_DEPTH)
+        {
+            return Err(Trouble::TooDeep(t.nodes[r].path.clone()).to_io());
+        }
+        let dir = absolute(dir);
+        let mut w = Writer {
+            t,
+            drop,
+            dir: &dir,
+            copy: vec![None; t.nodes.len()],
+            written: vec![None; t.nodes.len()],
+            count: 0,
+        };
+        let mut top = Vec::new();
+        for &root in t.roots.iter().flatten() {
+            let node = &t.nodes[root];
+            // readconf.c checks owner and mode of included files
+            // (SSHCONF_CHECKPERM), not of a -F file or the system config: a
+            // copy of ours passes where the original might not.
+            let p = if w.needs_copy(root) || !perm_ok(&node.path) {
+                w.write(root)?
+            } else {
+                node.path.clone()
+            };
+            top.extend_from_slice(b"Include ");
+            top.extend_from_slice(&include_arg(&p)?);
+            top.push(b'\n');
+        }
+        create_unique(&dir, "ssh_config", &top)
     }
 }
 
-/// The config lines, in the order ssh reads them, whose forward equals `fwd`. Lines in Host/Match
-/// blocks that do not apply are included: which blocks apply is ssh's to decide.
+/// [`Config::mentions_forward`] of a fresh read of `src`.
+pub fn mentions_forward(src: &Sources) -> bool {
+    Config::load(src).mentions_forward()
+}
+
+/// [`Config::origins_of`] of one forward, from a fresh read of `src`.
 pub fn origins(src: &Sources, fwd: &Forward) -> Vec<Origin> {
-    origins_of(src, std::slice::from_ref(fwd))
+    Config::load(src)
+        .origins_of(std::slice::from_ref(fwd))
         .pop()
         .unwrap_or_default()
 }
 
-/// [`origins`] of each forward, reading the config files once.
-pub fn origins_of(src: &Sources, fwds: &[Forward]) -> Vec<Vec<Origin>> {
-    let t = Tree::load(src).ok();
-    fwds.iter()
-        .map(|fwd| {
-            let mut out = Vec::new();
-            if let Some(t) = &t {
-                for &root in t.roots.iter().flatten() {
-                    t.origins(root, fwd, &mut out);
-                }
-            }
-            out
-        })
-        .collect()
-}
-
-/// Every forward line of every file ssh would read, in ssh's reading
-/// order, whatever Host/Match block it is in (ssh decides which apply).
+/// [`Config::forwards`] of a fresh read of `src`.
 pub fn forwards(src: &Sources) -> Vec<Forward> {
-    let mut out = Vec::new();
-    if let Ok(t) = Tree::load(src) {
-        for &root in t.roots.iter().flatten() {
-            t.forwards(root, &mut out);
-        }
-    }
-    out
+    Config::load(src).forwards()
 }
 
-/// Writes into `dir` a config that means what `src` means except that every forward line equal to
-/// one in `drop` is disabled, and returns the file to pass to ssh as `-F`. Files are created 0600
-/// with `O_EXCL` under fresh names, so `dir` may be reused.
+/// [`Config::rewrite`] of a fresh read of `src`.
 pub fn rewrite(src: &Sources, drop: &[Forward], dir: &Path) -> io::Result<PathBuf> {
-    let t = Tree::load(src).map_err(Trouble::into_io)?;
-    // The top file adds one level of Include depth.
-    if let Some(&r) = t
-        .roots
-        .iter()
-        .flatten()
-        .find(|&&r| t.nodes[r].height >= MAX_DEPTH)
-    {
-        return Err(Trouble::TooDeep(t.nodes[r].path.clone()).into_io());
-    }
-    let dir = absolute(dir);
-    let mut w = Writer {
-        t: &t,
-        drop,
-        dir: &dir,
-        copy: vec![None; t.nodes.len()],
-        written: vec![None; t.nodes.len()],
-        count: 0,
-    };
-    let mut top = Vec::new();
-    for &root in t.roots.iter().flatten() {
-        let node = &t.nodes[root];
-        // readconf.c checks owner and mode of included files (SSHCONF_CHECKPERM), not of a
-        // -F file or the system config: a copy of ours passes where the original might not.
-        let p = if w.needs_copy(root) || !perm_ok(&node.path) {
-            w.write(root)?
-        } else {
-            node.path.clone()
-        };
-        top.extend_from_slice(b"Include ");
-        top.extend_from_slice(&include_arg(&p)?);
-        top.push(b'\n');
-    }
-    create_unique(&dir, "ssh_config", &top)
+    Config::load(src).rewrite(drop, dir)
 }
 
 /// Why a config tree could not be read the way ssh reads it.
@@ -196,7 +233,7 @@ enum Trouble {
 }
 
 impl Trouble {
-    fn into_io(self) -> io::Error {
+    fn to_io(&self) -> io::Error {
         match self {
             Trouble::Unreadable(p, e) => io::Error::new(e.kind(), format!("{}: {e}", p.display())),
             Trouble::TooDeep(p) => io::Error::other(format!(
@@ -333,6 +370,7 @@ impl Tree {
                     let o = Origin {
                         file: node.path.clone(),
                         line: i + 1,
+                        text: node.bytes[l.raw.clone()].trim_ascii().to_vec(),
                     };
                     if !out.contains(&o) {
                         out.push(o);

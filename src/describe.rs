@@ -4,15 +4,15 @@
 //! `--check` alike. Every message that names a forward calls [`forward`].
 
 use crate::argv::Args;
-use crate::forward::Forward;
-use crate::plan::Decision;
+use crate::config::Origin;
+use crate::forward::{Forward, Kind};
+use crate::plan::{Decision, Verdict};
 use crate::quote;
 use std::ffi::OsStr;
-use std::path::Path;
 
 /// The forward as the user asked for it: the first command-line option
-/// that did, else the first config line (its text, then `(file:line)`),
-/// else `ssh -G`'s line.
+/// that did, else the config line (its text, then `(file:line)`), else
+/// `ssh -G`'s line.
 pub fn forward(d: &Decision, args: &Args) -> String {
     if let Some(o) = d.opts.first().map(|&n| &args.opts[n]) {
         let arg = o.arg.as_deref().unwrap_or(OsStr::new(""));
@@ -22,15 +22,15 @@ pub fn forward(d: &Decision, args: &Args) -> String {
             String::from_utf8_lossy(&quote::word(arg))
         );
     }
-    if let Some(at) = &d.from_config {
-        return config_line(at, &home());
+    if let Some(o) = &d.from_config {
+        return config_line(o, &home());
     }
     ssh_g(&d.forward)
 }
 
-/// `from` is `file:line`: that line's text, trimmed, then `(file:line)`
-/// with the home directory written `~`.
-fn config_line(from: &str, home: &Option<String>) -> String {
+/// The line's text, then `(file:line)` with the home directory written `~`.
+fn config_line(o: &Origin, home: &Option<String>) -> String {
+    let from = format!("{}:{}", o.file.display(), o.line);
     let shown = match home {
         Some(h)
             if !h.is_empty()
@@ -39,20 +39,12 @@ fn config_line(from: &str, home: &Option<String>) -> String {
         {
             format!("~{}", &from[h.len()..])
         }
-        _ => from.to_string(),
+        _ => from,
     };
-    let text = from.rsplit_once(':').and_then(|(file, n)| {
-        let n: usize = n.parse().ok()?;
-        let bytes = std::fs::read(Path::new(file)).ok()?;
-        let line = bytes.split(|&b| b == b'\n').nth(n.checked_sub(1)?)?;
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_matches(|c: char| c.is_ascii_whitespace());
-        (!line.is_empty()).then(|| line.to_string())
-    });
-    match text {
-        Some(t) => format!("{t} ({shown})"),
-        None => shown,
+    if o.text.is_empty() {
+        return shown;
     }
+    format!("{} ({shown})", String::from_utf8_lossy(&o.text))
 }
 
 fn home() -> Option<String> {
@@ -69,22 +61,41 @@ pub fn ssh_g(f: &Forward) -> String {
         .unwrap_or_default()
 }
 
-/// What to say of a forward with no reason against it: a remote forward
-/// listens on the server, which the local probe never sees.
-pub fn unprobed(d: &Decision) -> &'static str {
-    if d.forward.kind == crate::forward::Kind::Remote {
-        "on the server, not probed"
-    } else {
-        "free"
+/// Why a forward can't be had, in words: `in use: ADDR, held by pid N
+/// (...)`; `None` when nothing stands against it.
+pub fn reason(v: &Verdict) -> Option<String> {
+    match v {
+        Verdict::Busy {
+            busy,
+            holder: Some(h),
+        } => Some(match h {
+            Ok(h) => format!("{busy}, {h}"),
+            Err(u) => format!("{busy}, {u}"),
+        }),
+        Verdict::Busy { busy, holder: None } => Some(busy.to_string()),
+        Verdict::OwnMaster { .. } | Verdict::Free => None,
     }
 }
 
-/// `NAME: REASON` for a warning.
+/// What the probe found, for `--verbose`: the reason against it, or why
+/// nothing stands against it.
+pub fn state(d: &Decision) -> String {
+    match &d.verdict {
+        Verdict::OwnMaster { pid } => {
+            format!("held by this host's ControlMaster (pid {pid}), which has it: kept")
+        }
+        Verdict::Free if d.forward.kind == Kind::Remote => "on the server, not probed".into(),
+        Verdict::Free => "free".into(),
+        v => reason(v).unwrap_or_default(),
+    }
+}
+
+/// `NAME: REASON` for a warning, with `fallback` when there is no reason.
 pub fn with_reason(d: &Decision, args: &Args, fallback: &str) -> String {
     format!(
         "{}: {}",
         forward(d, args),
-        d.verdict.reason().as_deref().unwrap_or(fallback)
+        reason(&d.verdict).as_deref().unwrap_or(fallback)
     )
 }
 
@@ -94,22 +105,87 @@ mod tests {
 
     #[test]
     fn config_line_names_text_file_and_line() {
-        let dir = crate::tmpdir::PrivateDir::new().unwrap();
-        let f = dir.path().join("config");
-        std::fs::write(&f, "Host x\n  LocalForward 3131 localhost:3131\n").unwrap();
-        let from = format!("{}:2", f.display());
+        let o = Origin {
+            file: "/home/u/.ssh/config".into(),
+            line: 2,
+            text: b"LocalForward 3131 localhost:3131".to_vec(),
+        };
         assert_eq!(
-            config_line(&from, &None),
-            format!("LocalForward 3131 localhost:3131 ({from})")
+            config_line(&o, &None),
+            "LocalForward 3131 localhost:3131 (/home/u/.ssh/config:2)"
         );
-        let home = Some(dir.path().display().to_string());
         assert_eq!(
-            config_line(&from, &home),
-            "LocalForward 3131 localhost:3131 (~/config:2)"
+            config_line(&o, &Some("/home/u".into())),
+            "LocalForward 3131 localhost:3131 (~/.ssh/config:2)"
         );
-        // A line past the end: the place alone.
-        let far = format!("{}:9", f.display());
-        assert_eq!(config_line(&far, &None), far);
+        // A home that is only a prefix of the path's first name is no home.
+        assert_eq!(
+            config_line(&o, &Some("/home/u/.s".into())),
+            "LocalForward 3131 localhost:3131 (/home/u/.ssh/config:2)"
+        );
+        // No text: the place alone.
+        let bare = Origin {
+            text: Vec::new(),
+            ..o
+        };
+        assert_eq!(config_line(&bare, &None), "/home/u/.ssh/config:2");
+    }
+
+    #[test]
+    fn reason_and_state_of_each_verdict() {
+        use crate::holder::{Holder, Unknown};
+        let busy = |holder| Verdict::Busy {
+            busy: crate::probe::Busy::Tcp {
+                addr: "127.0.0.1:3131".parse().unwrap(),
+                err: nix::errno::Errno::EADDRINUSE,
+            },
+            holder,
+        };
+        let seven = Holder {
+            pid: 7,
+            cmdline: b"ssh -fN grav".to_vec(),
+        };
+        let table = [
+            (Verdict::Free, None, "free"),
+            (
+                Verdict::OwnMaster { pid: 9 },
+                None,
+                "held by this host's ControlMaster (pid 9), which has it: kept",
+            ),
+            (
+                busy(None),
+                Some("in use: 127.0.0.1:3131"),
+                "in use: 127.0.0.1:3131",
+            ),
+            (
+                busy(Some(Ok(seven))),
+                Some("in use: 127.0.0.1:3131, held by pid 7 (ssh -fN grav)"),
+                "in use: 127.0.0.1:3131, held by pid 7 (ssh -fN grav)",
+            ),
+            (
+                busy(Some(Err(Unknown::OtherUser { uid: 5 }))),
+                Some("in use: 127.0.0.1:3131, held by a process of uid 5 (not visible)"),
+                "in use: 127.0.0.1:3131, held by a process of uid 5 (not visible)",
+            ),
+        ];
+        for (v, want_reason, want_state) in table {
+            assert_eq!(reason(&v).as_deref(), want_reason, "{v:?}");
+            let d = Decision {
+                forward: crate::forward::parse_arg(b'L', b"3131:h:22").unwrap(),
+                opts: Vec::new(),
+                verdict: v,
+                from_config: None,
+            };
+            assert_eq!(state(&d), want_state);
+        }
+        // A remote forward with nothing against it: not probed, not "free".
+        let d = Decision {
+            forward: crate::forward::parse_arg(b'R', b"8082:h:22").unwrap(),
+            opts: Vec::new(),
+            verdict: Verdict::Free,
+            from_config: None,
+        };
+        assert_eq!(state(&d), "on the server, not probed");
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Effective {
     pub log_level: String,
     /// `logverbose` as ssh prints it (`none` when unset).
     pub log_verbose: String,
+    /// This ssh knows LogVerbose (OpenSSH 8.5 and later print a
+    /// `logverbose` line; earlier ones reject `-o LogVerbose=`).
+    pub knows_log_verbose: bool,
     /// `-f` / ForkAfterAuthentication: ssh goes on in the background.
     pub fork_after_authentication: bool,
     /// `controlpersist` as ssh prints it (`no` when a master won't linger).
@@ -78,7 +81,10 @@ impl Effective {
                 }
                 b"exitonforwardfailure" => e.exit_on_forward_failure = value == b"yes",
                 b"loglevel" => e.log_level = String::from_utf8_lossy(value).into_owned(),
-                b"logverbose" => e.log_verbose = String::from_utf8_lossy(value).into_owned(),
+                b"logverbose" => {
+                    e.knows_log_verbose = true;
+                    e.log_verbose = String::from_utf8_lossy(value).into_owned()
+                }
                 b"connecttimeout" => {
                     e.connect_timeout = std::str::from_utf8(value)
                         .ok()

@@ -656,12 +656,74 @@ impl Forward {
         p(&self.listen) || self.connect.as_ref().is_some_and(p)
     }
 
+    /// The same forward in another spelling that binds exactly the same
+    /// listener, for a local or dynamic forward: what `-O forward` asks for
+    /// when the master still lists the original (mux.c compares spellings,
+    /// misc.c `forward_equals`, while channels.c `channel_fwd_bind_addr`
+    /// binds what they mean). On the client: no bind address and
+    /// `localhost` both bind loopback of every family unless GatewayPorts;
+    /// `*` and the empty address are both the wildcard; an address literal
+    /// has other spellings getaddrinfo reads the same (`127.0.0.1` is
+    /// `127.0.1`); a path names the same file through `./`. A host name has
+    /// none: `None`.
+    pub fn respelled(&self, gateway_ports: bool) -> Option<Forward> {
+        if self.kind == Kind::Remote {
+            return None;
+        }
+        let listen = match &self.listen {
+            Endpoint::Tcp { host, port } => {
+                let host = match host.as_deref() {
+                    None if !gateway_ports => Some(b"localhost".to_vec()),
+                    Some(b"localhost") if !gateway_ports => None,
+                    Some(b"*") => Some(Vec::new()),
+                    Some(b"") => Some(b"*".to_vec()),
+                    Some(h) => Some(respell_address(h)?),
+                    None => return None,
+                };
+                Endpoint::Tcp { host, port: *port }
+            }
+            Endpoint::Path(p) => {
+                let cut = p.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+                let mut q = p[..cut].to_vec();
+                q.extend_from_slice(b"./");
+                q.extend_from_slice(&p[cut..]);
+                if q.len() >= PATH_MAX_SUN {
+                    return None;
+                }
+                Endpoint::Path(q)
+            }
+        };
+        Some(Forward {
+            listen,
+            ..self.clone()
+        })
+    }
+
     /// misc.c forward_equals: ssh's duplicate test. Only forwards of the
     /// same list (local+dynamic, or remote) are ever compared by ssh.
     pub fn ssh_equals(&self, other: &Forward) -> bool {
         (self.kind == Kind::Remote) == (other.kind == Kind::Remote)
             && self.to_raw() == other.to_raw()
     }
+}
+
+/// An IP address literal written another way that getaddrinfo(3) reads as
+/// the same address: `a.b.c.d` as inet_aton's `a.b.N` (N = c * 256 + d),
+/// an IPv6 address in full if it was compressed, else compressed.
+fn respell_address(h: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(h).ok()?;
+    if let Ok(v4) = text.parse::<std::net::Ipv4Addr>() {
+        let [a, b, c, d] = v4.octets();
+        return Some(format!("{a}.{b}.{}", u16::from(c) * 256 + u16::from(d)).into_bytes());
+    }
+    let v6: std::net::Ipv6Addr = text.parse().ok()?;
+    let full = v6
+        .segments()
+        .iter()
+        .map(|s| format!("{s:x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    Some(if full == text { v6.to_string() } else { full }.into_bytes())
 }
 
 /// `text` as ssh.c's percent_expand could have made it from `pattern`:

@@ -13,13 +13,58 @@ use std::path::{Path, PathBuf};
 pub const DEPTH_VAR: &str = "ROSH_SSH_DEPTH";
 pub const MAX_DEPTH: u32 = 8;
 
+/// Set in the environment of the ssh a supervising rosh-ssh runs: its pid
+/// and its file (`PID:DEV:INO`). A rosh-ssh that is that very child (a
+/// second copy, installed elsewhere, found on PATH as `ssh`) steps aside:
+/// it runs the real ssh with the words as they are, skipping both copies,
+/// for the outer one already reads the log and restores.
+pub const OUTER_VAR: &str = "ROSH_SSH_OUTER";
+
+/// A file's identity: device and inode.
+type Id = (u64, u64);
+
+/// The supervising rosh-ssh, as [`OUTER_VAR`] names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Outer {
+    pub pid: u32,
+    pub file: Id,
+}
+
+impl Outer {
+    /// This process, for its child's environment.
+    pub fn me() -> String {
+        let (dev, ino) = identity(Path::new("/proc/self/exe")).unwrap_or((0, 0));
+        format!("{}:{dev}:{ino}", std::process::id())
+    }
+
+    pub fn parse(v: &OsStr) -> Option<Outer> {
+        let mut it = v.to_str()?.split(':').map(|n| n.parse::<u64>().ok());
+        let (pid, dev, ino) = (it.next()??, it.next()??, it.next()??);
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Outer {
+            pid: u32::try_from(pid).ok()?,
+            file: (dev, ino),
+        })
+    }
+
+    /// The rosh-ssh this process runs under as its ssh: named in the
+    /// environment and this process's parent. (A rosh-ssh further down, run
+    /// by ssh as a ProxyCommand or LocalCommand, has ssh as its parent.)
+    pub fn running_me(var: Option<&OsStr>) -> Option<Outer> {
+        let o = Outer::parse(var?)?;
+        (nix::unistd::getppid().as_raw() as u32 == o.pid).then_some(o)
+    }
+}
+
 /// The file identity of a path, following symlinks.
-fn identity(p: &Path) -> Option<(u64, u64)> {
+fn identity(p: &Path) -> Option<Id> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The identity of `p` if it is an executable file: one stat for both.
-fn executable(p: &Path) -> Option<(u64, u64)> {
+fn executable(p: &Path) -> Option<Id> {
     std::fs::metadata(p)
         .ok()
         .filter(|m| m.is_file() && m.mode() & 0o111 != 0)
@@ -28,27 +73,36 @@ fn executable(p: &Path) -> Option<(u64, u64)> {
 
 /// The real ssh to run. `explicit` is `--ssh` or `ROSH_SSH`; a bare name is
 /// looked up on PATH like ssh itself would be.
-pub fn real_ssh(explicit: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<PathBuf, Error> {
-    let me = identity(Path::new("/proc/self/exe"));
+///
+/// `outer` is the rosh-ssh this one runs under as its ssh: skipped too.
+pub fn real_ssh(
+    explicit: Option<&OsStr>,
+    path_var: Option<&OsStr>,
+    outer: Option<Outer>,
+) -> Result<PathBuf, Error> {
+    let me: Vec<Id> = identity(Path::new("/proc/self/exe"))
+        .into_iter()
+        .chain(outer.map(|o| o.file))
+        .collect();
     if let Some(e) = explicit.filter(|e| !e.is_empty()) {
         let p = if e.as_bytes().contains(&b'/') {
             PathBuf::from(e)
         } else {
-            search(e, path_var, me)
+            search(e, path_var, &me)
                 .ok_or_else(|| Error::BadSsh(PathBuf::from(e), "not found on PATH".into()))?
         };
         let Some(id) = executable(&p) else {
             return Err(Error::BadSsh(p, "not an executable file".into()));
         };
-        if me == Some(id) {
+        if me.contains(&id) {
             return Err(Error::SshIsSelf(p));
         }
         return Ok(p);
     }
     let ssh = OsStr::new("ssh");
-    search(ssh, path_var, me).ok_or_else(|| {
+    search(ssh, path_var, &me).ok_or_else(|| {
         // Only this binary answers to `ssh`, or nothing at all does.
-        if search(ssh, path_var, None).is_some() {
+        if search(ssh, path_var, &[]).is_some() {
             Error::NoRealSsh
         } else {
             Error::NoSsh
@@ -56,14 +110,14 @@ pub fn real_ssh(explicit: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<Pa
     })
 }
 
-/// The first executable `name` in the PATH directories that is not `me`.
-fn search(name: &OsStr, path_var: Option<&OsStr>, me: Option<(u64, u64)>) -> Option<PathBuf> {
+/// The first executable `name` in the PATH directories that is none of `skip`.
+fn search(name: &OsStr, path_var: Option<&OsStr>, skip: &[Id]) -> Option<PathBuf> {
     let path_var = path_var?;
     for dir in path_var.as_bytes().split(|&b| b == b':') {
         // An empty PATH entry means the current directory, as in execvp.
         let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
         let cand = Path::new(OsStr::from_bytes(dir)).join(name);
-        if executable(&cand).is_some_and(|id| Some(id) != me) {
+        if executable(&cand).is_some_and(|id| !skip.contains(&id)) {
             return Some(cand);
         }
     }
@@ -84,9 +138,9 @@ mod tests {
 
     #[test]
     fn skips_non_executables_and_empty_path() {
-        assert_eq!(search(OsStr::new("ssh"), None, None), None);
+        assert_eq!(search(OsStr::new("ssh"), None, &[]), None);
         let p = OsString::from("/nonexistent:/usr/bin");
-        let got = search(OsStr::new("sh"), Some(&p), None).unwrap();
+        let got = search(OsStr::new("sh"), Some(&p), &[]).unwrap();
         assert_eq!(got, PathBuf::from("/usr/bin/sh"));
     }
 
@@ -107,8 +161,8 @@ mod tests {
         script(&dir.join("a/tool"));
         std::fs::hard_link(dir.join("a/tool"), dir.join("b/tool")).unwrap();
         script(&dir.join("c/tool"));
-        let me = identity(&dir.join("a/tool"));
-        assert!(me.is_some());
+        let me = identity(&dir.join("a/tool")).unwrap();
+        let other = identity(&dir.join("c/tool")).unwrap();
         let path = |ds: &[&str]| {
             let v: Vec<String> = ds
                 .iter()
@@ -117,21 +171,45 @@ mod tests {
             OsString::from(v.join(":"))
         };
         let tool = OsStr::new("tool");
-        let got = search(tool, Some(&path(&["a", "b", "c"])), me);
-        let none = search(tool, Some(&path(&["a", "b"])), me);
-        let other = search(tool, Some(&path(&["b", "c"])), None);
+        let got = search(tool, Some(&path(&["a", "b", "c"])), &[me]);
+        let none = search(tool, Some(&path(&["a", "b"])), &[me]);
+        let first = search(tool, Some(&path(&["b", "c"])), &[]);
+        // An outer copy is skipped like this one: nothing is left.
+        let both = search(tool, Some(&path(&["a", "b", "c"])), &[me, other]);
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got, Some(dir.join("c/tool")));
         assert_eq!(none, None);
-        assert_eq!(other, Some(dir.join("b/tool")), "not me: the first one");
+        assert_eq!(first, Some(dir.join("b/tool")), "not me: the first one");
+        assert_eq!(both, None);
     }
 
     #[test]
     fn no_ssh_at_all_is_not_called_rosh_ssh_itself() {
         let empty = OsString::from("/nonexistent");
-        let e = real_ssh(None, Some(&empty)).unwrap_err();
+        let e = real_ssh(None, Some(&empty), None).unwrap_err();
         assert!(matches!(e, Error::NoSsh), "{e}");
         assert!(e.to_string().starts_with("no ssh found on PATH"), "{e}");
+    }
+
+    #[test]
+    fn outer_is_read_whole_or_not_at_all() {
+        let table: &[(&str, Option<(u32, u64, u64)>)] = &[
+            ("12:3:4", Some((12, 3, 4))),
+            ("12:3", None),
+            ("12:3:4:5", None),
+            ("x:3:4", None),
+            ("", None),
+            ("99999999999:3:4", None),
+        ];
+        for (v, want) in table {
+            let got = Outer::parse(OsStr::new(v)).map(|o| (o.pid, o.file.0, o.file.1));
+            assert_eq!(got, *want, "{v}");
+        }
+        // Named, but not this process's parent: a rosh-ssh further down.
+        let v = format!("{}:1:2", std::process::id());
+        assert_eq!(Outer::running_me(Some(OsStr::new(&v))), None);
+        let v = format!("{}:1:2", nix::unistd::getppid());
+        assert!(Outer::running_me(Some(OsStr::new(&v))).is_some());
     }
 
     #[test]

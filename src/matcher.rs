@@ -377,6 +377,7 @@ enum Rule {
     MuxFailed,
     MuxRefused,
     MuxMaster,
+    MuxConfirm,
 }
 
 /// An ssh function name as `error_f` prints it. ssh's are lower case, which keeps out the
@@ -395,7 +396,7 @@ struct RuleRe {
 
 /// Each rule's regex, compiled the first time a line starts like its message:
 /// most sessions never compile one (the commonest failures are read by hand).
-static COMPILED: [OnceLock<Regex>; 9] = [const { OnceLock::new() }; 9];
+static COMPILED: [OnceLock<Regex>; 10] = [const { OnceLock::new() }; 10];
 
 fn compiled(i: usize) -> &'static Regex {
     COMPILED[i].get_or_init(|| {
@@ -404,7 +405,7 @@ fn compiled(i: usize) -> &'static Regex {
     })
 }
 
-static RULES: [RuleRe; 9] = [
+static RULES: [RuleRe; 10] = [
     // ssh.c ssh_confirm_remote_forward
     RuleRe {
         rule: Rule::Remote,
@@ -458,6 +459,14 @@ static RULES: [RuleRe; 9] = [
         rule: Rule::MuxMaster,
         starts: &["master forward request failed"],
         re: r"(?:{FUNC}: )?(master forward request failed)",
+    },
+    // mux.c mux_confirm_remote_forward, in the master: error_f("%s",
+    // failmsg) when the server refuses a forward a mux client asked for
+    // (rosh-ssh's own restore tries among them).
+    RuleRe {
+        rule: Rule::MuxConfirm,
+        starts: &["remote port forwarding failed"],
+        re: r"(?:{FUNC}: )?(remote port forwarding failed for listen (?:port [0-9]+|path .*))",
     },
 ];
 
@@ -553,9 +562,11 @@ fn by_regex(i: usize, body: &[u8]) -> Option<Failure> {
         Rule::UnixListener => Some(Failure::LocalPath {
             path: cap(1)?.to_vec(),
         }),
-        Rule::MuxFailed | Rule::MuxRefused | Rule::MuxMaster => Some(Failure::Mux {
-            reason: cap(1)?.to_vec(),
-        }),
+        Rule::MuxFailed | Rule::MuxRefused | Rule::MuxMaster | Rule::MuxConfirm => {
+            Some(Failure::Mux {
+                reason: cap(1)?.to_vec(),
+            })
+        }
     }
 }
 
@@ -847,7 +858,23 @@ mod tests {
                 mux("Permission denied"),
                 false,
             ),
+            // mux.c mux_confirm_remote_forward, in the master.
+            (
+                "mux_confirm_remote_forward: remote port forwarding failed for listen port 80",
+                mux("remote port forwarding failed for listen port 80"),
+                false,
+            ),
+            (
+                "mux_confirm_remote_forward: remote port forwarding failed for listen path /s",
+                mux("remote port forwarding failed for listen path /s"),
+                false,
+            ),
             // Lines that look close but are not failures.
+            (
+                "Remote: remote port forwarding failed for listen port 80",
+                None,
+                false,
+            ),
             (
                 "debug1: Local forwarding listening on ::1 port 3131.",
                 None,

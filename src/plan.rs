@@ -2,10 +2,10 @@
 //! probe's verdict on each: the plan both a run and `--check` start from.
 
 use crate::argv::Args;
-use crate::config::{self, Sources};
+use crate::config::{Config, Origin};
 use crate::effective::Effective;
 use crate::forward::{self, Forward, Kind};
-use crate::holder;
+use crate::holder::{self, Holder, Unknown};
 use crate::probe::{self, Busy};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -44,12 +44,13 @@ pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Free,
-    /// The local listen side is taken: the probe's words, and the holder's
-    /// pid when /proc names it (the restorer waits on it), with its phrase.
+    /// The local listen side can't be had: why, and the holder when the
+    /// system names one (the restorer waits on it).
     Busy {
-        busy: String,
-        holder: Option<u32>,
-        held_by: Option<String>,
+        busy: Busy,
+        /// `None` where there is no holder to look for (a privileged port,
+        /// a path, an address not on this host).
+        holder: Option<Result<Holder, Unknown>>,
     },
     /// Held by the live ControlMaster this ssh rides: no conflict.
     OwnMaster {
@@ -66,22 +67,12 @@ impl Verdict {
     /// The holder's pid, when known.
     pub fn holder_pid(&self) -> Option<u32> {
         match self {
-            Verdict::Busy { holder, .. } => *holder,
-            Verdict::OwnMaster { pid } => Some(*pid),
-            Verdict::Free => None,
-        }
-    }
-
-    /// Why it can't be had, in words: `in use: ADDR, held by pid N (...)`.
-    pub fn reason(&self) -> Option<String> {
-        match self {
             Verdict::Busy {
-                busy,
-                held_by: Some(h),
+                holder: Some(Ok(h)),
                 ..
-            } => Some(format!("{busy}, {h}")),
-            Verdict::Busy { busy, .. } => Some(busy.clone()),
-            Verdict::OwnMaster { .. } | Verdict::Free => None,
+            } => Some(h.pid),
+            Verdict::OwnMaster { pid } => Some(*pid),
+            Verdict::Busy { .. } | Verdict::Free => None,
         }
     }
 }
@@ -92,8 +83,8 @@ pub struct Decision {
     /// The command-line options that ask for it (indexes into `args.opts`).
     pub opts: Vec<usize>,
     pub verdict: Verdict,
-    /// The first config line that asks for it, as `file:line`.
-    pub from_config: Option<String>,
+    /// The config line that asks for it.
+    pub from_config: Option<Origin>,
 }
 
 impl Decision {
@@ -107,7 +98,11 @@ impl Decision {
                 format!("command line -{} {}", o.letter as char, a.to_string_lossy())
             })
             .collect();
-        from.extend(self.from_config.clone());
+        from.extend(
+            self.from_config
+                .iter()
+                .map(|o| format!("{}:{}", o.file.display(), o.line)),
+        );
         if from.is_empty() {
             return "ssh_config".into();
         }
@@ -122,12 +117,12 @@ pub struct Plan {
 impl Plan {
     /// Matches ssh's forwards to the options that asked for them and
     /// probes each local listen side. A busy forward is dropped.
-    pub fn make(args: &Args, eff: &Effective, sources: &Sources) -> Plan {
+    pub fn make(args: &Args, eff: &Effective, config: &Config) -> Plan {
         let from_argv = argv_forwards(args);
         let mut known: Vec<Forward> = from_argv.iter().map(|(_, f)| f.clone()).collect();
-        known.extend(config::forwards(sources));
+        known.extend(config.forwards());
         let forwards = eff.resolve(&known);
-        let origins = config::origins_of(sources, &forwards);
+        let origins = config.origins_of(&forwards);
         let decisions = forwards
             .iter()
             .zip(origins)
@@ -141,13 +136,35 @@ impl Plan {
                     forward: f.clone(),
                     opts,
                     verdict: verdict(f, &eff.probe),
-                    from_config: origins
-                        .first()
-                        .map(|o| format!("{}:{}", o.file.display(), o.line)),
+                    from_config: origins.into_iter().next(),
                 }
             })
             .collect();
         Plan { decisions }
+    }
+
+    /// Keeps the dropped local forwards whose holder is the user's live
+    /// master `master` (see ownmaster.rs); returns their indexes.
+    pub fn keep_held_by(&mut self, master: u32) -> Vec<usize> {
+        let mut kept = Vec::new();
+        for (i, d) in self.decisions.iter_mut().enumerate() {
+            if d.verdict.drops()
+                && d.forward.kind != Kind::Remote
+                && d.verdict.holder_pid() == Some(master)
+            {
+                d.verdict = Verdict::OwnMaster { pid: master };
+                kept.push(i);
+            }
+        }
+        kept
+    }
+
+    /// Whether some local forward was dropped: the only case the user's
+    /// master can explain.
+    pub fn drops_local(&self) -> bool {
+        self.decisions
+            .iter()
+            .any(|d| d.verdict.drops() && d.forward.kind != Kind::Remote)
     }
 }
 
@@ -171,7 +188,7 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 /// A busy listen side's verdict, naming the holder where there is one:
 /// reading /proc is done only for what is busy.
 fn busy_verdict(busy: Busy) -> Verdict {
-    let found = match &busy {
+    let holder = match &busy {
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
         Busy::NotLocal { .. } => None,
@@ -179,16 +196,7 @@ fn busy_verdict(busy: Busy) -> Verdict {
         Busy::PathLive { path } => Some(holder::unix_listener(path)),
         Busy::PathExists { .. } => None,
     };
-    Verdict::Busy {
-        busy: busy.to_string(),
-        holder: found.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.pid),
-        held_by: found.map(|h| h.map_or_else(|u| u.to_string(), |h| h.to_string())),
-    }
-}
-
-/// The probe's reason to drop a forward, if any.
-pub fn probe_forward(f: &Forward, opts: &probe::Opts) -> Option<String> {
-    verdict(f, opts).reason()
+    Verdict::Busy { busy, holder }
 }
 
 #[cfg(test)]
@@ -234,27 +242,32 @@ mod tests {
         assert_eq!(got, want);
     }
 
+    fn in_use() -> Busy {
+        Busy::Tcp {
+            addr: "127.0.0.1:3131".parse().unwrap(),
+            err: nix::errno::Errno::EADDRINUSE,
+        }
+    }
+
     #[test]
-    fn holder_pid_and_reason_of_each_verdict() {
-        let busy = |holder, held_by: Option<&str>| Verdict::Busy {
-            busy: "in use: 127.0.0.1:3131".into(),
+    fn holder_pid_and_drops_of_each_verdict() {
+        let busy = |holder| Verdict::Busy {
+            busy: in_use(),
             holder,
-            held_by: held_by.map(str::to_owned),
+        };
+        let seven = Holder {
+            pid: 7,
+            cmdline: b"ssh".to_vec(),
         };
         let table = [
-            (Verdict::Free, None, None, false),
-            (Verdict::OwnMaster { pid: 9 }, Some(9), None, false),
-            (busy(None, None), None, Some("in use: 127.0.0.1:3131"), true),
-            (
-                busy(Some(7), Some("held by pid 7 (ssh)")),
-                Some(7),
-                Some("in use: 127.0.0.1:3131, held by pid 7 (ssh)"),
-                true,
-            ),
+            (Verdict::Free, None, false),
+            (Verdict::OwnMaster { pid: 9 }, Some(9), false),
+            (busy(None), None, true),
+            (busy(Some(Err(Unknown::OtherUser { uid: 5 }))), None, true),
+            (busy(Some(Ok(seven))), Some(7), true),
         ];
-        for (v, pid, reason, drops) in table {
+        for (v, pid, drops) in table {
             assert_eq!(v.holder_pid(), pid, "{v:?}");
-            assert_eq!(v.reason().as_deref(), reason, "{v:?}");
             assert_eq!(v.drops(), drops, "{v:?}");
         }
     }
@@ -262,18 +275,22 @@ mod tests {
     #[test]
     fn origin_names_the_options_then_the_config_line() {
         let a = args(&["-L3131:h:22", "-v", "-L", "3131:h:22", "host"]);
-        let d = |opts: Vec<usize>, from_config: Option<&str>| Decision {
+        let d = |opts: Vec<usize>, from_config: Option<(&str, usize)>| Decision {
             forward: forward::parse_arg(b'L', b"3131:h:22").unwrap(),
             opts,
             verdict: Verdict::Free,
-            from_config: from_config.map(str::to_owned),
+            from_config: from_config.map(|(f, line)| Origin {
+                file: f.into(),
+                line,
+                text: b"LocalForward 3131 h:22".to_vec(),
+            }),
         };
         let table = [
             (d(vec![], None), "ssh_config"),
-            (d(vec![], Some("/c:3")), "/c:3"),
+            (d(vec![], Some(("/c", 3))), "/c:3"),
             (d(vec![0], None), "command line -L 3131:h:22"),
             (
-                d(vec![0, 2], Some("/c:3")),
+                d(vec![0, 2], Some(("/c", 3))),
                 "command line -L 3131:h:22, command line -L 3131:h:22, /c:3",
             ),
         ];
@@ -292,13 +309,6 @@ mod tests {
             err: nix::errno::Errno::EADDRINUSE,
         });
         assert_eq!(v.holder_pid(), Some(me), "{v:?}");
-        let Verdict::Busy { held_by, .. } = &v else {
-            panic!("{v:?}")
-        };
-        assert!(
-            held_by.as_deref().unwrap().contains(&me.to_string()),
-            "{v:?}"
-        );
         // A privilege problem, a path, an address not on this host: no holder to look for.
         for busy in [
             Busy::Tcp {
@@ -311,33 +321,23 @@ mod tests {
             Busy::NotLocal { addr },
         ] {
             let v = busy_verdict(busy);
-            assert!(
-                matches!(
-                    v,
-                    Verdict::Busy {
-                        holder: None,
-                        held_by: None,
-                        ..
-                    }
-                ),
-                "{v:?}"
-            );
+            assert!(matches!(v, Verdict::Busy { holder: None, .. }), "{v:?}");
         }
     }
 
     #[test]
-    fn probe_forward_says_why_a_taken_port_cannot_be_had() {
+    fn verdict_probes_the_local_listen_side() {
         let opts = probe::Opts::default();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let f = forward::parse_arg(b'L', format!("127.0.0.1:{port}:h:22").as_bytes()).unwrap();
-        let why = probe_forward(&f, &opts).expect("a held port is busy");
-        assert!(
-            why.starts_with(&format!("in use: 127.0.0.1:{port}, ")),
-            "{why}"
-        );
-        assert!(why.contains(&std::process::id().to_string()), "{why}");
+        let v = verdict(&f, &opts);
+        assert_eq!(v.holder_pid(), Some(std::process::id()), "{v:?}");
         drop(l);
-        assert_eq!(probe_forward(&f, &opts), None);
+        assert_eq!(verdict(&f, &opts), Verdict::Free);
+        // A remote forward listens on the server: never probed here.
+        let r = forward::parse_arg(b'R', format!("127.0.0.1:{port}:h:22").as_bytes()).unwrap();
+        let _held = TcpListener::bind(("127.0.0.1", port));
+        assert_eq!(verdict(&r, &opts), Verdict::Free);
     }
 }

@@ -34,7 +34,7 @@ pub struct Opts {
 }
 
 /// Why a forward's listen side can't be had.
-#[derive(Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Busy {
     /// bind or listen failed with EADDRINUSE, EACCES or EPERM.
     Tcp { addr: SocketAddr, err: Errno },

@@ -120,14 +120,16 @@ fn check_tree(main: &Path, home: &Path, home_env: Option<&Path>, sub: &str) {
         config::origins(&src, &drop[1]),
         [Origin {
             file: ssh.join("inc/a.conf"),
-            line: 1
+            line: 1,
+            text: b"LocalForward 7005 h:5".to_vec(),
         }]
     );
     assert_eq!(
         config::origins(&src, &drop[0]),
         [Origin {
             file: main.to_owned(),
-            line: 4
+            line: 4,
+            text: b"LocalForward=7002 h:2".to_vec(),
         }]
     );
     assert_eq!(
@@ -299,7 +301,8 @@ fn system_branch_rebases_relative_includes() {
         config::origins(&src, &d21),
         [Origin {
             file: etc.join("sys.d/1.conf"),
-            line: 1
+            line: 1,
+            text: b"LocalForward 7021 h:21".to_vec(),
         }]
     );
     let home = Some(t.path());

@@ -366,10 +366,23 @@ fn uninstall_keeps_what_others_put_there() {
 fn fails_early_without_cargo_or_a_writable_prefix() {
     let dir = TempDir::new("install-fail");
     let prefix = dir.path().join("prefix");
-    // PATH with the basic tools only: no cargo.
+    // PATH with the basic tools only: no cargo. Not "/usr/bin:/bin":
+    // Debian's cargo-web (for ../shared/tools/cross-check) puts a cargo
+    // there; a directory of links to everything else stands in.
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    for d in ["/usr/bin", "/bin"] {
+        for e in fs::read_dir(d).unwrap().flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().starts_with("cargo") || bin.join(&name).exists() {
+                continue;
+            }
+            let _ = std::os::unix::fs::symlink(e.path(), bin.join(&name));
+        }
+    }
     let out = install(
         dir.path(),
-        "/usr/bin:/bin",
+        bin.to_str().unwrap(),
         &["--prefix", prefix.to_str().unwrap()],
     );
     assert!(!out.status.success(), "{}", text(&out));

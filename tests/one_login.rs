@@ -85,7 +85,7 @@ fn end_listener(port: u16) {
 }
 
 #[test]
-fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
+fn held_remote_forward_at_every_log_level_costs_at_most_one_line_and_no_login() {
     let Some(lab) = Lab::start() else { return };
     let held = PortHolder::both();
     let runs = TempDir::new("levels");
@@ -122,12 +122,15 @@ fn held_remote_forward_at_every_log_level_costs_one_line_and_no_login() {
                     "{tag}: the command ran once"
                 );
                 let lines = rosh_lines(&err);
-                assert_eq!(lines.len(), 1, "{tag}: {err}");
+                // rosh-ssh's line follows ssh's LogLevel as ssh's own
+                // failure line would: none under FATAL and QUIET.
+                let want = usize::from(!matches!(level, "FATAL" | "QUIET"));
+                assert_eq!(lines.len(), want, "{tag}: {err}");
                 assert!(
-                    lines[0].starts_with(&format!(
+                    lines.iter().all(|l| l.starts_with(&format!(
                         "rosh-ssh: RemoteForward {} localhost:22 (",
                         held.port
-                    )) && lines[0].contains("refused"),
+                    )) && l.contains("refused")),
                     "{tag}: {err}"
                 );
                 // ssh's own failure line is replaced; no forced line leaks.

@@ -1,28 +1,25 @@
-//! ssh's own log lines, read from the `-E` FIFO on a thread of their own:
-//! relayed unchanged to where they would have gone and scanned by the
-//! matcher, without touching the session's stdin, stdout or stderr.
+//! ssh's own log lines, read from the `-E` FIFO when the supervisor's loop
+//! finds it readable: relayed unchanged to where they would have gone and
+//! scanned by the matcher, without touching the session's stdin, stdout or
+//! stderr.
 //!
 //! A failure line that names a kept forward is replaced, as it happens, by
 //! one `rosh-ssh:` line for that forward (ssh goes on: rosh-ssh runs it
-//! with ExitOnForwardFailure=no). Lines rosh-ssh forced out with LogVerbose
-//! are held back from a user whose LogLevel would hide them.
+//! with ExitOnForwardFailure=no): the reader hands the forward to its
+//! caller, in order with the lines it relays. Lines rosh-ssh forced out with
+//! LogVerbose are held back from a user whose LogLevel would hide them, and
+//! so is what the master logs about a forward rosh-ssh is still restoring.
 
 use crate::blame;
-use crate::forward::Forward;
+use crate::forward::{Forward, Kind};
 use crate::matcher::{Failure, Matcher, Piece};
-use crate::plan::probe_forward;
 use crate::probe::Opts;
 use nix::fcntl::{OFlag, open};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::stat::Mode;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 /// Where ssh would have written its log lines.
 pub enum Dest {
@@ -32,15 +29,22 @@ pub enum Dest {
 }
 
 impl Dest {
-    /// Opens the user's `-E` file like log.c log_redirect_stderr_to.
+    /// Opens the user's `-E` file like log.c log_redirect_stderr_to. A
+    /// FIFO is opened without waiting for a reader (ssh's own open would
+    /// wait; rosh-ssh must not hang before ssh has started).
     pub fn file(path: &Path) -> std::io::Result<Dest> {
         use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
+        let f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o600)
-            .open(path)
-            .map(Dest::File)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
+        // Writes wait as ssh's would: nothing it logs is lost.
+        let flags = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        Ok(Dest::File(f))
     }
 
     fn write(&mut self, b: &[u8]) {
@@ -50,144 +54,131 @@ impl Dest {
             Dest::File(f) => f.write_all(b),
         };
     }
-
-    /// One whole line of rosh-ssh's own. While the session has the terminal
-    /// in raw mode (ICANON off) the cursor may sit mid-line (a prompt): the
-    /// line then starts on a fresh line and ends in `\r\n`, as ssh ends its
-    /// own mid-session lines, so it begins at column 0 and leaves what was
-    /// on the screen intact.
-    pub fn line(&mut self, text: &str) {
-        let raw = match self {
-            Dest::Stderr => nix::sys::termios::tcgetattr(std::io::stderr()).is_ok_and(|t| {
-                !t.local_flags
-                    .contains(nix::sys::termios::LocalFlags::ICANON)
-            }),
-            Dest::File(_) => false,
-        };
-        let bytes = if raw {
-            format!("\r\n{text}\r\n")
-        } else {
-            format!("{text}\n")
-        };
-        self.write(bytes.as_bytes());
-    }
 }
 
-/// What to watch for: the forwards ssh was asked for, by their index in
-/// the plan.
+/// What to watch for: the forwards of the plan, by index.
 pub struct Watch {
-    /// Every forward of the plan, dropped ones too: a restore that loses a
-    /// race makes the master log a failure naming it.
-    pub forwards: Vec<(usize, Forward)>,
-    /// Each forward of the plan as the user wrote it, by plan index.
-    pub names: Vec<String>,
-    /// The ones dropped before ssh started: already reported.
-    pub dropped: Vec<usize>,
+    /// Every forward of the plan, dropped ones too: a restore that loses
+    /// a race makes the master log a failure naming it.
+    pub forwards: Vec<Forward>,
+    /// The ones already reported (dropped before ssh started).
+    pub reported: Vec<usize>,
     pub probe: Opts,
-    pub require: bool,
     /// Drop lines with a LogVerbose tag: rosh-ssh forced them out.
     pub hide_forced: bool,
-    /// Remote forwards whose answer `finish` waits for (`-f`).
-    pub answers_wanted: usize,
-    /// Where a forward that failed goes to be restored.
-    pub notify: Option<crate::supervise::restore::Notify>,
 }
 
-/// What the log showed: the plan indexes of the forwards that failed.
-pub struct Outcome {
-    pub failed: Vec<usize>,
-    pub answers: usize,
+/// A forward that a line of ssh's log says failed: its plan index and
+/// ssh's reason, in rosh-ssh's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failed {
+    pub index: usize,
+    pub forward: Forward,
+    pub reason: String,
 }
 
-/// The relay's state.
-struct Relay {
+/// The FIFO and what has been read from it.
+pub struct LogReader {
+    /// `None` once every writer has closed it.
+    fifo: Option<File>,
+    matcher: Matcher,
     dest: Dest,
     /// Lines ready to go, written once per read from the FIFO rather than
     /// one write(2) per line.
     out: Vec<u8>,
     watch: Watch,
+    /// Plan indexes reported so far (the dropped ones included).
     failed: Vec<usize>,
+    /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
+    buf: Vec<u8>,
 }
 
-impl Relay {
-    fn piece(&mut self, p: Piece<'_>) {
-        let (bytes, failure, forced) = match p {
-            Piece::Line {
-                bytes,
-                failure,
-                forced,
-            } => (bytes, failure, forced),
-            Piece::Raw(b) => (b, None, false),
-        };
-        if blame::is_remote_answer(bytes) {
-            self.answers += 1;
-        }
-        let named = failure.as_ref().is_some_and(|f| self.blame(f));
-        if named || (forced && self.watch.hide_forced) {
-            return;
-        }
-        self.out.extend_from_slice(bytes);
+/// Reads per readiness, so that a log that never pauses (ssh -vvv) still
+/// lets the loop see signals and ssh's end.
+const READS_PER_TURN: usize = 16;
+
+impl LogReader {
+    /// Opens the FIFO before ssh does, so that ssh's open finds a reader.
+    pub fn open(fifo: &Path, dest: Dest, watch: Watch) -> std::io::Result<LogReader> {
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        let fd = open(fifo, flags, Mode::empty())?;
+        Ok(LogReader {
+            fifo: Some(File::from(fd)),
+            matcher: Matcher::new(),
+            dest,
+            out: Vec::new(),
+            failed: watch.reported.clone(),
+            watch,
+            answers: 0,
+            buf: vec![0u8; 64 * 1024],
+        })
     }
 
-    /// Reports the forwards `f` names; whether it named any (then its line
-    /// is replaced by rosh-ssh's).
-    fn blame(&mut self, f: &Failure) -> bool {
-        let f = blame::through_master(f);
-        let mut hit: Vec<(usize, Forward, String)> = Vec::new();
-        for (i, fwd) in &self.watch.forwards {
-            if let Some(r) = blame::names(&f, fwd) {
-                hit.push((*i, fwd.clone(), r));
-            }
-        }
-        // `Could not request local forwarding.` names no port: the one
-        // whose port is taken now is the one that failed.
-        if f == Failure::LocalNoneSucceeded {
-            if self.failed.iter().any(|i| self.local(*i).is_some()) {
-                return true;
-            }
-            for (i, fwd) in &self.watch.forwards {
-                if let Some(r) = probe_forward(fwd, &self.watch.probe) {
-                    hit.push((*i, fwd.clone(), r));
+    /// The descriptor to poll; `None` once every writer has gone.
+    pub fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fifo.as_ref().map(|f| f.as_fd())
+    }
+
+    /// The server's answers to remote forwards seen so far.
+    pub fn answers(&self) -> usize {
+        self.answers
+    }
+
+    /// Reads what the FIFO holds now (it never blocks) and relays it; `on`
+    /// hears of each forward a failure line names, after the lines before
+    /// it have been written. Returns whether bytes may still come.
+    pub fn on_readable(&mut self, on: &mut dyn FnMut(Failed)) -> bool {
+        for _ in 0..READS_PER_TURN {
+            let Some(fifo) = self.fifo.as_mut() else {
+                return false;
+            };
+            match fifo.read(&mut self.buf) {
+                Ok(0) => {
+                    // Every writer is gone.
+                    self.fifo = None;
+                    return false;
                 }
+                Ok(n) => {
+                    let chunk = std::mem::take(&mut self.buf);
+                    let mut split = Split {
+                        dest: &mut self.dest,
+                        out: &mut self.out,
+                        state: State {
+                            watch: &self.watch,
+                            failed: &mut self.failed,
+                            answers: &mut self.answers,
+                        },
+                        on: &mut *on,
+                    };
+                    self.matcher.feed(&chunk[..n], &mut |p| split.piece(p));
+                    self.buf = chunk;
+                    self.flush();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                // EAGAIN: drained for now.
+                Err(_) => return true,
             }
         }
-        if let Failure::Mux { reason } = &f {
-            // `master forward request failed` follows a named one.
-            if reason.ends_with(b"master forward request failed") && !self.failed.is_empty() {
-                return true;
-            }
-        }
-        let any = !hit.is_empty();
-        for (i, fwd, reason) in hit {
-            if self.failed.contains(&i) {
-                continue;
-            }
-            self.failed.push(i);
-            let name = self.watch.names.get(i).cloned().unwrap_or_default();
-            let line = blame::warning(&name, &reason, self.watch.require);
-            if let Some(n) = &self.watch.notify {
-                n.send(crate::supervise::restore::Item {
-                    forward: fwd,
-                    name,
-                    cancel: true,
-                    holder: None,
-                });
-            }
-            self.flush();
-            // rosh-ssh's own lines go where its other warnings go, even
-            // when ssh's log goes to the user's -E file.
-            Dest::Stderr.line(&line);
-        }
-        any
+        true
     }
 
-    fn local(&self, i: usize) -> Option<&Forward> {
-        self.watch
-            .forwards
-            .iter()
-            .find(|(j, f)| *j == i && f.kind != crate::forward::Kind::Remote)
-            .map(|(_, f)| f)
+    /// The end: relays a last line without its line end, and returns the
+    /// plan indexes of the forwards the log showed failing.
+    pub fn close(mut self, on: &mut dyn FnMut(Failed)) -> Vec<usize> {
+        let mut split = Split {
+            dest: &mut self.dest,
+            out: &mut self.out,
+            state: State {
+                watch: &self.watch,
+                failed: &mut self.failed,
+                answers: &mut self.answers,
+            },
+            on,
+        };
+        self.matcher.finish(&mut |p| split.piece(p));
+        self.flush();
+        self.failed
     }
 
     fn flush(&mut self) {
@@ -198,111 +189,114 @@ impl Relay {
     }
 }
 
-/// The reader thread and the pipe that tells it ssh has ended.
-pub struct LogPipe {
-    thread: JoinHandle<Outcome>,
-    wake: OwnedFd,
-    no_answers: Arc<AtomicBool>,
+/// What the matcher's pieces are judged against.
+struct State<'a> {
+    watch: &'a Watch,
+    failed: &'a mut Vec<usize>,
+    answers: &'a mut usize,
 }
 
-impl LogPipe {
-    /// Opens the FIFO (before ssh does, so that ssh's open finds a reader)
-    /// and starts relaying to `dest`.
-    pub fn start(fifo: &Path, dest: Dest, watch: Watch) -> std::io::Result<LogPipe> {
-        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
-        let fd = open(fifo, flags, Mode::empty())?;
-        let (wake_r, wake) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        let relay = Relay {
-            dest,
-            out: Vec::new(),
-            failed: watch.dropped.clone(),
-            watch,
-            answers: 0,
+/// One feed's sink: relays pieces, and calls `on` for each failure after
+/// writing the lines before it.
+struct Split<'a, 'b> {
+    dest: &'a mut Dest,
+    out: &'a mut Vec<u8>,
+    state: State<'a>,
+    on: &'b mut dyn FnMut(Failed),
+}
+
+impl Split<'_, '_> {
+    fn piece(&mut self, p: Piece<'_>) {
+        let (bytes, failure, forced) = match p {
+            Piece::Line {
+                bytes,
+                failure,
+                forced,
+            } => (bytes, failure, forced),
+            Piece::Raw(b) => (b, None, false),
         };
-        let no_answers = Arc::new(AtomicBool::new(false));
-        let flag = no_answers.clone();
-        let thread = std::thread::spawn(move || run(File::from(fd), wake_r, relay, flag));
-        Ok(LogPipe {
-            thread,
-            wake,
-            no_answers,
-        })
-    }
-
-    /// Called once ssh has ended: relays what it left in the FIFO and
-    /// returns what the log showed. With `-f`, waits up to `wait` for the
-    /// server's answers to the remote forwards, which the backgrounded ssh
-    /// logs; other lines a backgrounded ssh writes later are not waited for.
-    pub fn finish(self, ssh_ok: bool) -> Option<Outcome> {
-        if !ssh_ok {
-            // An `ssh -f` that failed never went to the background: no
-            // answers will come.
-            self.no_answers.store(true, Ordering::Relaxed);
+        if blame::is_remote_answer(bytes) {
+            *self.state.answers += 1;
         }
-        drop(self.wake);
-        self.thread.join().ok()
-    }
-}
-
-/// How long `-f` waits for the server's answers to its remote forwards.
-const ANSWER_WAIT: Duration = Duration::from_secs(60);
-
-fn run(mut fifo: File, wake: OwnedFd, mut relay: Relay, no_answers: Arc<AtomicBool>) -> Outcome {
-    let mut matcher = Matcher::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut ended: Option<Instant> = None;
-    loop {
-        let waiting = relay.answers < relay.watch.answers_wanted
-            && !(ended.is_some() && no_answers.load(Ordering::Relaxed));
-        let timeout = match ended {
-            None => PollTimeout::NONE,
-            Some(t) if waiting => {
-                let left = ANSWER_WAIT.saturating_sub(t.elapsed());
-                if left.is_zero() {
-                    break;
+        let hits = failure.map(|f| self.state.blame(&f));
+        if let Some(hits) = &hits {
+            for hit in hits.new.iter().cloned() {
+                if !self.out.is_empty() {
+                    self.dest.write(self.out);
+                    self.out.clear();
                 }
-                PollTimeout::from(left.as_millis().min(10_000) as u16)
+                (self.on)(hit);
             }
-            Some(_) => PollTimeout::ZERO,
-        };
-        let mut fds = vec![PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
-        if ended.is_none() {
-            fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
         }
-        match poll(&mut fds, timeout) {
-            Ok(0) if ended.is_some() && !waiting => break,
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(_) => break,
+        let named = hits.is_some_and(|h| h.named);
+        if named || (forced && self.state.watch.hide_forced) {
+            return;
         }
-        let fifo_ready = fds[0].revents().is_some_and(|r| !r.is_empty());
-        // The wake pipe closes when ssh has ended: drain what is left.
-        if fds
-            .get(1)
-            .is_some_and(|f| f.revents().is_some_and(|r| !r.is_empty()))
-        {
-            ended = Some(Instant::now());
-        }
-        if !fifo_ready {
-            continue;
-        }
-        match fifo.read(&mut buf) {
-            Ok(0) => break, // every writer is gone
-            Ok(n) => {
-                matcher.feed(&buf[..n], &mut |p| relay.piece(p));
-                relay.flush();
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) if ended.is_some() && !waiting => break,
-            Err(_) => {}
-        }
+        self.out.extend_from_slice(bytes);
     }
-    matcher.finish(&mut |p| relay.piece(p));
-    relay.flush();
-    Outcome {
-        failed: relay.failed,
-        answers: relay.answers,
+}
+
+/// What one failure line names.
+struct Hits {
+    /// Forwards it names that were not reported before.
+    new: Vec<Failed>,
+    /// It names some forward of the plan: rosh-ssh's line replaces it.
+    named: bool,
+}
+
+impl State<'_> {
+    fn blame(&mut self, f: &Failure) -> Hits {
+        let f = blame::through_master(f);
+        let mut hit: Vec<Failed> = Vec::new();
+        for (i, fwd) in self.watch.forwards.iter().enumerate() {
+            if let Some(reason) = blame::names(&f, fwd) {
+                hit.push(Failed {
+                    index: i,
+                    forward: fwd.clone(),
+                    reason,
+                });
+            }
+        }
+        // `Could not request local forwarding.` names no port: the one
+        // whose port is taken now is the one that failed.
+        if f == Failure::LocalNoneSucceeded {
+            if self.failed.iter().any(|&i| self.is_local(i)) {
+                return Hits {
+                    new: Vec::new(),
+                    named: true,
+                };
+            }
+            for (i, fwd) in self.watch.forwards.iter().enumerate() {
+                let v = crate::plan::verdict(fwd, &self.watch.probe);
+                if let Some(reason) = crate::describe::reason(&v) {
+                    hit.push(Failed {
+                        index: i,
+                        forward: fwd.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        if let Failure::Mux { reason } = &f {
+            // `master forward request failed` follows a named one.
+            if reason.ends_with(b"master forward request failed") && !self.failed.is_empty() {
+                return Hits {
+                    new: Vec::new(),
+                    named: true,
+                };
+            }
+        }
+        let named = !hit.is_empty();
+        hit.retain(|h| !self.failed.contains(&h.index));
+        self.failed.extend(hit.iter().map(|h| h.index));
+        Hits { new: hit, named }
+    }
+
+    fn is_local(&self, i: usize) -> bool {
+        self.watch
+            .forwards
+            .get(i)
+            .is_some_and(|f| f.kind != Kind::Remote)
     }
 }
 
@@ -312,255 +306,222 @@ mod tests {
     use crate::forward::parse_arg;
     use crate::tmpdir::PrivateDir;
     use std::path::PathBuf;
-    use std::sync::mpsc::{self, Receiver};
-
-    /// Far above what the real code takes (milliseconds), far below the
-    /// 10 s polls and 60 s answer wait a wrong `run` falls into.
-    const BOUND: Duration = Duration::from_secs(5);
 
     /// ssh.c ssh_confirm_remote_forward's answer, as `-f` forces it out.
     const ANSWER: &[u8] = b"debug1: ssh.c:ssh_confirm_remote_forward():1803 (pid=1): \
         remote forward success for: listen 8082, connect localhost:22\r\n";
 
-    /// Runs `f` on a thread of its own, so that a call that blocks fails
-    /// the test at [`wait`] instead of hanging it (the thread is left behind).
-    fn spawn<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Receiver<T> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(f());
-        });
-        rx
-    }
+    /// ssh.c ssh_init_forwarding's line, which names no port.
+    const NONE: &[u8] = b"Could not request local forwarding.\r\n";
 
-    fn wait<T>(rx: Receiver<T>, what: &str) -> T {
-        rx.recv_timeout(BOUND)
-            .unwrap_or_else(|e| panic!("{what}: {e} (bound {BOUND:?})"))
-    }
-
-    /// A watch over `-R` forwards `specs`, by plan index.
-    fn watch(specs: &[&str], answers_wanted: usize) -> Watch {
+    /// A watch over `specs` (`-R` unless given as `L:spec`), by plan index.
+    fn watch(specs: &[&str]) -> Watch {
         Watch {
             forwards: specs
                 .iter()
-                .map(|s| parse_arg(b'R', s.as_bytes()).unwrap())
-                .enumerate()
+                .map(|s| match s.strip_prefix("L:") {
+                    Some(l) => parse_arg(b'L', l.as_bytes()).unwrap(),
+                    None => parse_arg(b'R', s.as_bytes()).unwrap(),
+                })
                 .collect(),
-            names: specs.iter().map(|s| format!("-R {s}")).collect(),
-            dropped: Vec::new(),
+            reported: Vec::new(),
             probe: Opts::default(),
-            require: false,
             hide_forced: false,
-            answers_wanted,
-            notify: None,
         }
     }
 
-    /// A FIFO nobody writes to yet, and the `-E` file the relay writes to.
-    fn setup() -> (PrivateDir, PathBuf, PathBuf) {
-        let dir = PrivateDir::new().unwrap();
-        let fifo = dir.fifo("log").unwrap();
-        let out = dir.path().join("out");
-        (dir, fifo, out)
+    /// A reader on a fresh FIFO relaying to a file; ssh's end of the FIFO.
+    struct Rig {
+        dir: PrivateDir,
+        out: PathBuf,
+        reader: LogReader,
+        ssh: File,
     }
 
-    fn start(fifo: &Path, out: &Path, w: Watch) -> LogPipe {
-        let (fifo, dest) = (fifo.to_owned(), Dest::file(out).unwrap());
-        wait(spawn(move || LogPipe::start(&fifo, dest, w)), "start").unwrap()
-    }
+    impl Rig {
+        fn new(w: Watch) -> Rig {
+            let dir = PrivateDir::new().unwrap();
+            let fifo = dir.fifo("log").unwrap();
+            let out = dir.path().join("out");
+            let reader = LogReader::open(&fifo, Dest::file(&out).unwrap(), w).unwrap();
+            // Opened after the reader: this open does not block.
+            let ssh = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            Rig {
+                dir,
+                out,
+                reader,
+                ssh,
+            }
+        }
 
-    fn finish(pipe: LogPipe, ssh_ok: bool) -> Outcome {
-        wait(spawn(move || pipe.finish(ssh_ok)), "finish").expect("reader thread panicked")
-    }
+        /// Writes `bytes` as ssh would, reads them, and returns the
+        /// failures reported, each with what had been relayed before it.
+        fn feed(&mut self, bytes: &[u8]) -> Vec<(usize, String, Vec<u8>)> {
+            self.ssh.write_all(bytes).unwrap();
+            let mut got = Vec::new();
+            let out = self.out.clone();
+            assert!(self.reader.on_readable(&mut |f| {
+                got.push((f.index, f.reason, std::fs::read(&out).unwrap()))
+            }));
+            got
+        }
 
-    /// ssh's side. Opened after `start`: its reader is there, so this
-    /// open does not block.
-    fn writer(fifo: &Path) -> File {
-        std::fs::OpenOptions::new().write(true).open(fifo).unwrap()
+        fn relayed(&self) -> Vec<u8> {
+            std::fs::read(&self.out).unwrap()
+        }
     }
 
     #[test]
-    fn start_does_not_wait_for_a_writer() {
-        // rosh-ssh opens the FIFO before it starts ssh: a blocking open
-        // would wait for a writer that never comes.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&[], 0));
-        let o = finish(pipe, true);
-        assert_eq!((o.failed, o.answers), (vec![], 0));
-    }
-
-    #[test]
-    fn relays_lines_unchanged() {
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 0));
-        let mut w = writer(&fifo);
-        let chunks: [&[u8]; 4] = [
-            b"debug1: Connecting to h port 22.\r\n",
-            ANSWER,
-            b"plain \xff\xfe line\nsplit ",
-            b"line\r\nno line end",
-        ];
+    fn relays_lines_unchanged_and_counts_answers() {
+        let mut rig = Rig::new(watch(&[]));
+        let chunks: [&[u8]; 4] = [b"debug1: one\r\n", b"two, in ", ANSWER, b"no line end"];
         for c in chunks {
-            w.write_all(c).unwrap();
+            assert!(rig.feed(c).is_empty());
         }
-        drop(w);
-        let o = finish(pipe, true);
-        assert_eq!(std::fs::read(&out).unwrap(), chunks.concat());
-        assert_eq!((o.failed, o.answers), (vec![], 1));
+        assert_eq!(rig.reader.answers(), 1);
+        drop(rig.ssh);
+        // Every writer gone: the reader says so, and close relays the rest.
+        assert!(!rig.reader.on_readable(&mut |_| panic!("no failure")));
+        assert!(rig.reader.fd().is_none());
+        let failed = rig.reader.close(&mut |_| panic!("no failure"));
+        assert!(failed.is_empty());
+        assert_eq!(std::fs::read(&rig.out).unwrap(), chunks.concat());
+        drop(rig.dir);
     }
 
     #[test]
-    fn failure_naming_a_forward_is_replaced_and_reported() {
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8081:h:1", "8082:h:2"], 0));
-        let mut w = writer(&fifo);
-        w.write_all(
+    fn a_failure_naming_a_forward_is_replaced_and_reported_in_order() {
+        let mut rig = Rig::new(watch(&["8081:h:1", "8082:h:2"]));
+        let got = rig.feed(
             b"before\r\n\
             Warning: remote port forwarding failed for listen port 8082\r\n\
             Warning: remote port forwarding failed for listen port 9999\r\n\
             after\r\n",
-        )
-        .unwrap();
-        drop(w);
-        let o = finish(pipe, true);
+        );
+        // Reported after `before` reached the user, before `after` did.
+        assert_eq!(
+            got,
+            [(
+                1,
+                "the server refused listen port 8082".into(),
+                b"before\r\n".to_vec()
+            )]
+        );
         // 9999 is no forward of the plan: its line is ssh's to show.
         assert_eq!(
-            std::fs::read(&out).unwrap(),
+            rig.relayed(),
             b"before\r\n\
             Warning: remote port forwarding failed for listen port 9999\r\n\
             after\r\n"
         );
-        assert_eq!(o.failed, vec![1]);
+        // Said again, it is not reported again and still replaced.
+        let again = rig.feed(b"Warning: remote port forwarding failed for listen port 8082\r\n");
+        assert!(again.is_empty());
+        assert_eq!(rig.reader.close(&mut |_| {}), [1]);
     }
 
     #[test]
-    fn finish_waits_for_an_answer_written_after_ssh_ended() {
-        // `ssh -f`: the foreground ssh has ended, its background self
-        // still holds the FIFO and logs the server's answer later.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 1));
-        let mut w = writer(&fifo);
-        let done = spawn(move || pipe.finish(true));
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(done.try_recv().is_err(), "finish did not wait");
-        w.write_all(ANSWER).unwrap();
-        let o = wait(done, "finish").expect("reader thread panicked");
-        drop(w);
-        assert_eq!(o.answers, 1);
-        assert_eq!(std::fs::read(&out).unwrap(), ANSWER);
-    }
-
-    #[test]
-    fn finish_does_not_wait_for_a_writer_with_no_answers_due() {
-        // A backgrounded ssh holds the FIFO open for the whole session:
-        // finish must not wait for it to close.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&[], 0));
-        let mut w = writer(&fifo);
-        w.write_all(b"left in the FIFO\r\n").unwrap();
-        let o = finish(pipe, true);
-        drop(w);
-        assert_eq!(o.answers, 0);
-        assert_eq!(std::fs::read(&out).unwrap(), b"left in the FIFO\r\n");
-    }
-
-    #[test]
-    fn failed_ssh_is_not_waited_for_answers() {
-        // An `ssh -f` that failed never went to the background: no answer
-        // comes, however many were wanted.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8082:localhost:22"], 1));
-        let w = writer(&fifo);
-        let o = finish(pipe, false);
-        drop(w);
-        assert_eq!(o.answers, 0);
-    }
-
-    /// ssh.c ssh_init_forwarding's line, which names no port.
-    const NONE: &[u8] = b"Could not request local forwarding.\r\n";
-
-    /// Adds `-L spec` to the watch, next in the plan.
-    fn add_local(w: &mut Watch, spec: &str) {
-        let i = w.forwards.len();
-        w.forwards
-            .push((i, parse_arg(b'L', spec.as_bytes()).unwrap()));
-        w.names.push(format!("-L {spec}"));
-    }
-
-    /// Waits (bounded) until the `-E` file holds `want`: the reader has
-    /// dealt with everything written before it.
-    fn wait_out(out: &Path, want: &[u8]) {
-        let end = Instant::now() + BOUND;
-        while std::fs::read(out).unwrap_or_default() != want && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(10));
+    fn a_restore_try_the_master_logs_as_refused_says_nothing() {
+        // The server refused 8082; while rosh-ssh asks for it again, the
+        // master logs each refusal (mux.c mux_confirm_remote_forward).
+        let mut w = watch(&["8082:h:2", "80:h:80"]);
+        w.reported = vec![0];
+        let mut rig = Rig::new(w);
+        for _ in 0..3 {
+            let got = rig.feed(
+                b"mux_confirm_remote_forward: remote port forwarding failed for listen port 8082\r\n",
+            );
+            assert!(got.is_empty());
         }
-        assert_eq!(std::fs::read(out).unwrap(), want);
+        assert_eq!(rig.relayed(), b"");
+        // Another mux client's forward refused by the master: reported once.
+        let got = rig.feed(
+            b"mux_confirm_remote_forward: remote port forwarding failed for listen port 80\r\n",
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 1);
+    }
+
+    #[test]
+    fn lines_forced_out_for_rosh_ssh_alone_are_held_back() {
+        let mut w = watch(&["8082:h:2"]);
+        w.hide_forced = true;
+        let mut rig = Rig::new(w);
+        rig.feed(ANSWER);
+        rig.feed(b"debug1: not forced\r\n");
+        assert_eq!(rig.relayed(), b"debug1: not forced\r\n");
+        assert_eq!(rig.reader.answers(), 1);
     }
 
     #[test]
     fn master_request_failed_is_hidden_only_after_a_named_failure() {
         const MASTER: &[u8] = b"muxclient: master forward request failed\r\n";
         // Alone it is ssh's to show.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8082:h:2"], 0));
-        writer(&fifo).write_all(MASTER).unwrap();
-        let o = finish(pipe, true);
-        assert_eq!(std::fs::read(&out).unwrap(), MASTER);
-        assert_eq!(o.failed, Vec::<usize>::new());
+        let mut rig = Rig::new(watch(&["8082:h:2"]));
+        assert!(rig.feed(MASTER).is_empty());
+        assert_eq!(rig.relayed(), MASTER);
         // After the master's named refusal it adds nothing.
-        let (_dir, fifo, out) = setup();
-        let pipe = start(&fifo, &out, watch(&["8082:h:2"], 0));
-        let mut w = writer(&fifo);
-        w.write_all(b"mux_client_forward: forwarding request failed: remote port forwarding failed for listen port 8082\r\n")
-            .unwrap();
-        w.write_all(MASTER).unwrap();
-        drop(w);
-        let o = finish(pipe, true);
-        assert_eq!(std::fs::read(&out).unwrap(), b"");
-        assert_eq!(o.failed, vec![0]);
+        let mut rig = Rig::new(watch(&["8082:h:2"]));
+        let got = rig.feed(
+            b"mux_client_forward: forwarding request failed: \
+            remote port forwarding failed for listen port 8082\r\n",
+        );
+        assert_eq!(got.len(), 1);
+        assert!(rig.feed(MASTER).is_empty());
+        assert_eq!(rig.relayed(), b"");
     }
 
     #[test]
     fn could_not_request_local_forwarding_names_the_forward_whose_port_is_taken() {
         let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = held.local_addr().unwrap().port();
-        let (dir, fifo, out) = setup();
+        let sock = std::env::temp_dir().join(format!("rosh-log-free-{}.sock", std::process::id()));
         // Surely free: a socket path nobody binds.
-        let free = format!("{}:h:22", dir.path().join("l.sock").display());
-        let mut w = watch(&["8082:h:2"], 0);
-        add_local(&mut w, &free);
-        add_local(&mut w, &format!("127.0.0.1:{port}:h:22"));
-        let pipe = start(&fifo, &out, w);
-        let mut w = writer(&fifo);
-        // Each line after NONE shows when the reader has dealt with NONE.
-        w.write_all(NONE).unwrap();
-        w.write_all(b"one\r\n").unwrap();
-        wait_out(&out, b"one\r\n");
+        let free = format!("L:{}:h:22", sock.display());
+        let busy = format!("L:127.0.0.1:{port}:h:22");
+        let mut rig = Rig::new(watch(&["8082:h:2", &free, &busy]));
+        let got = rig.feed(NONE);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, 2);
+        assert!(
+            got[0].1.starts_with(&format!("in use: 127.0.0.1:{port}")),
+            "{got:?}"
+        );
         // Said again once the port is free: still that forward's, not ssh's.
         drop(held);
-        w.write_all(NONE).unwrap();
-        w.write_all(b"two\r\n").unwrap();
-        wait_out(&out, b"one\r\ntwo\r\n");
-        drop(w);
-        let o = finish(pipe, true);
-        assert_eq!(o.failed, vec![2]);
+        assert!(rig.feed(NONE).is_empty());
+        assert_eq!(rig.relayed(), b"");
     }
 
     #[test]
     fn could_not_request_local_forwarding_after_a_remote_failure_is_ssh_s_own() {
         // Only a remote forward failed so far and no local port is taken:
         // no forward can be named, the line stays.
-        let (dir, fifo, out) = setup();
-        let spec = format!("{}:h:22", dir.path().join("l.sock").display());
-        let mut w = watch(&["8082:h:2"], 0);
-        add_local(&mut w, &spec);
-        let pipe = start(&fifo, &out, w);
-        let mut w = writer(&fifo);
-        w.write_all(b"Warning: remote port forwarding failed for listen port 8082\r\n")
-            .unwrap();
-        w.write_all(NONE).unwrap();
-        drop(w);
-        let o = finish(pipe, true);
-        assert_eq!(std::fs::read(&out).unwrap(), NONE);
-        assert_eq!(o.failed, vec![0]);
+        let sock = std::env::temp_dir().join(format!("rosh-log-free2-{}.sock", std::process::id()));
+        let local = format!("L:{}:h:22", sock.display());
+        let mut rig = Rig::new(watch(&["8082:h:2", &local]));
+        assert_eq!(
+            rig.feed(b"Warning: remote port forwarding failed for listen port 8082\r\n")
+                .len(),
+            1
+        );
+        assert!(rig.feed(NONE).is_empty());
+        assert_eq!(rig.relayed(), NONE);
+    }
+
+    #[test]
+    fn the_users_own_e_file_is_opened_without_waiting_for_a_reader() {
+        // A FIFO as the user's -E with nobody reading it: ssh's own open
+        // would wait; rosh-ssh's must fail at once instead of hanging.
+        let dir = PrivateDir::new().unwrap();
+        let fifo = dir.fifo("theirs").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(Dest::file(&fifo).is_err());
+        });
+        let failed = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("Dest::file blocked on a FIFO without a reader");
+        assert!(failed);
     }
 }

@@ -1,10 +1,11 @@
 //! Putting a dropped forward back into the live connection once its port is
-//! free: `ssh -S CTL -O forward` through the connection's control socket.
+//! free: `ssh -S CTL -O forward` through the connection's control socket,
+//! driven by the supervisor's loop (no thread of its own).
 //!
 //! When: a local, dynamic or unix-socket forward whose holder is known waits
-//! on a pidfd of that holder (no timer, no CPU while it waits), then probes
-//! the bind again (several processes may hold one port: a pidfd fires on
-//! exit, and another may still hold it). An unknown or invisible holder is
+//! on that holder's exit ([`ProcWatch`]: no timer, no CPU while it waits),
+//! then probes the bind again (several processes may hold one port: one
+//! exits, another may still hold it). An unknown or invisible holder is
 //! probed on a backoff, 1 s doubling to 10 s. A remote forward is simply
 //! asked for again, 5 s doubling to 30 s; a refused try says nothing.
 //!
@@ -12,105 +13,39 @@
 //! master's option list as "found existing forwarding" without binding
 //! anything, and a forward ssh itself tried and failed stays in that list:
 //! those are cancelled first (`mux_master_process_close_fwd` clears the
-//! entry; for a local forward without a listener the cancel still succeeds).
+//! entry). From OpenSSH 10.1 that cancel fails for a local forward without a
+//! listener ("port not found", the entry stays), so `-O forward`'s success
+//! proves nothing: a local restore counts only once its port listens (a bind
+//! there fails), and a forward the master still lists is asked for again in
+//! an equivalent spelling the list does not hold ([`Forward::respelled`]).
 //!
-//! Everything runs on one thread that ends when ssh ends: [`Restorer::stop`]
-//! closes its wake pipe. The `-O` helpers run with BatchMode, stdin from
-//! /dev/null and `-F /dev/null` (no config forward of the user's joins in),
-//! and die with the wrapper (PR_SET_PDEATHSIG).
+//! The `-O` helpers run with BatchMode, stdin from /dev/null and `-F
+//! /dev/null` (no config forward of the user's joins in), one at a time per
+//! forward; the loop reaps them, and [`Restorer::stop`] ends those still
+//! running when ssh ends.
 
-use crate::blame;
+use crate::events::{self, ProcWatch};
 use crate::forward::{Forward, Kind};
-
 use crate::probe::{self, Opts};
-use nix::fcntl::OFlag;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A forward to put back.
 #[derive(Clone, Debug)]
 pub struct Item {
+    /// Its index in the plan: how the loop names it.
+    pub index: usize,
     pub forward: Forward,
-    /// The forward as the user wrote it, for the `restored` line.
-    pub name: String,
     /// ssh tried it and failed: it sits in the master's list, cancel first.
     pub cancel: bool,
     /// The holder the probe named: waited on at once, without naming it again.
     pub holder: Option<u32>,
-}
-
-/// Hands new items to the restore thread (clonable: the log reader has one).
-#[derive(Clone)]
-pub struct Notify {
-    queue: Queue,
-    wake: Arc<OwnedFd>,
-}
-
-/// Items on their way to the thread (a Mutex'd Vec: smaller than a channel).
-type Queue = Arc<Mutex<Vec<Item>>>;
-
-impl Notify {
-    pub fn send(&self, item: Item) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.push(item);
-        }
-        let _ = nix::unistd::write(self.wake.as_fd(), b"!");
-    }
-}
-
-/// The restore thread.
-pub struct Restorer {
-    notify: Notify,
-    thread: JoinHandle<()>,
-}
-
-impl Restorer {
-    pub fn start(
-        ssh: PathBuf,
-        ctl: PathBuf,
-        probe: Opts,
-        items: Vec<Item>,
-    ) -> std::io::Result<Restorer> {
-        let (wake_r, wake_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let queue: Queue = Arc::new(Mutex::new(items));
-        let notify = Notify {
-            queue: queue.clone(),
-            wake: Arc::new(wake_w),
-        };
-        let ctx = Ctx { ssh, ctl, probe };
-        let thread = std::thread::spawn(move || run(ctx, wake_r, queue));
-        Ok(Restorer { notify, thread })
-    }
-
-    pub fn notify(&self) -> Notify {
-        self.notify.clone()
-    }
-
-    /// ssh has ended: stop (once every [`Notify`] is gone) and wait.
-    pub fn stop(self) {
-        drop(self.notify);
-        let _ = self.thread.join();
-    }
-}
-
-struct Ctx {
-    ssh: PathBuf,
-    ctl: PathBuf,
-    probe: Opts,
-}
-
-struct Pending {
-    item: Item,
-    /// When to try next.
-    next: Option<Instant>,
-    backoff: Duration,
-    pidfd: Option<OwnedFd>,
 }
 
 const LOCAL_FIRST: Duration = Duration::from_secs(1);
@@ -119,11 +54,304 @@ const HOLDER_RECHECK: Duration = Duration::from_secs(30);
 const REMOTE_FIRST: Duration = Duration::from_secs(5);
 const REMOTE_MAX: Duration = Duration::from_secs(30);
 
+/// What an `ssh -O` helper in flight was asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    Cancel,
+    Forward,
+}
+
+/// What a pending forward waits for.
+enum Wait {
+    /// The next try, at this time.
+    Until(Instant),
+    /// Its holder's exit, or a look at the port now and then (a holder may
+    /// close its listener and live on).
+    Holder { watch: ProcWatch, recheck: Instant },
+    /// An `ssh -O` helper.
+    Helper { pid: Pid, step: Step },
+}
+
+struct Pending {
+    item: Item,
+    backoff: Duration,
+    wait: Wait,
+    /// The master still lists the forward after a cancel that failed
+    /// (OpenSSH 10.1+): ask for it in another spelling.
+    respell: bool,
+}
+
+/// Restores in progress, and how to reach the connection.
+pub struct Restorer {
+    ssh: PathBuf,
+    ctl: PathBuf,
+    probe: Opts,
+    pending: Vec<Pending>,
+}
+
 /// Whether the local listen side is free now; if not, its holder's pid
 /// when it can be named.
 enum Side {
     Free,
     Held(Option<u32>),
+}
+
+impl Restorer {
+    pub fn new(ssh: PathBuf, ctl: PathBuf, probe: Opts) -> Restorer {
+        Restorer {
+            ssh,
+            ctl,
+            probe,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Starts restoring `item`, unless that forward is pending already. A
+    /// remote forward waits 5 s (the server just refused it); a local one
+    /// waits on the holder the probe named, or is tried at once.
+    pub fn add(&mut self, mut item: Item) {
+        if self.pending.iter().any(|p| p.item.index == item.index) {
+            return;
+        }
+        let now = Instant::now();
+        let remote = item.forward.kind == Kind::Remote;
+        let wait = match item.holder.take().and_then(ProcWatch::open) {
+            // Already gone: pidfd_open fails and the probe runs now.
+            Some(watch) if !remote => Wait::Holder {
+                watch,
+                recheck: now + HOLDER_RECHECK,
+            },
+            _ if remote => Wait::Until(now + REMOTE_FIRST),
+            _ => Wait::Until(now),
+        };
+        self.pending.push(Pending {
+            backoff: if remote { REMOTE_FIRST } else { LOCAL_FIRST },
+            wait,
+            respell: false,
+            item,
+        });
+    }
+
+    /// Whether nothing is left to restore.
+    pub fn is_idle(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The holders waited on: (plan index, descriptor readable at its exit).
+    pub fn watches(&self) -> Vec<(usize, BorrowedFd<'_>)> {
+        self.pending
+            .iter()
+            .filter_map(|p| match &p.wait {
+                Wait::Holder { watch, .. } => Some((p.item.index, watch.fd())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The helpers in flight, for the loop to reap.
+    pub fn helpers(&self) -> Vec<Pid> {
+        self.pending
+            .iter()
+            .filter_map(|p| match p.wait {
+                Wait::Helper { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// When the loop must call [`Restorer::on_time`] next.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.pending
+            .iter()
+            .filter_map(|p| match p.wait {
+                Wait::Until(t) => Some(t),
+                Wait::Holder { recheck, .. } => Some(recheck),
+                Wait::Helper { .. } => None,
+            })
+            .min()
+    }
+
+    /// The holder of forward `index` has exited: look at its port now.
+    pub fn on_holder_exit(&mut self, index: usize) {
+        for p in self.pending.iter_mut().filter(|p| p.item.index == index) {
+            if matches!(p.wait, Wait::Holder { .. }) {
+                p.wait = Wait::Until(Instant::now());
+            }
+        }
+    }
+
+    /// Runs the tries that are due.
+    pub fn on_time(&mut self, now: Instant) {
+        for i in 0..self.pending.len() {
+            let due = match self.pending[i].wait {
+                Wait::Until(t) => t <= now,
+                Wait::Holder { recheck, .. } => recheck <= now,
+                Wait::Helper { .. } => false,
+            };
+            if due {
+                self.attempt(i);
+            }
+        }
+    }
+
+    /// A helper has ended (`ok`: exit 0). Returns the plan index of a
+    /// forward now restored; `None` for a pid that is no helper of this
+    /// restorer, and for a try that goes on or failed.
+    pub fn on_helper_exit(&mut self, pid: Pid, ok: bool) -> Option<usize> {
+        let i = self
+            .pending
+            .iter()
+            .position(|p| matches!(p.wait, Wait::Helper { pid: q, .. } if q == pid))?;
+        let Wait::Helper { step, .. } = self.pending[i].wait else {
+            return None;
+        };
+        let local = self.pending[i].item.forward.kind != Kind::Remote;
+        match step {
+            Step::Cancel => {
+                // OpenSSH 10.1+: a local forward without a listener is not
+                // cancelled and stays listed ("port not found").
+                if !ok && local {
+                    self.pending[i].respell = true;
+                }
+                self.spawn(i, Step::Forward);
+                None
+            }
+            Step::Forward if ok && (!local || self.listens(&self.pending[i].item.forward)) => {
+                Some(self.pending.remove(i).item.index)
+            }
+            Step::Forward => {
+                let p = &mut self.pending[i];
+                if ok {
+                    // "found existing forwarding": nothing was bound.
+                    p.respell = true;
+                }
+                p.later(if local { LOCAL_MAX } else { REMOTE_MAX });
+                None
+            }
+        }
+    }
+
+    /// ssh has ended: ends the helpers still running and reaps them.
+    pub fn stop(self) {
+        for pid in self.helpers() {
+            let _ = kill(pid, Signal::SIGTERM);
+            let _ = waitpid(pid, None);
+        }
+    }
+
+    /// One try of forward `i`.
+    fn attempt(&mut self, i: usize) {
+        let p = &mut self.pending[i];
+        if p.item.forward.kind == Kind::Remote {
+            let step = if p.item.cancel {
+                Step::Cancel
+            } else {
+                Step::Forward
+            };
+            return self.spawn(i, step);
+        }
+        if let Wait::Holder { recheck, .. } = &mut p.wait {
+            // The periodic look while the holder lives: a bind probe only
+            // (naming the holder walks /proc; the watch is still good).
+            if !is_free(&p.item.forward, &self.probe) {
+                *recheck = Instant::now() + HOLDER_RECHECK;
+                return;
+            }
+        }
+        match local_side(&p.item.forward, &self.probe) {
+            Side::Held(Some(pid)) => match ProcWatch::open(pid) {
+                Some(watch) => {
+                    p.wait = Wait::Holder {
+                        watch,
+                        recheck: Instant::now() + HOLDER_RECHECK,
+                    }
+                }
+                None => p.later(LOCAL_MAX),
+            },
+            Side::Held(None) => p.later(LOCAL_MAX),
+            Side::Free => {
+                let step = if p.item.cancel {
+                    Step::Cancel
+                } else {
+                    Step::Forward
+                };
+                self.spawn(i, step);
+            }
+        }
+    }
+
+    /// Starts `ssh -O cancel|forward` for forward `i`; on failure to start,
+    /// backs off as for a refusal.
+    fn spawn(&mut self, i: usize, step: Step) {
+        let p = &mut self.pending[i];
+        let forward = if p.respell && step == Step::Forward {
+            p.item
+                .forward
+                .respelled(self.probe.gateway_ports)
+                .unwrap_or_else(|| p.item.forward.clone())
+        } else {
+            p.item.forward.clone()
+        };
+        if step == Step::Cancel {
+            // Once: a try after this one finds the entry cleared.
+            p.item.cancel = false;
+        }
+        let max = if p.item.forward.kind == Kind::Remote {
+            REMOTE_MAX
+        } else {
+            LOCAL_MAX
+        };
+        let Some(spec) = option(&forward) else {
+            return p.later(max);
+        };
+        let op = match step {
+            Step::Cancel => "cancel",
+            Step::Forward => "forward",
+        };
+        match helper(&self.ssh, &self.ctl, op, &spec).spawn() {
+            Ok(child) => {
+                p.wait = Wait::Helper {
+                    pid: Pid::from_raw(child.id() as i32),
+                    step,
+                }
+            }
+            Err(_) => p.later(max),
+        }
+    }
+
+    /// Whether every address of a local forward listens now (a bind there
+    /// fails): what proves a restore, whatever `-O forward` answered.
+    fn listens(&self, f: &Forward) -> bool {
+        !is_free(f, &self.probe)
+    }
+}
+
+impl Pending {
+    fn later(&mut self, max: Duration) {
+        self.wait = Wait::Until(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(max);
+    }
+}
+
+/// `ssh -F /dev/null -o BatchMode=yes -S CTL -O OP -o SPEC rosh-ssh-restore`.
+fn helper(ssh: &Path, ctl: &Path, op: &str, spec: &str) -> Command {
+    let mut cmd = Command::new(ssh);
+    cmd.arg0(ssh)
+        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
+        .arg(ctl)
+        .args(["-O", op, "-o", spec, "rosh-ssh-restore"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: child_reset and tie_to_parent are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            events::child_reset();
+            events::tie_to_parent(parent)
+        });
+    }
+    cmd
 }
 
 fn is_free(f: &Forward, o: &Opts) -> bool {
@@ -137,122 +365,11 @@ fn is_free(f: &Forward, o: &Opts) -> bool {
 }
 
 /// The probe's verdict (plan.rs, the same one the run started from), with
-/// the holder to wait on when /proc names it.
+/// the holder to wait on when the system names it.
 fn local_side(f: &Forward, o: &Opts) -> Side {
     match crate::plan::verdict(f, o) {
         crate::plan::Verdict::Free => Side::Free,
         v => Side::Held(v.holder_pid()),
-    }
-}
-
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a non-negative return is a new fd this process owns.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-impl Pending {
-    fn new(item: Item) -> Pending {
-        let remote = item.forward.kind == Kind::Remote;
-        let mut p = Pending {
-            next: Some(Instant::now() + if remote { REMOTE_FIRST } else { Duration::ZERO }),
-            backoff: if remote { REMOTE_FIRST } else { LOCAL_FIRST },
-            pidfd: None,
-            item,
-        };
-        // The probe named the holder a moment ago: wait on it right away
-        // (if it is already gone, pidfd_open fails and the probe runs now).
-        if let Some(fd) = p.item.holder.take().and_then(pidfd_open) {
-            p.pidfd = Some(fd);
-            p.next = Some(Instant::now() + HOLDER_RECHECK);
-        }
-        p
-    }
-
-    fn later(&mut self, max: Duration) {
-        self.next = Some(Instant::now() + self.backoff);
-        self.backoff = (self.backoff * 2).min(max);
-    }
-
-    /// One try; whether the forward is back.
-    fn attempt(&mut self, ctx: &Ctx) -> bool {
-        if self.item.forward.kind == Kind::Remote {
-            if ctx.forward(&mut self.item) {
-                return true;
-            }
-            self.later(REMOTE_MAX);
-            return false;
-        }
-        if self.pidfd.is_some() {
-            // The periodic look while the holder lives: a bind probe only
-            // (naming the holder walks /proc; the pidfd is still good).
-            if !is_free(&self.item.forward, &ctx.probe) {
-                self.next = Some(Instant::now() + HOLDER_RECHECK);
-                return false;
-            }
-            self.pidfd = None;
-        }
-        match local_side(&self.item.forward, &ctx.probe) {
-            Side::Held(Some(pid)) => {
-                if let Some(fd) = pidfd_open(pid) {
-                    // A holder may close its listener and live on: a
-                    // probe now and then, far apart, catches that too.
-                    self.pidfd = Some(fd);
-                    self.next = Some(Instant::now() + HOLDER_RECHECK);
-                } else {
-                    self.later(LOCAL_MAX);
-                }
-                false
-            }
-            Side::Held(None) => {
-                self.later(LOCAL_MAX);
-                false
-            }
-            Side::Free => {
-                if ctx.forward(&mut self.item) {
-                    return true;
-                }
-                // Lost a race for the port: look again soon.
-                self.later(LOCAL_MAX);
-                false
-            }
-        }
-    }
-}
-
-impl Ctx {
-    /// `ssh -O cancel` (when needed) then `ssh -O forward`; whether it took.
-    fn forward(&self, item: &mut Item) -> bool {
-        let Some(spec) = option(&item.forward) else {
-            return false;
-        };
-        if item.cancel {
-            // Fails harmlessly when the master no longer lists it.
-            self.mux("cancel", &spec);
-            item.cancel = false;
-        }
-        self.mux("forward", &spec)
-    }
-
-    fn mux(&self, op: &str, spec: &str) -> bool {
-        let mut cmd = Command::new(&self.ssh);
-        cmd.arg0(&self.ssh)
-            .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-S"])
-            .arg(&self.ctl)
-            .args(["-O", op, "-o", spec, "rosh-ssh-restore"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                crate::child::unblock_all();
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        cmd.status().is_ok_and(|s| s.success())
     }
 }
 
@@ -272,78 +389,6 @@ fn option(f: &Forward) -> Option<String> {
     String::from_utf8(line).ok()
 }
 
-fn run(ctx: Ctx, wake: OwnedFd, queue: Queue) {
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut open = true;
-    loop {
-        let new: Vec<Item> = queue
-            .lock()
-            .map(|mut q| q.drain(..).collect())
-            .unwrap_or_default();
-        for item in new {
-            if !pending.iter().any(|p| p.item.forward == item.forward) {
-                pending.push(Pending::new(item));
-            }
-        }
-        if !open {
-            return;
-        }
-        let now = Instant::now();
-        let mut i = 0;
-        while i < pending.len() {
-            let due = pending[i].next.is_some_and(|t| t <= now);
-            if due && pending[i].attempt(&ctx) {
-                let p = pending.remove(i);
-                crate::supervise::log::Dest::Stderr.line(&blame::restored(&p.item.name));
-                continue;
-            }
-            i += 1;
-        }
-        let timeout = pending
-            .iter()
-            .filter_map(|p| p.next)
-            .min()
-            .map(|t| t.saturating_duration_since(Instant::now()));
-        let timeout = match timeout {
-            None => PollTimeout::NONE,
-            Some(d) => PollTimeout::try_from(d.as_millis().min(30_000) as u32 + 1)
-                .unwrap_or(PollTimeout::MAX),
-        };
-        let mut fds = vec![PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
-        let with_fd: Vec<usize> = (0..pending.len())
-            .filter(|&i| pending[i].pidfd.is_some())
-            .collect();
-        for &i in &with_fd {
-            fds.push(PollFd::new(
-                pending[i].pidfd.as_ref().unwrap().as_fd(),
-                PollFlags::POLLIN,
-            ));
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return,
-        }
-        let fired = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        let mut gone: Vec<usize> = Vec::new();
-        for (k, &i) in with_fd.iter().enumerate() {
-            if fired(&fds[k + 1]) {
-                gone.push(i);
-            }
-        }
-        if fired(&fds[0]) {
-            let mut buf = [0u8; 64];
-            // End of file: every sender is gone, ssh has ended.
-            if let Ok(0) = nix::unistd::read(&wake, &mut buf) {
-                open = false;
-            }
-        }
-        for i in gone {
-            pending[i].pidfd = None;
-            pending[i].next = Some(Instant::now());
-        }
-    }
-}
-
 /// Whether a control path fits a unix socket address: ssh binds
 /// `PATH.XXXXXXXXXXXXXXXX` first (mux.c `muxserver_listen`), then renames.
 pub fn fits(path: &Path) -> bool {
@@ -356,9 +401,10 @@ mod tests {
     use super::*;
     use crate::forward::parse_arg;
     use crate::tmpdir::PrivateDir;
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus};
     use std::net::TcpListener;
     use std::os::fd::AsRawFd;
-    use std::sync::mpsc;
 
     /// A stand-in ssh for the `-O` runs (tests/stub/mux-recorder, reached
     /// through a symlink in a private directory that holds what it records).
@@ -377,40 +423,28 @@ mod tests {
             Stub { dir, ssh }
         }
 
-        fn ctx(&self) -> Ctx {
-            Ctx {
-                ssh: self.ssh.clone(),
-                ctl: self.dir.path().join("ctl"),
-                probe: Opts::default(),
-            }
+        fn ctl(&self) -> PathBuf {
+            self.dir.path().join("ctl")
+        }
+
+        fn restorer(&self) -> Restorer {
+            Restorer::new(self.ssh.clone(), self.ctl(), Opts::default())
         }
 
         /// Each run's words after `-S CTL`, one run per entry.
         fn calls(&self) -> Vec<String> {
             let text = std::fs::read_to_string(self.dir.path().join("calls")).unwrap_or_default();
-            let ctl = format!(
-                "-F /dev/null -o BatchMode=yes -S {} ",
-                self.ctx().ctl.display()
-            );
+            let ctl = format!("-F /dev/null -o BatchMode=yes -S {} ", self.ctl().display());
             text.lines()
                 .map(|l| l.strip_prefix(&ctl).unwrap_or(l).to_owned())
                 .collect()
-        }
-
-        /// Waits (bounded) for `n` runs to be recorded.
-        fn wait_calls(&self, n: usize, limit: Duration) -> Vec<String> {
-            let end = Instant::now() + limit;
-            while self.calls().len() < n && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            self.calls()
         }
     }
 
     fn item(letter: u8, spec: &str) -> Item {
         Item {
+            index: 0,
             forward: parse_arg(letter, spec.as_bytes()).unwrap(),
-            name: spec.to_owned(),
             cancel: false,
             holder: None,
         }
@@ -423,23 +457,52 @@ mod tests {
         format!("{}:h:22", stub.dir.path().join("l.sock").display())
     }
 
-    /// `ssh -O forward -o SPEC`, as the stub records it.
-    fn forward_call(f: &Forward) -> String {
-        format!("-O forward -o {} rosh-ssh-restore", option(f).unwrap())
+    /// `ssh -O OP -o SPEC`, as the stub records it.
+    fn call(op: &str, f: &Forward) -> String {
+        format!("-O {op} -o {} rosh-ssh-restore", option(f).unwrap())
     }
 
-    /// Stops the restorer on a thread of its own: a restorer that does not
-    /// end fails the test instead of hanging it.
-    fn stop_within(r: Restorer, limit: Duration) {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            r.stop();
-            let _ = tx.send(());
-        });
-        assert!(
-            rx.recv_timeout(limit).is_ok(),
-            "the restorer did not stop within {limit:?}"
-        );
+    /// Drives `r` as the supervisor's loop does (helpers polled, not
+    /// signalled) until `done` holds or `bound` passes; returns what was
+    /// restored.
+    fn drive(
+        r: &mut Restorer,
+        bound: Duration,
+        done: impl Fn(&Restorer, &[usize]) -> bool,
+    ) -> Vec<usize> {
+        let end = Instant::now() + bound;
+        let mut restored = Vec::new();
+        while Instant::now() < end {
+            for pid in r.helpers() {
+                let ok = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, c)) => c == 0,
+                    Ok(WaitStatus::Signaled(..)) => false,
+                    _ => continue,
+                };
+                restored.extend(r.on_helper_exit(pid, ok));
+            }
+            r.on_time(Instant::now());
+            if done(r, &restored) {
+                break;
+            }
+            let fired: Vec<usize> = {
+                let w = r.watches();
+                let mut fds: Vec<PollFd> = w
+                    .iter()
+                    .map(|(_, fd)| PollFd::new(*fd, PollFlags::POLLIN))
+                    .collect();
+                let _ = poll(&mut fds, PollTimeout::from(10u8));
+                w.iter()
+                    .zip(&fds)
+                    .filter(|(_, f)| f.revents().is_some_and(|e| !e.is_empty()))
+                    .map(|((i, _), _)| *i)
+                    .collect()
+            };
+            for i in fired {
+                r.on_holder_exit(i);
+            }
+        }
+        restored
     }
 
     /// A process holding a TCP listener on a port of its own.
@@ -455,11 +518,12 @@ mod tests {
             let fd = l.as_raw_fd();
             let mut cmd = Command::new("sleep");
             cmd.arg("60");
-            // SAFETY: dup2 is async-signal-safe; the copy at 3 loses
-            // FD_CLOEXEC, so sleep holds the listener.
+            // SAFETY: dup2 and fcntl are async-signal-safe. The copy at 3
+            // is not close-on-exec (dup2 onto itself would keep the flag:
+            // cleared explicitly), so sleep holds the listener.
             unsafe {
                 cmd.pre_exec(move || {
-                    if libc::dup2(fd, 3) < 0 {
+                    if (fd != 3 && libc::dup2(fd, 3) < 0) || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
@@ -482,10 +546,10 @@ mod tests {
         }
     }
 
-    /// Whether `look` finds the port free within a second. A listener let
-    /// go can live on briefly: another test's child, forked before its
-    /// exec closes the copy (close-on-exec), still holds it.
-    fn freed(mut look: impl FnMut() -> bool) -> bool {
+    /// Whether `look` holds within a second. A listener let go can live on
+    /// briefly: another test's child, forked before its exec closes the
+    /// copy (close-on-exec), still holds it.
+    fn within_a_second(mut look: impl FnMut() -> bool) -> bool {
         for _ in 0..50 {
             if look() {
                 return true;
@@ -538,13 +602,6 @@ mod tests {
     }
 
     #[test]
-    fn pidfd_open_names_live_processes_only() {
-        assert!(pidfd_open(std::process::id()).is_some());
-        // Above any pid_max (at most 2^22).
-        assert!(pidfd_open(1 << 30).is_none());
-    }
-
-    #[test]
     fn is_free_probes_the_local_listen_side() {
         let o = Opts::default();
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -552,7 +609,7 @@ mod tests {
         let f = item(b'L', &format!("127.0.0.1:{port}:h:22")).forward;
         assert!(!is_free(&f, &o));
         drop(l);
-        assert!(freed(|| is_free(&f, &o)));
+        assert!(within_a_second(|| is_free(&f, &o)));
 
         let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
         let sock = dir.path().join("s");
@@ -567,185 +624,238 @@ mod tests {
     }
 
     #[test]
-    fn a_new_item_is_tried_at_once_or_in_five_seconds_if_remote() {
-        let p = Pending::new(item(b'L', "3131:h:22"));
-        assert!(p.next.is_some_and(|t| t <= Instant::now()));
-        assert_eq!(p.backoff, LOCAL_FIRST);
+    fn a_new_item_is_tried_at_once_in_five_seconds_if_remote_or_at_its_holders_exit() {
+        let stub = Stub::new(0);
+        let mut r = stub.restorer();
+        r.add(item(b'L', "3131:h:22"));
+        assert!(r.deadline().is_some_and(|t| t <= Instant::now()));
+        assert_eq!(r.pending[0].backoff, LOCAL_FIRST);
 
-        let p = Pending::new(item(b'R', "8082:localhost:80"));
-        assert!(near(p.next, REMOTE_FIRST), "{:?}", p.next);
-        assert_eq!(p.backoff, REMOTE_FIRST);
-    }
+        let mut r = stub.restorer();
+        r.add(item(b'R', "8082:localhost:80"));
+        assert!(near(r.deadline(), REMOTE_FIRST), "{:?}", r.deadline());
+        assert_eq!(r.pending[0].backoff, REMOTE_FIRST);
 
-    #[test]
-    fn a_named_holder_is_waited_on_unless_it_is_gone() {
         let mut it = item(b'L', "3131:h:22");
         it.holder = Some(std::process::id());
-        let p = Pending::new(it.clone());
-        assert!(p.pidfd.is_some());
-        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
+        let mut r = stub.restorer();
+        r.add(it.clone());
+        assert_eq!(r.watches().len(), 1);
+        assert!(near(r.deadline(), HOLDER_RECHECK), "{:?}", r.deadline());
 
+        // A holder already gone: tried at once.
         let mut gone = Command::new("true").spawn().unwrap();
         it.holder = Some(gone.id());
         gone.wait().unwrap();
-        let p = Pending::new(it);
-        assert!(p.pidfd.is_none());
-        assert!(p.next.is_some_and(|t| t <= Instant::now()));
+        let mut r = stub.restorer();
+        r.add(it.clone());
+        assert!(r.watches().is_empty());
+        assert!(r.deadline().is_some_and(|t| t <= Instant::now()));
+
+        // The same forward twice is one restore.
+        r.add(it);
+        assert_eq!(r.pending.len(), 1);
     }
 
     #[test]
     fn backoff_doubles_up_to_its_cap() {
-        let mut p = Pending::new(item(b'L', "3131:h:22"));
+        let stub = Stub::new(0);
+        let mut r = stub.restorer();
+        r.add(item(b'L', "3131:h:22"));
+        let p = &mut r.pending[0];
         for (wait, after) in [(1, 2), (2, 4), (4, 8), (8, 10), (10, 10)] {
             p.later(LOCAL_MAX);
-            assert!(near(p.next, Duration::from_secs(wait)), "{:?}", p.next);
+            let Wait::Until(t) = p.wait else { panic!() };
+            assert!(near(Some(t), Duration::from_secs(wait)));
             assert_eq!(p.backoff, Duration::from_secs(after));
         }
     }
 
     #[test]
-    fn mux_runs_ssh_dash_o_and_reports_its_status() {
-        let ok = Stub::new(0);
-        assert!(ok.ctx().mux("check", "x"));
-        assert_eq!(ok.calls(), ["-O check -o x rosh-ssh-restore"]);
-        let refused = Stub::new(255);
-        assert!(!refused.ctx().mux("check", "x"));
+    fn a_free_local_port_is_asked_for_once_and_counts_when_it_listens() {
+        let stub = Stub::new(0);
+        let mut r = stub.restorer();
+        let it = item(b'L', &free_spec(&stub));
+        r.add(it.clone());
+        // The stub binds nothing: `-O forward` said yes, nothing listens.
+        let restored = drive(&mut r, Duration::from_millis(700), |_, _| false);
+        assert!(restored.is_empty());
+        assert_eq!(stub.calls(), [call("forward", &it.forward)]);
+        // Its next try asks in another spelling, which the master's list
+        // cannot hold ("found existing forwarding", OpenSSH 10.1+).
+        assert!(r.pending[0].respell);
+        let sock = stub.dir.path().join("l.sock");
+        let _listening = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        r.pending[0].wait = Wait::Until(Instant::now());
+        // Now held: by the listener above (in the real run, the master).
+        r.pending[0].item.cancel = false;
+        let restored = drive(&mut r, Duration::from_secs(5), |r, _| r.is_idle());
+        assert!(restored.is_empty() || restored == [0], "{restored:?}");
     }
 
     #[test]
     fn a_forward_ssh_tried_is_cancelled_once_then_asked_for() {
         let stub = Stub::new(0);
+        let mut r = stub.restorer();
         let mut it = item(b'R', "8082:localhost:80");
         it.cancel = true;
-        let spec = option(&it.forward).unwrap();
-        assert!(stub.ctx().forward(&mut it));
-        assert!(!it.cancel);
-        assert!(stub.ctx().forward(&mut it));
+        r.add(it.clone());
+        r.pending[0].wait = Wait::Until(Instant::now());
+        let restored = drive(&mut r, Duration::from_secs(5), |r, _| r.is_idle());
+        assert_eq!(restored, [0]);
         assert_eq!(
             stub.calls(),
-            [
-                format!("-O cancel -o {spec} rosh-ssh-restore"),
-                forward_call(&it.forward),
-                forward_call(&it.forward),
-            ]
+            [call("cancel", &it.forward), call("forward", &it.forward)]
         );
-        let refused = Stub::new(1);
-        assert!(!refused.ctx().forward(&mut it));
     }
 
     #[test]
     fn a_refused_remote_forward_is_asked_for_again_later_up_to_thirty_seconds() {
         let refused = Stub::new(1);
-        let mut p = Pending::new(item(b'R', "8082:localhost:80"));
-        p.backoff = Duration::from_secs(20);
-        assert!(!p.attempt(&refused.ctx()));
-        assert!(near(p.next, Duration::from_secs(20)), "{:?}", p.next);
-        assert_eq!(p.backoff, REMOTE_MAX);
-        assert_eq!(refused.calls(), [forward_call(&p.item.forward)]);
-
-        let ok = Stub::new(0);
-        assert!(p.attempt(&ok.ctx()));
-    }
-
-    #[test]
-    fn a_free_local_port_is_asked_for_and_a_lost_race_backs_off() {
-        let ok = Stub::new(0);
-        let f = free_spec(&ok);
-        let mut p = Pending::new(item(b'L', &f));
-        assert!(p.attempt(&ok.ctx()));
-        assert_eq!(ok.calls(), [forward_call(&p.item.forward)]);
-
-        let lost = Stub::new(1);
-        let mut p = Pending::new(item(b'L', &f));
-        assert!(!p.attempt(&lost.ctx()));
-        assert!(near(p.next, LOCAL_FIRST), "{:?}", p.next);
-        assert_eq!(p.backoff, LOCAL_FIRST * 2);
-    }
-
-    #[test]
-    fn a_held_port_waits_on_its_holder_without_asking_ssh() {
-        let stub = Stub::new(0);
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let mut p = Pending::new(item(b'L', &format!("127.0.0.1:{port}:h:22")));
-        // The probe names this process as the holder: its pidfd is waited on.
-        assert!(!p.attempt(&stub.ctx()));
-        assert!(p.pidfd.is_some());
-        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
-        // The periodic look while the holder lives: still held.
-        p.next = Some(Instant::now());
-        assert!(!p.attempt(&stub.ctx()));
-        assert!(p.pidfd.is_some());
-        assert!(near(p.next, HOLDER_RECHECK), "{:?}", p.next);
-        // The holder closed its listener and lives on: the look finds it free.
-        drop(l);
-        assert!(freed(|| p.attempt(&stub.ctx())));
-        assert!(p.pidfd.is_none());
-        assert_eq!(stub.calls(), [forward_call(&p.item.forward)]);
-    }
-
-    #[test]
-    fn the_restorer_tries_each_forward_once_and_stop_waits_for_it() {
-        let stub = Stub::new(0);
-        stub.dir.file("delay", b"0.3").unwrap();
-        let it = item(b'L', &free_spec(&stub));
-        let r = Restorer::start(
-            stub.ssh.clone(),
-            stub.ctx().ctl,
-            Opts::default(),
-            vec![it.clone(), it.clone()],
-        )
-        .unwrap();
-        let wake = nix::sys::stat::fstat(r.notify.wake.as_fd()).unwrap().st_ino;
-        stop_within(r, Duration::from_secs(5));
-        assert_eq!(stub.calls(), [forward_call(&it.forward)]);
-        // The helper did not inherit the restorer's wake pipe (close-on-exec):
-        // a helper or an ssh that holds it keeps the restorer from ending.
-        let fds = std::fs::read_to_string(stub.dir.path().join("fds")).unwrap();
-        assert!(fds.contains("-> /dev/null"), "{fds}");
-        assert!(!fds.contains(&format!("pipe:[{wake}]")), "{fds}");
-    }
-
-    #[test]
-    fn a_forward_sent_later_is_tried_and_an_idle_restorer_stops() {
-        let stub = Stub::new(0);
-        let r = Restorer::start(
-            stub.ssh.clone(),
-            stub.ctx().ctl,
-            Opts::default(),
-            Vec::new(),
-        )
-        .unwrap();
-        let it = item(b'L', &free_spec(&stub));
-        r.notify().send(it.clone());
-        assert_eq!(
-            stub.wait_calls(1, Duration::from_secs(5)),
-            [forward_call(&it.forward)]
+        let mut r = refused.restorer();
+        let it = item(b'R', "8082:localhost:80");
+        r.add(it.clone());
+        r.pending[0].wait = Wait::Until(Instant::now());
+        r.pending[0].backoff = Duration::from_secs(20);
+        drive(
+            &mut r,
+            Duration::from_secs(5),
+            |r, _| matches!(r.pending[0].wait, Wait::Until(t) if t > Instant::now()),
         );
-        stop_within(r, Duration::from_secs(5));
+        assert!(
+            near(r.deadline(), Duration::from_secs(20)),
+            "{:?}",
+            r.deadline()
+        );
+        assert_eq!(r.pending[0].backoff, REMOTE_MAX);
+        assert_eq!(refused.calls(), [call("forward", &it.forward)]);
     }
 
     #[test]
-    fn a_holders_exit_wakes_the_restorer() {
+    fn after_a_cancel_that_fails_a_local_forward_is_asked_for_in_another_spelling() {
+        // OpenSSH 10.1+: "port not found", the entry stays in the master.
+        let stub = Stub::new(0);
+        stub.dir.file("status-cancel", b"255").unwrap();
+        let mut r = stub.restorer();
+        let mut it = item(b'L', &free_spec(&stub));
+        it.cancel = true;
+        r.add(it.clone());
+        drive(&mut r, Duration::from_secs(5), |_, _| {
+            stub.calls().len() == 2
+        });
+        let respelled = it.forward.respelled(false).unwrap();
+        assert_eq!(
+            stub.calls(),
+            [call("cancel", &it.forward), call("forward", &respelled)]
+        );
+    }
+
+    #[test]
+    fn a_held_port_waits_on_its_holder_without_asking_ssh_and_its_exit_wakes_it() {
         let stub = Stub::new(0);
         let mut holder = Holder::start();
         let mut it = item(b'L', &format!("127.0.0.1:{}:h:22", holder.port));
         it.holder = Some(holder.child.id());
-        let r = Restorer::start(
-            stub.ssh.clone(),
-            stub.ctx().ctl,
-            Opts::default(),
-            vec![it.clone()],
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        let mut r = stub.restorer();
+        r.add(it.clone());
+        assert_eq!(r.watches().len(), 1, "waits on the holder");
+        drive(&mut r, Duration::from_millis(300), |_, _| false);
+        assert_eq!(r.watches().len(), 1, "waits on the holder");
         assert_eq!(stub.calls(), Vec::<String>::new(), "asked while held");
+        // The periodic look while the holder lives: still held, no ask.
+        if let Wait::Holder { recheck, .. } = &mut r.pending[0].wait {
+            *recheck = Instant::now();
+        }
+        drive(&mut r, Duration::from_millis(100), |_, _| false);
+        assert_eq!(r.watches().len(), 1, "waits on the holder");
+        assert!(near(r.deadline(), HOLDER_RECHECK), "{:?}", r.deadline());
+        assert_eq!(stub.calls(), Vec::<String>::new());
+        let started = Instant::now();
         holder.end();
-        // Woken by the pidfd: well before the 30 s recheck.
+        // Woken by the holder's exit: well before the 30 s recheck.
+        drive(&mut r, Duration::from_secs(10), |_, _| {
+            !stub.calls().is_empty()
+        });
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(stub.calls(), [call("forward", &it.forward)]);
+    }
+
+    #[test]
+    fn stop_ends_the_helper_in_flight_which_inherits_no_descriptor_of_the_loop() {
+        let stub = Stub::new(0);
+        stub.dir.file("delay", b"30").unwrap();
+        let holder = Holder::start();
+        let mut r = stub.restorer();
+        let mut held = item(b'L', &format!("127.0.0.1:{}:h:22", holder.port));
+        held.index = 1;
+        held.holder = Some(holder.child.id());
+        r.add(held);
+        r.add(item(b'L', &free_spec(&stub)));
+        drive(&mut r, Duration::from_secs(5), |r, _| {
+            !r.helpers().is_empty()
+        });
+        let pid = r.helpers()[0];
+        let watch = r.watches()[0].1.as_raw_fd();
+        let watched = std::fs::read_link(format!("/proc/self/fd/{watch}")).unwrap();
+        let started = Instant::now();
+        r.stop();
+        assert!(started.elapsed() < Duration::from_secs(5));
         assert_eq!(
-            stub.wait_calls(1, Duration::from_secs(10)),
-            [forward_call(&it.forward)]
+            nix::sys::signal::kill(pid, None),
+            Err(nix::errno::Errno::ESRCH),
+            "the helper lives on"
         );
-        stop_within(r, Duration::from_secs(5));
+        let fds = std::fs::read_to_string(stub.dir.path().join("fds")).unwrap();
+        assert!(fds.contains("-> /dev/null"), "{fds}");
+        assert!(!fds.contains(&*watched.to_string_lossy()), "{fds}");
+    }
+
+    #[test]
+    fn respelled_forwards_bind_what_the_original_binds() {
+        // (spec, GatewayPorts, respelled listen side as ssh -G prints it)
+        let table: &[(&str, bool, Option<&str>)] = &[
+            (
+                "3131:h:22",
+                false,
+                Some("localforward [localhost]:3131 [h]:22"),
+            ),
+            (
+                "localhost:3131:h:22",
+                false,
+                Some("localforward 3131 [h]:22"),
+            ),
+            ("3131:h:22", true, None),
+            ("*:3131:h:22", false, Some("localforward []:3131 [h]:22")),
+            (":3131:h:22", true, Some("localforward [*]:3131 [h]:22")),
+            (
+                "127.0.0.1:3131:h:22",
+                false,
+                Some("localforward [127.0.1]:3131 [h]:22"),
+            ),
+            (
+                "[::1]:3131:h:22",
+                false,
+                Some("localforward [0:0:0:0:0:0:0:1]:3131 [h]:22"),
+            ),
+            ("myhost:3131:h:22", false, None),
+            (
+                "/run/a.sock:h:22",
+                false,
+                Some("localforward /run/./a.sock [h]:22"),
+            ),
+        ];
+        for (spec, gw, want) in table {
+            let f = parse_arg(b'L', spec.as_bytes()).unwrap();
+            let got = f.respelled(*gw).and_then(|g| option(&g));
+            assert_eq!(got.as_deref(), *want, "{spec} GatewayPorts={gw}");
+        }
+        assert_eq!(item(b'R', "8082:h:22").forward.respelled(false), None);
+        // The respelled address binds the same socket: the probe of one
+        // finds the other's listener.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let f = parse_arg(b'L', format!("127.0.0.1:{port}:h:22").as_bytes()).unwrap();
+        let g = f.respelled(false).unwrap();
+        assert!(!is_free(&g, &Opts::default()));
     }
 }

@@ -1,0 +1,381 @@
+//! The ssh mode, in order: the fast path, what ssh will forward (`ssh -G`),
+//! the probe, the policy, what to drop, ssh's words, and the supervised run.
+
+use crate::argv::Args;
+use crate::blame::{self, When};
+use crate::child::{self, End};
+use crate::cli::Cli;
+use crate::config::{self, Config};
+use crate::effective::{self, Effective};
+use crate::error::Error;
+use crate::events::Signals;
+use crate::forward::Kind;
+use crate::launch::{self, Dirs};
+use crate::plan::{Plan, argv_forwards};
+use crate::policy::{Inputs, Policy, Restore};
+use crate::say::{Level, Say};
+use crate::supervise::log::{Dest, Failed, LogReader, Watch};
+use crate::supervise::restore::{Item, Restorer};
+use crate::supervise::{self, Parts, Report};
+use crate::{describe, ownmaster, quote};
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Runs ssh with `cli.words` through the real ssh `ssh`.
+pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
+    let mut say = Say::new(cli.verbose);
+    say.verbose(format_args!("real ssh: {}", ssh.display()));
+    let args = Args::parse(cli.words.clone());
+    let sources = config::sources(args.last_arg(b'F'));
+    let mut config = None;
+    if let Some(why) = fast_path(&args, || config.insert(Config::load(&sources))) {
+        if !cli.dry_run {
+            say.verbose(format_args!("fast path ({why}): exec {}", ssh.display()));
+            return Err(child::exec(ssh, &cli.words, depth));
+        }
+        if matches!(why, FastPath::Mode | FastPath::ClearAllForwardings) {
+            // ssh -G has nothing to say. (A usage error is shown below, in
+            // ssh's words.)
+            print_command(ssh, &cli.words);
+            return Ok(End::Exited(0));
+        }
+    }
+    let config = config.unwrap_or_else(|| Config::load(&sources));
+
+    let eff = match effective::query(ssh, &cli.words) {
+        Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
+        Ok(Ok(eff)) => eff,
+        Ok(Err(rejected)) => {
+            if cli.dry_run {
+                let _ = std::io::stderr().write_all(&rejected.stderr);
+                return Ok(End::Exited(255));
+            }
+            // ssh rejects these arguments: let it say so in its own words.
+            say.verbose(format_args!(
+                "ssh -G rejected the arguments: exec ssh for its error"
+            ));
+            return Err(child::exec(ssh, &cli.words, depth));
+        }
+    };
+    say.level = Level::of(&eff.log_level);
+    let mut plan = Plan::make(&args, &eff, &config);
+    let master = ask_master(ssh, &eff, &plan);
+    if let Some(pid) = master.filter(|_| rides_master(&eff)) {
+        plan.keep_held_by(pid);
+    }
+    let names: Vec<String> = plan
+        .decisions
+        .iter()
+        .map(|d| describe::forward(d, &args))
+        .collect();
+    for (d, name) in plan.decisions.iter().zip(&names) {
+        say.verbose(format_args!("forward {name}: {}", describe::state(d)));
+    }
+    let kept = || plan.decisions.iter().filter(|d| !d.verdict.drops());
+    let policy = Policy::decide(&Inputs {
+        require: cli.require_forward,
+        restore: !cli.no_restore,
+        eff: &eff,
+        dash_s: args.has(b'S'),
+        master,
+        dropped: plan.decisions.iter().any(|d| d.verdict.drops()),
+        kept: kept().count(),
+        kept_remote: kept().filter(|d| d.forward.kind == Kind::Remote).count(),
+    });
+    if let Restore::No(why) = &policy.restore {
+        say.verbose(format_args!("restore: no ({why:?})"));
+    }
+    let mut dirs = Dirs::default();
+
+    if cli.dry_run {
+        let w = launch::words(&args, &plan, &config, &policy, &mut dirs, false, false)?;
+        print_command(ssh, &w.words);
+        let mut out = std::io::stdout().lock();
+        for (d, name) in plan.decisions.iter().zip(&names) {
+            let fate: &[u8] = if d.verdict.drops() {
+                b"drop "
+            } else {
+                b"keep "
+            };
+            let _ = out.write_all(fate);
+            let _ = out.write_all(name.as_bytes());
+            if let Some(r) = describe::reason(&d.verdict) {
+                let _ = write!(out, " # {r}");
+            }
+            let _ = out.write_all(b"\n");
+        }
+        if let Some(top) = &w.config {
+            print_copy(&mut out, top, dirs.main.as_ref().map(|d| d.path()));
+        }
+        return Ok(End::Exited(0));
+    }
+
+    for (d, name) in plan.decisions.iter().zip(&names) {
+        if d.verdict.drops() {
+            let reason = describe::reason(&d.verdict).unwrap_or_default();
+            let line = blame::warning(name, &reason, policy.refuse_if_dropped, When::Probe);
+            if policy.refuse_if_dropped {
+                say.fatal(&line);
+            } else {
+                say.forward(&line);
+            }
+        }
+    }
+    if policy.refuse_if_dropped && plan.decisions.iter().any(|d| d.verdict.drops()) {
+        return Ok(End::Exited(255));
+    }
+
+    // One run, one login: a forward that fails from here on costs the
+    // forward and one line, never the connection. Signals first: no
+    // SIGCHLD of the children below goes missing.
+    let signals = Signals::install().map_err(|e| Error::Io("cannot handle signals".into(), e))?;
+    let dest = if policy.read_log {
+        match args.last_arg(b'E') {
+            None => Some(Dest::Stderr),
+            // If it can't be opened, ssh says so itself: leave -E alone.
+            Some(p) => Dest::file(Path::new(p)).ok(),
+        }
+    } else {
+        None
+    };
+    let w = launch::words(
+        &args,
+        &plan,
+        &config,
+        &policy,
+        &mut dirs,
+        true,
+        dest.is_some(),
+    )?;
+    let log = match (w.fifo.as_deref(), dest) {
+        (Some(fifo), Some(dest)) => Some(
+            LogReader::open(fifo, dest, watch(&plan, &eff, &policy))
+                .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
+        ),
+        _ => None,
+    };
+    let restorer = w.ctl.clone().map(|ctl| {
+        let mut r = Restorer::new(ssh.to_path_buf(), ctl, eff.probe);
+        for (index, d) in plan.decisions.iter().enumerate() {
+            if d.verdict.drops() {
+                r.add(Item {
+                    index,
+                    forward: d.forward.clone(),
+                    cancel: false,
+                    holder: d.verdict.holder_pid(),
+                });
+            }
+        }
+        r
+    });
+    let answers_wanted = if policy.wait_answers {
+        kept().filter(|d| d.forward.kind == Kind::Remote).count()
+    } else {
+        0
+    };
+    if say.verbose {
+        let line = quote::line(
+            std::iter::once(ssh.as_os_str()).chain(w.words.iter().map(|w| w.as_os_str())),
+        );
+        say.verbose(format_args!("running: {}", String::from_utf8_lossy(&line)));
+    }
+    let mut lines = Lines {
+        say: &say,
+        names: &names,
+        require: policy.refuse_if_dropped,
+    };
+    let outcome = supervise::run(
+        child::command(ssh, &w.words, depth),
+        signals,
+        Parts {
+            log,
+            restorer,
+            answers_wanted,
+        },
+        &mut lines,
+    )
+    .map_err(|e| Error::Spawn(ssh.to_path_buf(), e))?;
+    say.verbose(format_args!("ssh ended: {}", outcome.end.describe()));
+    for &i in &outcome.failed {
+        if !plan.decisions[i].verdict.drops() {
+            say.verbose(format_args!("failed after connecting: {}", names[i]));
+        }
+    }
+    drop(dirs);
+    Ok(outcome.end)
+}
+
+/// What the log reader watches for.
+fn watch(plan: &Plan, eff: &Effective, policy: &Policy) -> Watch {
+    Watch {
+        forwards: plan.decisions.iter().map(|d| d.forward.clone()).collect(),
+        reported: (0..plan.decisions.len())
+            .filter(|&i| plan.decisions[i].verdict.drops())
+            .collect(),
+        probe: eff.probe,
+        hide_forced: policy.hide_forced,
+    }
+}
+
+/// rosh-ssh's lines about what the supervisor saw.
+struct Lines<'a> {
+    say: &'a Say,
+    names: &'a [String],
+    require: bool,
+}
+
+impl Report for Lines<'_> {
+    fn failed(&mut self, f: &Failed) {
+        let name = self.names.get(f.index).map_or("", String::as_str);
+        let line = blame::warning(name, &f.reason, self.require, When::Connected);
+        if self.require {
+            self.say.fatal(&line);
+        } else {
+            self.say.forward(&line);
+        }
+    }
+
+    fn restored(&mut self, index: usize) {
+        let name = self.names.get(index).map_or("", String::as_str);
+        self.say.forward(&blame::restored(name));
+    }
+}
+
+/// Whether ssh rides a live master on its ControlPath rather than making
+/// one (ssh.c: ControlMaster no, auto, autoask).
+fn rides_master(eff: &Effective) -> bool {
+    matches!(eff.control_master.as_str(), "false" | "auto" | "autoask")
+}
+
+/// The live master on the effective ControlPath, asked only when its
+/// answer can change something: a local forward dropped that it might
+/// hold, or a restore that might go through it.
+fn ask_master(ssh: &Path, eff: &Effective, plan: &Plan) -> Option<u32> {
+    if eff.control_path == "none" {
+        return None;
+    }
+    let restore_matters = plan
+        .decisions
+        .iter()
+        .any(|d| d.verdict.drops() || (d.forward.kind == Kind::Remote && !d.verdict.drops()));
+    let held_matters = rides_master(eff) && plan.drops_local();
+    (held_matters || restore_matters)
+        .then(|| ownmaster::master_pid(ssh, &eff.control_path))
+        .flatten()
+}
+
+/// Why nothing can set up a forward, if so: then the real ssh is exec'd
+/// directly, with no child, no pipe and no extra process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FastPath {
+    /// ssh will print its usage.
+    Usage,
+    /// `-G`, `-V`, `-Q`, `-O`: a mode that sets up no forward.
+    Mode,
+    ClearAllForwardings,
+    /// Neither the words nor any config file ssh reads asks for a forward.
+    NoForwards,
+}
+
+impl std::fmt::Display for FastPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FastPath::Usage => "ssh will print its usage",
+            FastPath::Mode => "a mode that sets up no forward",
+            FastPath::ClearAllForwardings => "ClearAllForwardings=yes",
+            FastPath::NoForwards => "no forward options",
+        })
+    }
+}
+
+/// The fast path's reason, if any; `config` loads the config files only
+/// when the words alone can't tell.
+fn fast_path<'a>(args: &Args, config: impl FnOnce() -> &'a mut Config) -> Option<FastPath> {
+    if args.error {
+        return Some(FastPath::Usage);
+    }
+    // ssh.c: -G prints the config, -V and -Q print and exit, -O talks to a
+    // running master; none of them sets up a forward.
+    if [b'G', b'V', b'Q', b'O'].iter().any(|&l| args.has(l)) {
+        return Some(FastPath::Mode);
+    }
+    // The first value ssh obtains for an option is the one it keeps.
+    let clear = args.first_option("clearallforwardings");
+    if clear.is_some_and(|v| v.first().is_some_and(|v| v.eq_ignore_ascii_case(b"yes"))) {
+        return Some(FastPath::ClearAllForwardings);
+    }
+    if argv_forwards(args).is_empty() && !config().mentions_forward() {
+        return Some(FastPath::NoForwards);
+    }
+    None
+}
+
+fn print_command(ssh: &Path, words: &[OsString]) {
+    let mut line =
+        quote::line(std::iter::once(ssh.as_os_str()).chain(words.iter().map(|w| w.as_os_str())));
+    line.push(b'\n');
+    let _ = std::io::stdout().write_all(&line);
+}
+
+/// Prints the private config copy for --dry-run, as comments.
+fn print_copy(out: &mut impl Write, top: &Path, dir: Option<&Path>) {
+    let _ = writeln!(
+        out,
+        "# -F {} (a private copy, removed on exit):",
+        top.display()
+    );
+    let Some(dir) = dir else { return };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    for f in files {
+        let _ = writeln!(out, "# {}:", f.display());
+        for line in std::fs::read(&f)
+            .unwrap_or_default()
+            .split_inclusive(|&b| b == b'\n')
+        {
+            let _ = out.write_all(b"#   ");
+            let _ = out.write_all(line);
+            if !line.ends_with(b"\n") {
+                let _ = out.write_all(b"\n");
+            }
+        }
+    }
+}
+
+/// Proxy mode can't rewrite the forwards of the ssh that started it, but it
+/// can see them: the parent's arguments and effective config (`ssh -G`).
+/// One line per local forward that will fail, naming the holder, before
+/// ssh tries. Anything unclear is skipped in silence: the connection
+/// matters more than the warning. Returns the parent's ConnectTimeout,
+/// which ssh passes to no ProxyCommand token, and its AddressFamily.
+pub fn warn_parent_forwards(ssh: &Path, words: Vec<OsString>) -> Option<crate::proxy::Parent> {
+    let args = Args::parse(words.clone());
+    if args.error {
+        return None;
+    }
+    let Ok(Ok(eff)) = effective::query(ssh, &words) else {
+        return None;
+    };
+    let config = Config::load(&config::sources(args.last_arg(b'F')));
+    let say = Say {
+        level: Level::of(&eff.log_level),
+        verbose: false,
+    };
+    for d in Plan::make(&args, &eff, &config)
+        .decisions
+        .iter()
+        .filter(|d| d.verdict.drops())
+    {
+        say.forward(&format!(
+            "rosh-ssh: {}; ssh will fail to listen there",
+            describe::with_reason(d, &args, "busy")
+        ));
+    }
+    Some(crate::proxy::Parent {
+        connect_timeout: eff.connect_timeout,
+        family: eff.probe.family,
+    })
+}
