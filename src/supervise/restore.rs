@@ -797,6 +797,12 @@ mod tests {
         let pid = r.helpers()[0];
         let watch = r.watches()[0].1.as_raw_fd();
         let watched = std::fs::read_link(format!("/proc/self/fd/{watch}")).unwrap();
+        assert!(watched.to_string_lossy().contains("pidfd"), "{watched:?}");
+        // The helper has listed its descriptors (then it sleeps).
+        let fds = stub.dir.path().join("fds");
+        assert!(within_a_second(
+            || std::fs::read_to_string(&fds).is_ok_and(|t| t.contains("-> /dev/null"))
+        ));
         let started = Instant::now();
         r.stop();
         assert!(started.elapsed() < Duration::from_secs(5));
@@ -805,8 +811,7 @@ mod tests {
             Err(nix::errno::Errno::ESRCH),
             "the helper lives on"
         );
-        let fds = std::fs::read_to_string(stub.dir.path().join("fds")).unwrap();
-        assert!(fds.contains("-> /dev/null"), "{fds}");
+        let fds = std::fs::read_to_string(&fds).unwrap();
         assert!(!fds.contains(&*watched.to_string_lossy()), "{fds}");
     }
 
