@@ -40,6 +40,31 @@ pub fn warning(name: &str, reason: &str, require: bool, when: When) -> String {
     }
 }
 
+/// A local forward listening on some of its addresses only: what listens,
+/// what does not and why, and whether rosh-ssh completes it once the rest
+/// is free.
+pub fn partial(
+    name: &str,
+    bound: &[std::net::SocketAddr],
+    failed: &[(std::net::SocketAddr, String)],
+    completing: bool,
+) -> String {
+    let join = |v: Vec<String>| v.join(", ");
+    let bound = join(bound.iter().map(ToString::to_string).collect());
+    let failed = join(
+        failed
+            .iter()
+            .map(|(a, why)| format!("{a} ({why})"))
+            .collect(),
+    );
+    let then = if completing {
+        "; completed once that is free"
+    } else {
+        ""
+    };
+    format!("rosh-ssh: {name}: listening on {bound} only, not on {failed}{then}")
+}
+
 /// `rosh-ssh: <forward>: restored`.
 pub fn restored(name: &str) -> String {
     format!("rosh-ssh: {name}: restored")

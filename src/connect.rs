@@ -14,7 +14,7 @@ use crate::launch::{self, Dirs};
 use crate::plan::{Plan, argv_forwards};
 use crate::policy::{Inputs, Policy, Restore};
 use crate::say::{Level, Say};
-use crate::supervise::log::{Dest, Failed, LogReader, Watch};
+use crate::supervise::log::{Dest, Failed, LogReader, Refusal, Watch};
 use crate::supervise::restore::{Item, Restorer};
 use crate::supervise::{self, Parts, Report};
 use crate::{describe, ownmaster, quote};
@@ -164,6 +164,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
                     forward: d.forward.clone(),
                     cancel: false,
                     holder: d.verdict.holder_pid(),
+                    addrs: None,
                 });
             }
         }
@@ -184,6 +185,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
         say: &say,
         names: &names,
         require: policy.refuse_if_dropped,
+        restoring: restorer.is_some(),
     };
     let outcome = supervise::run(
         child::command(ssh, &w.words, depth),
@@ -223,12 +225,22 @@ struct Lines<'a> {
     say: &'a Say,
     names: &'a [String],
     require: bool,
+    /// Dropped forwards are restored: a partly bound one is completed.
+    restoring: bool,
 }
 
 impl Report for Lines<'_> {
     fn failed(&mut self, f: &Failed) {
         let name = self.names.get(f.index).map_or("", String::as_str);
-        let line = blame::warning(name, &f.reason, self.require, When::Connected);
+        let line = match &f.refusal {
+            Refusal::Said(reason) => blame::warning(name, reason, self.require, When::Connected),
+            // Not a failure to ssh: ExitOnForwardFailure lets it be.
+            Refusal::Partial { bound, failed } => {
+                return self
+                    .say
+                    .forward(&blame::partial(name, bound, failed, self.restoring));
+            }
+        };
         if self.require {
             self.say.fatal(&line);
         } else {

@@ -187,7 +187,7 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 
 /// A busy listen side's verdict, naming the holder where there is one:
 /// reading /proc is done only for what is busy.
-fn busy_verdict(busy: Busy) -> Verdict {
+pub fn busy_verdict(busy: Busy) -> Verdict {
     let holder = match &busy {
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,

@@ -32,7 +32,7 @@ pub struct Inputs<'a> {
 /// Why dropped forwards are not restored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoRestore {
-    /// Nothing was dropped and no remote forward can be refused.
+    /// No forward at all: nothing can need restoring.
     Nothing,
     /// `--no-restore` / `ROSH_RESTORE=0`.
     Off,
@@ -123,7 +123,9 @@ impl Policy {
 
 fn restore(i: &Inputs<'_>) -> Restore {
     let eff = i.eff;
-    let why = if !i.dropped && i.kept_remote == 0 {
+    // A kept local forward can lose its port to a race between the probe
+    // and ssh's bind, on one address or all: it may need restoring too.
+    let why = if !i.dropped && i.kept == 0 {
         Some(NoRestore::Nothing)
     } else if !i.restore {
         Some(NoRestore::Off)
@@ -223,28 +225,26 @@ mod tests {
     #[test]
     fn no_restore_table() {
         use NoRestore::*;
-        // (require, restore, -f, dropped, kept remote, want)
+        // (require, restore, -f, dropped, kept, want)
         let table = [
             (false, true, false, false, 0, Some(Nothing)),
             (false, true, false, true, 0, None),
+            // A kept forward, local or remote, may fail after the probe.
             (false, true, false, false, 1, None),
             (false, false, false, true, 1, Some(Off)),
             (true, true, false, true, 1, Some(Required)),
             (false, true, true, true, 1, Some(Background)),
         ];
-        for (require, restore, fork, dropped, kept_remote, want) in table {
+        for (require, restore, fork, dropped, kept, want) in table {
             let e = eff(|e| e.fork_after_authentication = fork);
             let mut i = inputs(&e);
-            (i.require, i.restore, i.dropped, i.kept_remote) =
-                (require, restore, dropped, kept_remote);
+            (i.require, i.restore, i.dropped, i.kept, i.kept_remote) =
+                (require, restore, dropped, kept, 0);
             let got = match Policy::decide(&i).restore {
                 Restore::No(why) => Some(why),
                 _ => None,
             };
-            assert_eq!(
-                got, want,
-                "{require} {restore} {fork} {dropped} {kept_remote}"
-            );
+            assert_eq!(got, want, "{require} {restore} {fork} {dropped} {kept}");
         }
     }
 

@@ -134,6 +134,23 @@ pub fn tcp(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Result<(), Busy> 
     }
 }
 
+/// The addresses ssh binds for a TCP listen side (channels.c
+/// `channel_fwd_bind_addr`, then getaddrinfo), in its order.
+pub fn addresses(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Vec<SocketAddr> {
+    let (node, wildcard) = bind_addr(listen_host, o.gateway_ports);
+    resolve(node, port, o.family, wildcard).unwrap_or_default()
+}
+
+/// Probes one address of a TCP listen side.
+pub fn tcp_addr(addr: SocketAddr) -> Result<(), Busy> {
+    match try_bind(addr) {
+        Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => {
+            Err(Busy::Tcp { addr, err: e })
+        }
+        _ => Ok(()),
+    }
+}
+
 fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
     let fam = match addr {
         SocketAddr::V4(_) => AddressFamily::Inet,

@@ -557,3 +557,57 @@ fn holder_of_another_user_is_waited_for_on_the_backoff() {
     assert!(through.is_ok(), "{through:?} {err}");
     assert!(restored, "{err}");
 }
+
+/// Issue 21, defect 2: the port was free at the probe and taken on
+/// 127.0.0.1 only before ssh bound it (`Match exec` at ssh's own parse of
+/// the config, the second after rosh-ssh's `ssh -G`, takes it for 4 s).
+/// ssh listens on [::1] alone: the line says so, and once 127.0.0.1 frees
+/// the forward is completed, carrying connections to 127.0.0.1.
+#[test]
+fn a_race_lost_on_one_address_is_named_and_completed_once_it_frees() {
+    let Some(lab) = Lab::start() else { return };
+    if !lab::ipv6_loopback() {
+        return;
+    }
+    let tmp = TempDir::new("restore-half");
+    let w = tmp.path().display();
+    let port = lab::free_port();
+    fs::write(
+        tmp.path().join("grab.sh"),
+        format!(
+            "n=$(cat {w}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {w}/n\n\
+             if [ $n -eq 2 ]; then\n\
+             python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); open(\"{w}/held\",\"w\").close(); time.sleep(4)' \
+             </dev/null >/dev/null 2>&1 &\n\
+             while [ ! -e {w}/held ]; do sleep 0.02; done\nfi\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    let cfg = lab.config_with(
+        "half.conf",
+        &format!(
+            "Host lab\n  LocalForward {port} 127.0.0.1:{}\nMatch exec \"sh {w}/grab.sh\"\n",
+            lab.port
+        ),
+    );
+    let before = lab.logins();
+    let mut c = Command::new(rosh_ssh());
+    c.args(["-F", cfg.to_str().unwrap(), "lab", "sleep", "60"]);
+    let s = Session::spawn(c, tmp.path());
+    let line = format!(
+        "LocalForward {port} 127.0.0.1:{} ({}:2): listening on [::1]:{port} only, \
+         not on 127.0.0.1:{port} (Address already in use); completed once that is free",
+        lab.port,
+        cfg.display()
+    );
+    let named = s.wait_for(&line, Duration::from_secs(20));
+    // The holder ends by itself 4 s after it took the port.
+    let through = banner_within(&lab, port, Duration::from_secs(15));
+    let restored = s.wait_for(": restored", Duration::from_secs(5));
+    let err = s.end();
+    assert!(named, "{err}");
+    assert!(through.is_ok(), "{through:?} {err}");
+    assert!(restored, "{err}");
+    assert!(!err.contains("forward dropped"), "{err}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}

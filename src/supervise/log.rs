@@ -13,13 +13,15 @@
 use crate::blame;
 use crate::forward::{Forward, Kind};
 use crate::matcher::{Failure, Matcher, Piece};
-use crate::probe::Opts;
+use crate::probe::{self, Opts};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// Where ssh would have written its log lines.
 pub enum Dest {
@@ -68,13 +70,39 @@ pub struct Watch {
     pub hide_forced: bool,
 }
 
-/// A forward that a line of ssh's log says failed: its plan index and
-/// ssh's reason, in rosh-ssh's words.
+/// How a forward failed, as ssh's log told it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// ssh's failure line, in rosh-ssh's words.
+    Said(String),
+    /// A local forward listening on some of its addresses only: channels.c
+    /// `channel_setup_fwd_listener_tcpip` counts a forward bound once as
+    /// set up. `failed` holds each address ssh could not bind, and why.
+    Partial {
+        bound: Vec<SocketAddr>,
+        failed: Vec<(SocketAddr, String)>,
+    },
+}
+
+/// A forward that a line of ssh's log says failed: its plan index and how.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failed {
     pub index: usize,
     pub forward: Forward,
-    pub reason: String,
+    pub refusal: Refusal,
+}
+
+/// How long after a `bind [ADDR]:PORT: ...` line the reader waits for
+/// channels.c's `cannot listen to port` (written in the same call when no
+/// address bound at all) before it takes the forward as partly bound.
+const SETTLE: Duration = Duration::from_millis(250);
+
+/// A local forward whose bind failed on some address, not yet judged.
+struct Binding {
+    index: usize,
+    /// Each address ssh named, and its reason.
+    failed: Vec<(Vec<u8>, Vec<u8>)>,
+    since: Instant,
 }
 
 /// The FIFO and what has been read from it.
@@ -89,6 +117,8 @@ pub struct LogReader {
     watch: Watch,
     /// Plan indexes reported so far (the dropped ones included).
     failed: Vec<usize>,
+    /// Local forwards whose bind failed somewhere, until judged.
+    binding: Vec<Binding>,
     /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
     buf: Vec<u8>,
@@ -109,6 +139,7 @@ impl LogReader {
             dest,
             out: Vec::new(),
             failed: watch.reported.clone(),
+            binding: Vec::new(),
             watch,
             answers: 0,
             buf: vec![0u8; 64 * 1024],
@@ -147,6 +178,7 @@ impl LogReader {
                         state: State {
                             watch: &self.watch,
                             failed: &mut self.failed,
+                            binding: &mut self.binding,
                             answers: &mut self.answers,
                         },
                         on: &mut *on,
@@ -172,13 +204,66 @@ impl LogReader {
             state: State {
                 watch: &self.watch,
                 failed: &mut self.failed,
+                binding: &mut self.binding,
                 answers: &mut self.answers,
             },
             on,
         };
         self.matcher.finish(&mut |p| split.piece(p));
         self.flush();
+        self.on_time(Instant::now() + SETTLE, on);
         self.failed
+    }
+
+    /// When [`LogReader::on_time`] has a forward to judge.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.binding.iter().map(|b| b.since + SETTLE).min()
+    }
+
+    /// Judges the forwards whose bind failed on some address a while ago
+    /// and that ssh did not give up on: listening on the others.
+    pub fn on_time(&mut self, now: Instant, on: &mut dyn FnMut(Failed)) {
+        let mut i = 0;
+        while i < self.binding.len() {
+            if self.binding[i].since + SETTLE > now {
+                i += 1;
+                continue;
+            }
+            let b = self.binding.remove(i);
+            let Some(fwd) = self.watch.forwards.get(b.index).cloned() else {
+                continue;
+            };
+            let failed: Vec<(SocketAddr, String)> = b
+                .failed
+                .iter()
+                .filter_map(|(addr, why)| {
+                    let ip: IpAddr = std::str::from_utf8(addr).ok()?.parse().ok()?;
+                    Some((
+                        SocketAddr::new(ip, listen_port(&fwd)?),
+                        String::from_utf8_lossy(why).into_owned(),
+                    ))
+                })
+                .collect();
+            let bound: Vec<SocketAddr> = match fwd.local_tcp_listen() {
+                Some((host, port)) => probe::addresses(host, port, &self.watch.probe)
+                    .into_iter()
+                    .filter(|a| !failed.iter().any(|(f, _)| f.ip() == a.ip()))
+                    .collect(),
+                None => Vec::new(),
+            };
+            self.failed.push(b.index);
+            let refusal = if bound.is_empty() || failed.is_empty() {
+                Refusal::Said(bind_reason(&b.failed, listen_port(&fwd).unwrap_or(0)))
+            } else {
+                Refusal::Partial { bound, failed }
+            };
+            self.flush();
+            on(Failed {
+                index: b.index,
+                forward: fwd,
+                refusal,
+            });
+        }
     }
 
     fn flush(&mut self) {
@@ -189,10 +274,30 @@ impl LogReader {
     }
 }
 
+fn listen_port(f: &Forward) -> Option<u16> {
+    f.local_tcp_listen().map(|(_, port)| port)
+}
+
+/// `bind [127.0.0.1]:3131: Address already in use`, each address ssh named.
+fn bind_reason(failed: &[(Vec<u8>, Vec<u8>)], port: u16) -> String {
+    failed
+        .iter()
+        .map(|(a, r)| {
+            format!(
+                "bind [{}]:{port}: {}",
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(r)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the matcher's pieces are judged against.
 struct State<'a> {
     watch: &'a Watch,
     failed: &'a mut Vec<usize>,
+    binding: &'a mut Vec<Binding>,
     answers: &'a mut usize,
 }
 
@@ -249,18 +354,53 @@ impl State<'_> {
         let f = blame::through_master(f);
         let mut hit: Vec<Failed> = Vec::new();
         for (i, fwd) in self.watch.forwards.iter().enumerate() {
-            if let Some(reason) = blame::names(&f, fwd) {
-                hit.push(Failed {
+            let Some(reason) = blame::names(&f, fwd) else {
+                continue;
+            };
+            match &f {
+                // One address of a local forward: the others may bind. Held
+                // back until ssh says it gave up, or a moment has passed.
+                Failure::LocalBind { addr, reason, .. } if !self.failed.contains(&i) => {
+                    let at = match self.binding.iter().position(|b| b.index == i) {
+                        Some(at) => at,
+                        None => {
+                            self.binding.push(Binding {
+                                index: i,
+                                failed: Vec::new(),
+                                since: Instant::now(),
+                            });
+                            self.binding.len() - 1
+                        }
+                    };
+                    self.binding[at].failed.push((addr.clone(), reason.clone()));
+                    return Hits {
+                        new: Vec::new(),
+                        named: true,
+                    };
+                }
+                // No address bound: the addresses named before, or this line.
+                Failure::LocalCannotListen { port } => {
+                    let reason = match self.binding.iter().position(|b| b.index == i) {
+                        Some(at) => bind_reason(&self.binding.remove(at).failed, *port),
+                        None => reason,
+                    };
+                    hit.push(Failed {
+                        index: i,
+                        forward: fwd.clone(),
+                        refusal: Refusal::Said(reason),
+                    });
+                }
+                _ => hit.push(Failed {
                     index: i,
                     forward: fwd.clone(),
-                    reason,
-                });
+                    refusal: Refusal::Said(reason),
+                }),
             }
         }
         // `Could not request local forwarding.` names no port: the one
         // whose port is taken now is the one that failed.
         if f == Failure::LocalNoneSucceeded {
-            if self.failed.iter().any(|&i| self.is_local(i)) {
+            if self.failed.iter().any(|&i| self.is_local(i)) || !self.binding.is_empty() {
                 return Hits {
                     new: Vec::new(),
                     named: true,
@@ -272,7 +412,7 @@ impl State<'_> {
                     hit.push(Failed {
                         index: i,
                         forward: fwd.clone(),
-                        reason,
+                        refusal: Refusal::Said(reason),
                     });
                 }
             }
@@ -361,7 +501,11 @@ mod tests {
             let mut got = Vec::new();
             let out = self.out.clone();
             assert!(self.reader.on_readable(&mut |f| {
-                got.push((f.index, f.reason, std::fs::read(&out).unwrap()))
+                let reason = match f.refusal {
+                    Refusal::Said(r) => r,
+                    p => format!("{p:?}"),
+                };
+                got.push((f.index, reason, std::fs::read(&out).unwrap()))
             }));
             got
         }
@@ -507,6 +651,58 @@ mod tests {
         );
         assert!(rig.feed(NONE).is_empty());
         assert_eq!(rig.relayed(), NONE);
+    }
+
+    #[test]
+    fn a_bind_that_failed_on_one_address_is_judged_once_ssh_has_had_its_say() {
+        let (port, other) = (47_001, 47_002);
+        let mut rig = Rig::new(watch(&[
+            &format!("L:{port}:h:22"),
+            &format!("L:{other}:h:22"),
+        ]));
+        // No address bound: ssh gives up in the same breath.
+        let got = rig.feed(
+            format!(
+                "bind [127.0.0.1]:{other}: Address already in use\r\n\
+                 bind [::1]:{other}: Address already in use\r\n\
+                 channel_setup_fwd_listener_tcpip: cannot listen to port: {other}\r\n"
+            )
+            .as_bytes(),
+        );
+        let both = format!(
+            "bind [127.0.0.1]:{other}: Address already in use, \
+             bind [::1]:{other}: Address already in use"
+        );
+        assert_eq!(got, [(1, both, Vec::new())]);
+        // One address failed, and ssh goes on: held back, then judged.
+        let got =
+            rig.feed(format!("bind [127.0.0.1]:{port}: Address already in use\r\n").as_bytes());
+        assert!(got.is_empty());
+        assert!(rig.reader.deadline().is_some());
+        let mut judged = Vec::new();
+        rig.reader.on_time(Instant::now(), &mut |f| judged.push(f));
+        assert!(judged.is_empty(), "judged before ssh had its say");
+        rig.reader
+            .on_time(Instant::now() + SETTLE, &mut |f| judged.push(f));
+        assert_eq!(judged.len(), 1);
+        let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let want_bound: Vec<SocketAddr> = probe::addresses(None, port, &Opts::default())
+            .into_iter()
+            .filter(|a| *a != v4)
+            .collect();
+        let want = if want_bound.is_empty() {
+            // No other loopback family here: nothing else could bind.
+            Refusal::Said(format!("bind [127.0.0.1]:{port}: Address already in use"))
+        } else {
+            Refusal::Partial {
+                bound: want_bound,
+                failed: vec![(v4, "Address already in use".into())],
+            }
+        };
+        assert_eq!(judged[0].refusal, want);
+        assert_eq!(rig.reader.deadline(), None);
+        assert_eq!(rig.relayed(), b"");
+        assert_eq!(rig.reader.close(&mut |_| {}), [1, 0]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod restore;
 
 use crate::child::End;
 use crate::events::{self, Signals};
-use log::{Failed, LogReader};
+use log::{Failed, LogReader, Refusal};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{self, Signal};
@@ -87,7 +87,7 @@ pub fn run(
             if let Some(r) = parts.restorer.take() {
                 r.stop();
             }
-            if parts.done(at) {
+            if parts.done(at, report) {
                 break;
             }
         }
@@ -155,6 +155,10 @@ pub fn run(
         if log_ready {
             parts.read_log(report);
         }
+        if let Some(log) = parts.log.as_mut() {
+            let restorer = &mut parts.restorer;
+            log.on_time(Instant::now(), &mut |f| parts_failed(restorer, report, f));
+        }
         if let Some(r) = parts.restorer.as_mut() {
             for index in exited {
                 r.on_holder_exit(index);
@@ -183,22 +187,25 @@ impl Parts {
 
     /// Whether the run is over once ssh has ended (at `at`): the log is
     /// drained, and `-f`'s answers are in or no longer waited for.
-    fn done(&mut self, at: Instant) -> bool {
+    fn done(&mut self, at: Instant, report: &mut dyn Report) -> bool {
         let Some(log) = self.log.as_mut() else {
             return true;
         };
-        // What ssh wrote before it ended is in the FIFO now: relay it.
-        let mut sink = |_: Failed| {};
-        let open = log.on_readable(&mut sink);
+        // What ssh wrote before it ended is in the FIFO now: relay it. (A
+        // `-f` ssh's refusals are reported; nothing is restored any more.)
+        let open = log.on_readable(&mut |f| report.failed(&f));
         let waiting = open && log.answers() < self.answers_wanted && at.elapsed() < ANSWER_WAIT;
         !waiting
     }
 
+    /// The earliest time a part wants the loop back without an event.
     fn deadline(&self, ended: Option<Instant>) -> Option<Instant> {
-        match ended {
+        let log = self.log.as_ref().and_then(LogReader::deadline);
+        let other = match ended {
             Some(at) => Some(at + ANSWER_WAIT),
             None => self.restorer.as_ref().and_then(Restorer::deadline),
-        }
+        };
+        log.into_iter().chain(other).min()
     }
 }
 
@@ -212,6 +219,10 @@ fn parts_failed(restorer: &mut Option<Restorer>, report: &mut dyn Report, f: Fai
             forward: f.forward.clone(),
             cancel: true,
             holder: None,
+            addrs: match &f.refusal {
+                Refusal::Partial { failed, .. } => Some(failed.iter().map(|(a, _)| *a).collect()),
+                Refusal::Said(_) => None,
+            },
         });
     }
 }

@@ -30,6 +30,7 @@ use crate::probe::{self, Opts};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -46,6 +47,9 @@ pub struct Item {
     pub cancel: bool,
     /// The holder the probe named: waited on at once, without naming it again.
     pub holder: Option<u32>,
+    /// The addresses waited for, when ssh listens on the forward's others
+    /// (a partly bound forward); `None`: all of them.
+    pub addrs: Option<Vec<SocketAddr>>,
 }
 
 const LOCAL_FIRST: Duration = Duration::from_secs(1);
@@ -253,12 +257,12 @@ impl Restorer {
         if let Wait::Holder { recheck, .. } = &mut p.wait {
             // The periodic look while the holder lives: a bind probe only
             // (naming the holder walks /proc; the watch is still good).
-            if !is_free(&p.item.forward, &self.probe) {
+            if !waited_free(&p.item, &self.probe) {
                 *recheck = Instant::now() + HOLDER_RECHECK;
                 return;
             }
         }
-        match local_side(&p.item.forward, &self.probe) {
+        match local_side(&p.item, &self.probe) {
             Side::Held(Some(pid)) => match ProcWatch::open(pid) {
                 Some(watch) => {
                     p.wait = Wait::Holder {
@@ -364,10 +368,26 @@ fn is_free(f: &Forward, o: &Opts) -> bool {
     }
 }
 
+/// Whether what `item` waits for is free: the addresses ssh could not bind
+/// (the others are ssh's own), or its whole listen side.
+fn waited_free(item: &Item, o: &Opts) -> bool {
+    match &item.addrs {
+        Some(addrs) => addrs.iter().all(|&a| probe::tcp_addr(a).is_ok()),
+        None => is_free(&item.forward, o),
+    }
+}
+
 /// The probe's verdict (plan.rs, the same one the run started from), with
 /// the holder to wait on when the system names it.
-fn local_side(f: &Forward, o: &Opts) -> Side {
-    match crate::plan::verdict(f, o) {
+fn local_side(item: &Item, o: &Opts) -> Side {
+    let v = match &item.addrs {
+        Some(addrs) => match addrs.iter().find_map(|&a| probe::tcp_addr(a).err()) {
+            Some(busy) => crate::plan::busy_verdict(busy),
+            None => crate::plan::Verdict::Free,
+        },
+        None => crate::plan::verdict(&item.forward, o),
+    };
+    match v {
         crate::plan::Verdict::Free => Side::Free,
         v => Side::Held(v.holder_pid()),
     }
@@ -447,6 +467,7 @@ mod tests {
             forward: parse_arg(letter, spec.as_bytes()).unwrap(),
             cancel: false,
             holder: None,
+            addrs: None,
         }
     }
 
