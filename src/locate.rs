@@ -18,6 +18,21 @@ fn identity(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// The identity of this very binary: on Linux one stat of /proc/self/exe
+/// (it names the file even under another name or after a rename).
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
+fn own_identity() -> Option<(u64, u64)> {
+    identity(Path::new("/proc/self/exe"))
+}
+
+/// Without /proc: the path the system gives (`_NSGetExecutablePath` on
+/// macOS, the KERN_PROC_PATHNAME sysctl on FreeBSD), then a stat of it,
+/// which follows the PATH shim's symlink to the file itself.
+#[cfg(any(not(target_os = "linux"), rosh_portable))]
+fn own_identity() -> Option<(u64, u64)> {
+    identity(&std::env::current_exe().ok()?)
+}
+
 /// The identity of `p` if it is an executable file: one stat for both.
 fn executable(p: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(p)
@@ -29,7 +44,7 @@ fn executable(p: &Path) -> Option<(u64, u64)> {
 /// The real ssh to run. `explicit` is `--ssh` or `ROSH_SSH`; a bare name is
 /// looked up on PATH like ssh itself would be.
 pub fn real_ssh(explicit: Option<&OsStr>, path_var: Option<&OsStr>) -> Result<PathBuf, Error> {
-    let me = identity(Path::new("/proc/self/exe"));
+    let me = own_identity();
     if let Some(e) = explicit.filter(|e| !e.is_empty()) {
         let p = if e.as_bytes().contains(&b'/') {
             PathBuf::from(e)
@@ -132,6 +147,15 @@ mod tests {
         let e = real_ssh(None, Some(&empty)).unwrap_err();
         assert!(matches!(e, Error::NoSsh), "{e}");
         assert!(e.to_string().starts_with("no ssh found on PATH"), "{e}");
+    }
+
+    /// Whichever way it is found, this binary's identity is its own file's.
+    #[test]
+    fn own_identity_is_this_binary() {
+        let exe = std::env::current_exe().unwrap();
+        assert!(own_identity().is_some());
+        assert_eq!(own_identity(), identity(&exe));
+        assert_ne!(own_identity(), identity(Path::new("/bin/sh")));
     }
 
     #[test]
