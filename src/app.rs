@@ -12,7 +12,7 @@ use crate::plan::{Plan, argv_forwards};
 use crate::{blame, check, describe, locate, ownmaster, quote};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Runs rosh-ssh; the caller ends the process the way the result says.
 pub fn run() -> Result<End, Error> {
@@ -224,7 +224,7 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 }
 
 /// Proxy mode can't rewrite the forwards of the ssh that started it, but it
-/// can see them: the parent's arguments (/proc/PPID/cmdline) and effective
+/// can see them: the parent's arguments (`parent::ssh_words`) and effective
 /// config (`ssh -G`). One line per local forward that will fail, naming the
 /// holder, before ssh tries. Anything unclear is skipped in silence: the
 /// connection matters more than the warning. Returns the parent's
@@ -232,7 +232,7 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 /// AddressFamily.
 fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent> {
     let ssh = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()).ok()?;
-    let words = parent_ssh_words(&ssh)?;
+    let words = crate::parent::ssh_words(&ssh)?;
     let args = Args::parse(words.clone());
     if args.error {
         return None;
@@ -255,39 +255,4 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent
         connect_timeout: eff.connect_timeout,
         family: eff.probe.family,
     })
-}
-
-/// The arguments of the ssh that runs this ProxyCommand: the parent, or the
-/// grandparent when a shell sits between (`sh -c` without `exec`).
-fn parent_ssh_words(ssh: &Path) -> Option<Vec<OsString>> {
-    use std::os::unix::ffi::OsStringExt;
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let want = id(ssh)?;
-    let mut pid = nix::unistd::getppid().as_raw();
-    for _ in 0..2 {
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        if id(&proc.join("exe")) == Some(want) {
-            let raw = std::fs::read(proc.join("cmdline")).ok()?;
-            let mut words: Vec<OsString> = raw
-                .split(|&b| b == 0)
-                .map(|w| OsString::from_vec(w.to_vec()))
-                .collect();
-            if raw.ends_with(&[0]) {
-                words.pop();
-            }
-            words.remove(0);
-            return Some(words);
-        }
-        let stat = std::fs::read_to_string(proc.join("stat")).ok()?;
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        pid = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-    }
-    None
 }
