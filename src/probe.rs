@@ -99,8 +99,9 @@ impl fmt::Display for Busy {
 /// need root or CAP_NET_BIND_SERVICE.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 const PRIVILEGE: &str = "root or CAP_NET_BIND_SERVICE";
-/// FreeBSD: net.inet.ip.portrange.reservedhigh (1023); macOS: below 1024 on
-/// a given address (XNU in_pcbbind: the IPv4 wildcard needs no privilege).
+/// FreeBSD: up to net.inet.ip.portrange.reservedhigh (1023); macOS: below
+/// 1024 on a given address (xnu in_pcbbind, in6_pcbbind: the wildcard needs
+/// no privilege).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const PRIVILEGE: &str = "root";
 
