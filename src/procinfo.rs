@@ -87,9 +87,25 @@ mod sys {
     use super::*;
     use std::os::unix::ffi::OsStrExt;
 
+    /// KERN_PROCARGS2 into a KERN_ARGMAX buffer, as `ps` reads it: the
+    /// kernel copies the top of the process's stack, sized by the buffer.
     pub fn args(pid: i32) -> Option<Vec<OsString>> {
+        let mut argmax: libc::c_int = 0;
+        let mut len = size_of::<libc::c_int>();
+        let mut mib = [libc::CTL_KERN, libc::KERN_ARGMAX];
+        // SAFETY: an int answer into an int of the length given.
+        if unsafe { sysctl(&mut mib, (&raw mut argmax).cast(), &mut len) } != 0 {
+            return None;
+        }
+        let mut buf = vec![0u8; usize::try_from(argmax).ok().filter(|&n| n > 0)?];
+        let mut len = buf.len();
         let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid];
-        procargs2_words(&sysctl(&mut mib)?)
+        // SAFETY: the buffer is `len` bytes; the kernel says how many it wrote.
+        if unsafe { sysctl(&mut mib, buf.as_mut_ptr().cast(), &mut len) } != 0 {
+            return None;
+        }
+        buf.truncate(len);
+        procargs2_words(&buf)
     }
 
     pub fn exe(pid: i32) -> Option<(u64, u64)> {
@@ -111,32 +127,11 @@ mod sys {
         (got == size).then(|| info.pbi_ppid as i32)
     }
 
-    /// A sysctl's whole answer: asked for its size first.
-    fn sysctl(mib: &mut [libc::c_int]) -> Option<Vec<u8>> {
-        let mut len = 0;
-        // SAFETY: a size query (no buffer), then a read into a buffer of
-        // the length passed; the kernel writes at most that and says how much.
-        unsafe {
-            let ask = |buf: *mut libc::c_void, len: &mut usize| {
-                libc::sysctl(
-                    mib.as_ptr().cast_mut(),
-                    mib.len() as libc::c_uint,
-                    buf,
-                    len,
-                    std::ptr::null_mut(),
-                    0,
-                )
-            };
-            if ask(std::ptr::null_mut(), &mut len) != 0 || len == 0 {
-                return None;
-            }
-            let mut buf = vec![0u8; len];
-            if ask(buf.as_mut_ptr().cast(), &mut len) != 0 {
-                return None;
-            }
-            buf.truncate(len);
-            Some(buf)
-        }
+    /// sysctl(3) reading `mib` into `buf` of `*len` bytes.
+    unsafe fn sysctl(mib: &mut [libc::c_int], buf: *mut libc::c_void, len: &mut usize) -> i32 {
+        let n = mib.len() as libc::c_uint;
+        // SAFETY: the caller's buffer holds `*len` bytes.
+        unsafe { libc::sysctl(mib.as_mut_ptr(), n, buf, len, std::ptr::null_mut(), 0) }
     }
 }
 

@@ -334,7 +334,10 @@ mod sys {
     /// The socket fds of `pid`; Err(true) when the system refuses to say
     /// (EPERM: another user's process), Err(false) when it is gone.
     pub fn socket_fds(pid: i32) -> Result<Vec<i32>, bool> {
-        let refused = || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        // libproc answers 0 and sets errno on failure; a process with no fd
+        // at all answers 0 too, so errno starts clear.
+        let refused = || nix::errno::Errno::last() == nix::errno::Errno::EPERM;
+        nix::errno::Errno::clear();
         // SAFETY: a size query with no buffer.
         let n =
             unsafe { libc::proc_pidinfo(pid, libc::PROC_PIDLISTFDS, 0, std::ptr::null_mut(), 0) };
