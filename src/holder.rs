@@ -200,5 +200,9 @@ mod tests {
             Unknown::OtherUser { uid: 1000 }.to_string(),
             "held by a process of uid 1000 (not visible)"
         );
+        assert_eq!(
+            Unknown::NotVisible.to_string(),
+            "held by a process of another user (not visible)"
+        );
     }
 }
