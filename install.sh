@@ -100,7 +100,10 @@ install_all() {
   put "$src/completions/_rosh" "$ZSHCOMP/_rosh" 644
   put "$src/completions/rosh-ssh.fish" "$FISHCOMP/rosh-ssh.fish" 644
   put "$src/completions/rosh.fish" "$FISHCOMP/rosh.fish" 644
-  ln -sfn ../../../bin/rosh-ssh "$prefix/lib/rosh/bin/ssh" || err 'cannot make the ssh shim'
+  # rm, then ln -s: POSIX ln has no -n (a shim left as a symlink to a
+  # directory would otherwise get the new link inside it).
+  rm -f "$prefix/lib/rosh/bin/ssh" || err 'cannot replace the ssh shim'
+  ln -s ../../../bin/rosh-ssh "$prefix/lib/rosh/bin/ssh" || err 'cannot make the ssh shim'
   "$prefix/bin/rosh-ssh" --version >/dev/null 2>&1 || err "$prefix/bin/rosh-ssh does not run"
 
   say "installed into $prefix:"
@@ -209,7 +212,8 @@ main() {
   # The lines printed for rc files quote the prefix in single quotes.
   case $prefix in *\'*) err "--prefix must not contain a single quote: $prefix" ;; esac
   case $prefix in /*) ;; *) prefix=$(pwd)/$prefix ;; esac
-  src=$(cd "$(dirname "$0")" && pwd) || err 'cannot find the source directory'
+  # With CDPATH set, cd would print the directory it chose.
+  src=$(CDPATH='' cd "$(dirname "$0")" && pwd) || err 'cannot find the source directory'
   if [ -n "$uninstall" ]; then uninstall_all; else install_all; fi
 }
 

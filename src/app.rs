@@ -5,8 +5,6 @@ use crate::child::End;
 use crate::cli::{self, Mode};
 use crate::error::Error;
 use crate::{check, connect, locate};
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
 
 /// Runs rosh-ssh; the caller ends the process the way the result says.
 pub fn run() -> Result<End, Error> {
@@ -27,7 +25,7 @@ pub fn run() -> Result<End, Error> {
             let parent = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), None)
                 .ok()
                 .and_then(|ssh| {
-                    let words = parent_ssh_words(&ssh)?;
+                    let words = crate::parent::ssh_words(&ssh)?;
                     connect::warn_parent_forwards(&ssh, words)
                 })
                 .unwrap_or_default();
@@ -55,39 +53,4 @@ pub fn run() -> Result<End, Error> {
             connect::run(&cli, &ssh, depth)
         }
     }
-}
-
-/// The arguments of the ssh that runs this ProxyCommand: the parent, or the
-/// grandparent when a shell sits between (`sh -c` without `exec`).
-fn parent_ssh_words(ssh: &Path) -> Option<Vec<OsString>> {
-    use std::os::unix::ffi::OsStringExt;
-    use std::os::unix::fs::MetadataExt;
-    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
-    let want = id(ssh)?;
-    let mut pid = nix::unistd::getppid().as_raw();
-    for _ in 0..2 {
-        let proc = PathBuf::from(format!("/proc/{pid}"));
-        if id(&proc.join("exe")) == Some(want) {
-            let raw = std::fs::read(proc.join("cmdline")).ok()?;
-            let mut words: Vec<OsString> = raw
-                .split(|&b| b == 0)
-                .map(|w| OsString::from_vec(w.to_vec()))
-                .collect();
-            if raw.ends_with(&[0]) {
-                words.pop();
-            }
-            words.remove(0);
-            return Some(words);
-        }
-        let stat = std::fs::read_to_string(proc.join("stat")).ok()?;
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        pid = stat
-            .rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-    }
-    None
 }

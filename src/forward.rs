@@ -61,8 +61,10 @@ pub struct Forward {
 const PORT_STREAMLOCAL: i32 = -2;
 /// netdb.h NI_MAXHOST: parse_forward rejects host names at least this long.
 const NI_MAXHOST: usize = 1025;
-/// readconf.h PATH_MAX_SUN = sizeof(sun_path) on Linux.
-const PATH_MAX_SUN: usize = 108;
+/// readconf.h PATH_MAX_SUN = sizeof(sun_path): 108 on Linux, 104 on the
+/// BSDs, taken from the target's own `struct sockaddr_un`.
+pub const PATH_MAX_SUN: usize =
+    size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path);
 /// readconf.c process_config_line: `char fwdarg[256]`, filled with
 /// snprintf/strlcpy, so keyword specs are silently cut to 255 bytes.
 const FWDARG_MAX: usize = 255;
@@ -729,7 +731,7 @@ fn respell_address(h: &[u8]) -> Option<Vec<u8>> {
 /// `text` as ssh.c's percent_expand could have made it from `pattern`:
 /// `%%` is a `%`, any other `%x` stands for any text (the values of
 /// DEFAULT_CLIENT_PERCENT_EXPAND_ARGS: %C, %d, %h, %i, %j, %k, %L, %l,
-/// %n, %p, %r, %u, ...). Bounded: paths are under 108 bytes (sun_path).
+/// %n, %p, %r, %u, ...). Bounded: paths are under PATH_MAX_SUN bytes.
 pub fn percent_match(pattern: &[u8], text: &[u8]) -> bool {
     // The pattern as tokens: Some(byte) to match, None for any text.
     let mut toks: Vec<Option<u8>> = Vec::with_capacity(pattern.len());
@@ -909,18 +911,20 @@ fn parse_printed(s: &[u8]) -> Option<Endpoint> {
 mod tests {
 
     /// misc.h limits, each side alone (checked with ssh -G): host names
-    /// shorter than NI_MAXHOST (1025), socket paths shorter than sun_path (108).
+    /// shorter than NI_MAXHOST (1025), socket paths shorter than sun_path
+    /// (108 on Linux, 104 on the BSDs).
     #[test]
     fn each_side_too_long_alone_is_refused() {
         let a = |n: usize| "a".repeat(n);
         let path = |n: usize| format!("/tmp/{}", "p".repeat(n - 5));
+        let sun = PATH_MAX_SUN;
         let table = [
             (format!("{}:1:h:2", a(1024)), true),
             (format!("{}:1:h:2", a(1025)), false),
-            (format!("{}:h:2", path(107)), true),
-            (format!("{}:h:2", path(108)), false),
+            (format!("{}:h:2", path(sun - 1)), true),
+            (format!("{}:h:2", path(sun)), false),
             (format!("1:{}:2", a(1025)), false),
-            (format!("1:{}", path(108)), false),
+            (format!("1:{}", path(sun)), false),
         ];
         for (spec, ok) in table {
             assert_eq!(
@@ -1187,13 +1191,25 @@ mod tests {
 
     #[test]
     fn lengths() {
-        // NI_MAXHOST 1025 and PATH_MAX_SUN 108, as strlen >= limit.
+        // NI_MAXHOST 1025 and PATH_MAX_SUN, as strlen >= limit.
         let host = |n: usize| format!("1:{}:2", "h".repeat(n));
         assert!(parse_arg_with_env(b'L', host(1024).as_bytes(), &env).is_some());
         assert!(parse_arg_with_env(b'L', host(1025).as_bytes(), &env).is_none());
         let path = |n: usize| format!("1:/{}", "p".repeat(n - 1));
-        assert!(parse_arg_with_env(b'L', path(107).as_bytes(), &env).is_some());
-        assert!(parse_arg_with_env(b'L', path(108).as_bytes(), &env).is_none());
+        let sun = PATH_MAX_SUN;
+        assert!(parse_arg_with_env(b'L', path(sun - 1).as_bytes(), &env).is_some());
+        assert!(parse_arg_with_env(b'L', path(sun).as_bytes(), &env).is_none());
+    }
+
+    /// sizeof(sun_path) from the target's struct: 108 on Linux, 104 on the BSDs.
+    #[test]
+    fn sun_path_is_the_targets() {
+        let want = if cfg!(any(target_os = "linux", target_os = "android")) {
+            108
+        } else {
+            104
+        };
+        assert_eq!(PATH_MAX_SUN, want);
     }
 
     /// (keyword, args, ssh -G output or None for an error).

@@ -102,6 +102,13 @@ pub fn words(
         plumbing.push(o.into());
     };
     if live {
+        // First of all: the first value ssh obtains is the one it keeps.
+        if let Some(eoff) = policy.exit_on_forward_failure {
+            option(format!(
+                "ExitOnForwardFailure={}",
+                if eoff { "yes" } else { "no" }
+            ));
+        }
         match &policy.restore {
             Restore::Private => {
                 if let Some(ctl) = dirs.ctl()? {
@@ -114,12 +121,6 @@ pub fn words(
             }
             Restore::Theirs(path) => out.ctl = Some(path.clone()),
             Restore::No(_) => {}
-        }
-        if let Some(eoff) = policy.exit_on_forward_failure {
-            option(format!(
-                "ExitOnForwardFailure={}",
-                if eoff { "yes" } else { "no" }
-            ));
         }
         if policy.read_log && log {
             if let Some(list) = &policy.log_verbose {

@@ -33,7 +33,7 @@ pub struct Outer {
 impl Outer {
     /// This process, for its child's environment.
     pub fn me() -> String {
-        let (dev, ino) = identity(Path::new("/proc/self/exe")).unwrap_or((0, 0));
+        let (dev, ino) = own_identity().unwrap_or((0, 0));
         format!("{}:{dev}:{ino}", std::process::id())
     }
 
@@ -63,6 +63,21 @@ fn identity(p: &Path) -> Option<Id> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
+/// The identity of this very binary: on Linux one stat of /proc/self/exe
+/// (it names the file even under another name or after a rename).
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
+fn own_identity() -> Option<Id> {
+    identity(Path::new("/proc/self/exe"))
+}
+
+/// Without /proc: the path the system gives (`_NSGetExecutablePath` on
+/// macOS, the KERN_PROC_PATHNAME sysctl on FreeBSD), then a stat of it,
+/// which follows the PATH shim's symlink to the file itself.
+#[cfg(any(not(target_os = "linux"), rosh_portable))]
+fn own_identity() -> Option<Id> {
+    identity(&std::env::current_exe().ok()?)
+}
+
 /// The identity of `p` if it is an executable file: one stat for both.
 fn executable(p: &Path) -> Option<Id> {
     std::fs::metadata(p)
@@ -80,7 +95,7 @@ pub fn real_ssh(
     path_var: Option<&OsStr>,
     outer: Option<Outer>,
 ) -> Result<PathBuf, Error> {
-    let me: Vec<Id> = identity(Path::new("/proc/self/exe"))
+    let me: Vec<Id> = own_identity()
         .into_iter()
         .chain(outer.map(|o| o.file))
         .collect();
@@ -189,6 +204,15 @@ mod tests {
         let e = real_ssh(None, Some(&empty), None).unwrap_err();
         assert!(matches!(e, Error::NoSsh), "{e}");
         assert!(e.to_string().starts_with("no ssh found on PATH"), "{e}");
+    }
+
+    /// Whichever way it is found, this binary's identity is its own file's.
+    #[test]
+    fn own_identity_is_this_binary() {
+        let exe = std::env::current_exe().unwrap();
+        assert!(own_identity().is_some());
+        assert_eq!(own_identity(), identity(&exe));
+        assert_ne!(own_identity(), identity(Path::new("/bin/sh")));
     }
 
     #[test]

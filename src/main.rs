@@ -12,12 +12,17 @@
 //!   out is the stack-overflow message, whose setup reads /proc/self/maps
 //!   and maps an alternate signal stack on every start. A stack overflow
 //!   still kills the process with SIGSEGV. Arguments and the environment
-//!   come from glibc as before (std reads them in an `.init_array` hook).
+//!   come from glibc as before (std reads them in an `.init_array` hook),
+//!   and on macOS from `_NSGetArgv`. Elsewhere (FreeBSD, musl) std learns
+//!   them only from its own runtime start, so there `main` stays std's.
 //! - libgcc's unwinder is linked in statically (`gcc_eh`): with
 //!   `panic = "abort"` it is only there for backtraces, and loading
 //!   libgcc_s.so.1 at run time (mapping, relocation, its CPU-feature
 //!   constructor) cost about 75 us a start; linked in, it adds ~10 KB.
-#![no_main]
+#![cfg_attr(
+    any(all(target_os = "linux", target_env = "gnu"), target_vendor = "apple"),
+    no_main
+)]
 
 use rosh_ssh::child::End;
 
@@ -28,10 +33,21 @@ use rosh_ssh::child::End;
 #[link(name = "gcc_eh", kind = "static")]
 unsafe extern "C" {}
 
-/// The process entry, called by glibc's start code.
+/// The process entry, called by glibc's (or macOS's) start code.
+#[cfg(any(all(target_os = "linux", target_env = "gnu"), target_vendor = "apple"))]
 #[unsafe(no_mangle)]
 extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     runtime_setup();
+    run()
+}
+
+/// std's entry, where std's runtime is what hands it argv (see above).
+#[cfg(not(any(all(target_os = "linux", target_env = "gnu"), target_vendor = "apple")))]
+fn main() {
+    run();
+}
+
+fn run() -> ! {
     let end = match rosh_ssh::app::run() {
         Ok(end) => end,
         Err(err) => {
@@ -47,6 +63,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 /// lands on descriptor 2 and receives its messages), and SIGPIPE is ignored
 /// (a write to a closed pipe is an error to handle, not a death). ssh gets
 /// SIGPIPE back at its default, as std's `Command` always did.
+#[cfg(any(all(target_os = "linux", target_env = "gnu"), target_vendor = "apple"))]
 fn runtime_setup() {
     // SAFETY: poll on a local array, open of a constant path and signal with
     // SIG_IGN are plain libc calls with no memory handed over.
@@ -56,7 +73,13 @@ fn runtime_setup() {
             events: 0,
             revents: 0,
         });
-        let polled = libc::poll(fds.as_mut_ptr(), 3, 0);
+        // Darwin's poll sets no POLLNVAL for a closed fd (std skips poll
+        // there for that reason): fcntl answers instead.
+        let polled = if cfg!(target_vendor = "apple") {
+            -1
+        } else {
+            libc::poll(fds.as_mut_ptr(), 3, 0)
+        };
         for p in &fds {
             let closed = if polled < 0 {
                 libc::fcntl(p.fd, libc::F_GETFD) == -1

@@ -189,6 +189,8 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 /// reading /proc is done only for what is busy.
 pub fn busy_verdict(busy: Busy) -> Verdict {
     let holder = match &busy {
+        // A system that cannot name holders says "in use" alone.
+        _ if !holder::NAMED => None,
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
         Busy::NotLocal { .. } => None,

@@ -4,6 +4,15 @@
 //! `channel_setup_fwd_listener_tcpip` resolves them with getaddrinfo and
 //! binds each with SO_REUSEADDR (and IPV6_V6ONLY on v6) before listening.
 //! The probe does the same and closes at once.
+//!
+//! Being ssh's own sequence, it agrees with ssh on each system, though the
+//! systems disagree with each other. Linux refuses to bind 127.0.0.1:P while
+//! anything listens on *:P (and the wildcard while 127.0.0.1:P is held),
+//! SO_REUSEADDR or not. The BSDs (XNU and FreeBSD in_pcbbind) with
+//! SO_REUSEADDR only refuse the very same address, so ssh's loopback forward
+//! binds beside a wildcard listener of the same user and takes its loopback
+//! connections; a socket of another user on an overlapping address is still
+//! refused (the "port stealing" check), and so is the same address.
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -12,7 +21,7 @@ use nix::sys::socket::{
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// `AddressFamily` (ssh -4 / -6 / `AddressFamily`): getaddrinfo's ai_family.
@@ -60,18 +69,14 @@ impl Busy {
 impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Busy::Tcp { addr, err } => {
-                match err {
-                    Errno::EADDRINUSE => write!(f, "in use: {addr}"),
-                    // Linux: ports below net.ipv4.ip_unprivileged_port_start
-                    // (1024 by default) need root or CAP_NET_BIND_SERVICE.
-                    Errno::EACCES | Errno::EPERM => write!(
-                        f,
-                        "permission denied: {addr} is a privileged port (needs root or CAP_NET_BIND_SERVICE)"
-                    ),
-                    _ => write!(f, "unavailable: {addr}"),
-                }
-            }
+            Busy::Tcp { addr, err } => match err {
+                Errno::EADDRINUSE => write!(f, "in use: {addr}"),
+                Errno::EACCES | Errno::EPERM => write!(
+                    f,
+                    "permission denied: {addr} is a privileged port (needs {PRIVILEGE})"
+                ),
+                _ => write!(f, "unavailable: {addr}"),
+            },
             Busy::NotLocal { addr } => write!(
                 f,
                 "{} is not an address of this host: nothing can listen on {addr}",
@@ -88,6 +93,17 @@ impl fmt::Display for Busy {
         }
     }
 }
+
+/// Who may bind a port below 1024.
+/// Linux: ports below net.ipv4.ip_unprivileged_port_start (1024 by default)
+/// need root or CAP_NET_BIND_SERVICE.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const PRIVILEGE: &str = "root or CAP_NET_BIND_SERVICE";
+/// FreeBSD: up to net.inet.ip.portrange.reservedhigh (1023); macOS: below
+/// 1024 on a given address (xnu in_pcbbind, in6_pcbbind: the wildcard needs
+/// no privilege).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const PRIVILEGE: &str = "root";
 
 /// channels.c channel_fwd_bind_addr, client side (is_client = 1): the
 /// getaddrinfo node and whether it is a wildcard (AI_PASSIVE) lookup.
@@ -156,7 +172,7 @@ fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let fd = socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = stream_socket(fam)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     match addr {
         SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
@@ -253,9 +269,27 @@ fn listener_answers(path: &std::path::Path) -> bool {
     let Ok(addr) = UnixAddr::new(path) else {
         return false;
     };
-    let flags = SockFlag::SOCK_CLOEXEC;
-    socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)
+    stream_socket(AddressFamily::Unix)
         .is_ok_and(|fd| socket::connect(fd.as_raw_fd(), &addr).is_ok())
+}
+
+/// A stream socket that no exec'd child inherits (ssh and the `ssh -O`
+/// helpers must never hold a probe's bound port). Linux sets close-on-exec
+/// in the same call (SOCK_CLOEXEC).
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
+fn stream_socket(fam: AddressFamily) -> Result<OwnedFd, Errno> {
+    socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+}
+
+/// macOS has no SOCK_CLOEXEC: FD_CLOEXEC is set right after, as std does
+/// for its own sockets there. A fork by another thread in between would
+/// still inherit the socket.
+#[cfg(any(not(target_os = "linux"), rosh_portable))]
+fn stream_socket(fam: AddressFamily) -> Result<OwnedFd, Errno> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let fd = socket::socket(fam, SockType::Stream, SockFlag::empty(), None)?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    Ok(fd)
 }
 
 #[cfg(test)]
@@ -296,8 +330,14 @@ mod tests {
         assert!(e.to_string().starts_with("in use: 127.0.0.1:"), "{e}");
         assert!(tcp(Some(b"127.0.0.1"), port, &o).is_err());
         assert!(tcp(Some(b"localhost"), port, &o).is_err());
-        // The wildcard overlaps the held loopback address.
-        assert!(tcp(Some(b"*"), port, &o).is_err());
+        // The wildcard overlaps the held loopback address: Linux refuses the
+        // bind; the BSDs, with SO_REUSEADDR, let ssh bind it beside a
+        // listener of the same user (in_pcbbind looks for the exact address).
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(tcp(Some(b"*"), port, &o).is_err());
+        } else {
+            assert!(tcp(Some(b"*"), port, &o).is_ok());
+        }
     }
 
     #[test]

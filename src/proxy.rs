@@ -45,6 +45,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Pipe size asked for the splice pipes: fewer trips through poll than the
 /// 64 KiB default; unprivileged processes may go up to fs.pipe-max-size (1 MiB).
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
 const PIPE_SIZE: libc::c_int = 256 * 1024;
 
 /// Buffer of the read/write fallback.
@@ -420,6 +421,7 @@ fn poll_one(fd: RawFd, events: libc::c_short) -> io::Result<()> {
 fn take_stdio() -> io::Result<(OwnedFd, OwnedFd)> {
     let take = |fd: RawFd| -> io::Result<OwnedFd> {
         // SAFETY: fcntl on an fd number; the result is a new fd we own.
+        // F_DUPFD_CLOEXEC is POSIX (2008): macOS and FreeBSD have it too.
         let new = cvt(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) })?;
         // SAFETY: `new` was just created and is owned by nobody else.
         Ok(unsafe { OwnedFd::from_raw_fd(new) })
@@ -456,9 +458,10 @@ fn cvt_size(ret: libc::ssize_t) -> io::Result<usize> {
 /// Relays `input` to `sock` and `sock` to `output` until both directions
 /// are closed. EOF on `input` shuts down the socket's sending side; EOF from
 /// the socket closes `output` (shut down first if it is a socket, since ssh
-/// may hold the same socket as our stdin too). Bytes move with splice(2)
-/// through a pipe per direction, or read/write where splice refuses an fd
-/// (EINVAL: a tty, a file opened O_APPEND).
+/// may hold the same socket as our stdin too). On Linux bytes move with
+/// splice(2) through a pipe per direction, or read/write where splice
+/// refuses an fd (EINVAL: a tty, a file opened O_APPEND); elsewhere (and
+/// built with `--cfg rosh_portable`) always with read/write through a buffer.
 pub fn relay(input: OwnedFd, output: OwnedFd, sock: OwnedFd) -> io::Result<()> {
     let (in_fd, out_fd) = (input.as_raw_fd(), output.as_raw_fd());
     let mut output = Some(output);
@@ -585,6 +588,7 @@ impl Drop for Blocking {
 /// How one direction moves its bytes.
 enum Mode {
     /// `src` -> pipe -> `dst` by splice; `held` bytes wait in the pipe.
+    #[cfg(all(target_os = "linux", not(rosh_portable)))]
     Splice {
         read: OwnedFd,
         write: OwnedFd,
@@ -612,6 +616,7 @@ struct Flow {
 
 impl Flow {
     fn new(src: RawFd, dst: RawFd) -> io::Result<Flow> {
+        #[cfg(all(target_os = "linux", not(rosh_portable)))]
         let mode = match splice_pipe() {
             Ok((read, write, size)) => Mode::Splice {
                 read,
@@ -621,6 +626,8 @@ impl Flow {
             },
             Err(_) => copy_mode(Vec::new()),
         };
+        #[cfg(any(not(target_os = "linux"), rosh_portable))]
+        let mode = copy_mode(Vec::new());
         Ok(Flow {
             src,
             dst,
@@ -632,6 +639,7 @@ impl Flow {
 
     fn pending(&self) -> usize {
         match &self.mode {
+            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Mode::Splice { held, .. } => *held,
             Mode::Copy { start, end, .. } => end - start,
         }
@@ -640,6 +648,7 @@ impl Flow {
     fn wants_read(&self) -> bool {
         !self.src_done
             && match &self.mode {
+                #[cfg(all(target_os = "linux", not(rosh_portable)))]
                 Mode::Splice { held, size, .. } => held < size,
                 Mode::Copy { buf, end, .. } => *end < buf.len(),
             }
@@ -651,6 +660,7 @@ impl Flow {
 
     fn read_step(&mut self) -> io::Result<()> {
         let got = match &mut self.mode {
+            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Mode::Splice {
                 write, held, size, ..
             } => match splice(self.src, write.as_raw_fd(), *size - *held) {
@@ -671,6 +681,7 @@ impl Flow {
             Ok(0) => self.src_done = true,
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
+            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
                 self.switch_to_copy()?;
                 return self.read_step();
@@ -682,6 +693,7 @@ impl Flow {
 
     fn write_step(&mut self) -> io::Result<()> {
         let put = match &mut self.mode {
+            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Mode::Splice { read, held, .. } => {
                 splice(read.as_raw_fd(), self.dst, *held).inspect(|&n| *held -= n)
             }
@@ -701,6 +713,7 @@ impl Flow {
         match put {
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
+            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
                 self.switch_to_copy()?;
                 return self.write_step();
@@ -717,6 +730,7 @@ impl Flow {
     }
 
     /// Leaves splice for read/write, keeping the bytes already in the pipe.
+    #[cfg(all(target_os = "linux", not(rosh_portable)))]
     fn switch_to_copy(&mut self) -> io::Result<()> {
         let Mode::Splice { read, held, .. } = &self.mode else {
             return Ok(());
@@ -757,6 +771,7 @@ fn retry_later(err: &io::Error) -> bool {
 }
 
 /// splice(2) does not work with this fd (tty, O_APPEND file, old kernel).
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
 fn splice_refused(err: &io::Error) -> bool {
     matches!(
         err.raw_os_error(),
@@ -764,6 +779,7 @@ fn splice_refused(err: &io::Error) -> bool {
     )
 }
 
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
     // SAFETY: splice between fds with no offsets.
@@ -780,6 +796,7 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     cvt_size(n)
 }
 
+#[cfg(all(target_os = "linux", not(rosh_portable)))]
 fn splice_pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two fds that we then own.
@@ -963,6 +980,17 @@ mod tests {
             assert!(sent == a, "up, {len} bytes");
             assert!(out == b, "down, {len} bytes");
         }
+    }
+
+    /// The build decides the relay: splice on Linux, read/write where there
+    /// is no splice and in the `--cfg rosh_portable` build, which must never
+    /// reach for splice (the tests above then run the copy path end to end).
+    #[test]
+    fn the_build_chooses_its_relay() {
+        let (r, w) = os_pipe::pipe().unwrap();
+        let flow = Flow::new(r.as_raw_fd(), w.as_raw_fd()).unwrap();
+        let splices = !matches!(flow.mode, Mode::Copy { .. });
+        assert_eq!(splices, cfg!(all(target_os = "linux", not(rosh_portable))));
     }
 
     #[test]

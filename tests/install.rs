@@ -366,19 +366,21 @@ fn uninstall_keeps_what_others_put_there() {
 fn fails_early_without_cargo_or_a_writable_prefix() {
     let dir = TempDir::new("install-fail");
     let prefix = dir.path().join("prefix");
-    // PATH with the basic tools only: no cargo. Not "/usr/bin:/bin":
-    // Debian's cargo-web (for ../shared/tools/cross-check) puts a cargo
-    // there; a directory of links to everything else stands in.
+    // PATH with the basic tools only: no cargo. Not /usr/bin itself:
+    // Debian's cargo-web (which the cross-check in .ci/run installs) puts a
+    // cargo there.
     let bin = dir.path().join("bin");
-    fs::create_dir(&bin).unwrap();
-    for d in ["/usr/bin", "/bin"] {
-        for e in fs::read_dir(d).unwrap().flatten() {
-            let name = e.file_name();
-            if name.to_string_lossy().starts_with("cargo") || bin.join(&name).exists() {
-                continue;
-            }
-            let _ = std::os::unix::fs::symlink(e.path(), bin.join(&name));
-        }
+    fs::create_dir_all(&bin).unwrap();
+    let tools = [
+        "dirname", "cat", "mkdir", "rm", "cp", "chmod", "mv", "ln", "sort", "rmdir",
+    ];
+    for tool in tools {
+        let found = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no {tool} in /usr/bin or /bin"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
     }
     let out = install(
         dir.path(),

@@ -421,13 +421,19 @@ fn the_words_ssh_gets() {
     let d = dir.path();
     let free = lab::free_port().to_string();
     let l = format!("{free}:h:22");
-    // Kept forwards: ExitOnForwardFailure=no first, the log FIFO, LogVerbose.
+    // Kept forwards: ExitOnForwardFailure=no first, the log FIFO, LogVerbose,
+    // and a private control socket (a forward that loses its port to a race
+    // after the probe is restored through it).
     let w = words_for(d, &["-F", "/dev/null", "-L", &l, "h"], &[]);
     assert_eq!(w[..2], ["-o", "ExitOnForwardFailure=no"], "{w:?}");
     assert!(w.iter().any(|x| x == "-E"), "{w:?}");
     assert!(w.iter().any(|x| x.starts_with("LogVerbose=")), "{w:?}");
-    assert!(!w.iter().any(|x| x.starts_with("ControlMaster")), "{w:?}");
+    assert!(w.iter().any(|x| x == "ControlMaster=yes"), "{w:?}");
+    assert!(w.iter().any(|x| x == "ControlPersist=no"), "{w:?}");
     assert_eq!(w[w.len() - 3..], ["-L", &l, "h"], "{w:?}");
+    // --no-restore: no control socket.
+    let w = words_for(d, &["--no-restore", "-F", "/dev/null", "-L", &l, "h"], &[]);
+    assert!(!w.iter().any(|x| x.starts_with("ControlMaster")), "{w:?}");
     // --require-forward: yes.
     let w = words_for(
         d,

@@ -10,12 +10,18 @@
 //!   wrapper dies without a word (Linux: PR_SET_PDEATHSIG).
 //!
 //! The Linux calls (signalfd, pidfd_open, prctl) live in `linux.rs` and
-//! nowhere else.
+//! nowhere else; `portable.rs` is the rest of the world's (a self-pipe fed
+//! by sigaction, kqueue), chosen at build time, and on Linux too with
+//! `--cfg rosh_portable`.
 
 #[cfg(all(target_os = "linux", not(rosh_portable)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(rosh_portable)))]
 use linux as imp;
+#[cfg(any(not(target_os = "linux"), rosh_portable))]
+mod portable;
+#[cfg(any(not(target_os = "linux"), rosh_portable))]
+use portable as imp;
 
 use std::os::fd::BorrowedFd;
 
