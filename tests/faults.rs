@@ -371,7 +371,7 @@ fn wrapper_sigkilled_takes_ssh_with_it() {
         let gone = gone_within(ssh, lab::SSH, Duration::from_secs(5));
         if cfg!(rosh_portable) {
             assert!(!gone, "{e}: the portable build has no PR_SET_PDEATHSIG");
-            let _ = kill(Pid::from_raw(ssh), Signal::SIGTERM);
+            let _ = kill(Pid::from_raw(ssh as i32), Signal::SIGTERM);
             assert!(gone_within(ssh, lab::SSH, Duration::from_secs(5)), "{e}");
         } else {
             assert!(gone, "{e}: ssh {ssh} outlived a SIGKILLed wrapper");
