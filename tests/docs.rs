@@ -273,3 +273,125 @@ fn rosh_ssh_man_page_names_the_three_ways_in() {
         assert!(page.contains(w), "rosh-ssh(1) lacks {w:?}");
     }
 }
+
+/// The releases of CHANGELOG.md, newest first: (version, date) of each
+/// `## [X] - YYYY-MM-DD` heading (`## [Unreleased]` has neither).
+fn releases(changelog: &str) -> Vec<(String, String)> {
+    changelog
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ["))
+        .filter_map(|l| l.split_once("] - "))
+        .map(|(v, d)| (v.to_string(), d.to_string()))
+        .collect()
+}
+
+/// "0.10.2" -> [0, 10, 2], for ordering releases.
+fn numbers(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("version {version:?}")))
+        .collect()
+}
+
+#[test]
+fn one_version_in_cargo_toml_help_man_pages_and_changelog() {
+    let v = env!("CARGO_PKG_VERSION");
+    let out = Command::new(lab::rosh_ssh())
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rosh-ssh --version: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("rosh-ssh {v}\n")
+    );
+    // mdoc's .Os names the package and version in each page's footer.
+    for page in ["man/rosh-ssh.1", "man/rosh.1"] {
+        let os: Vec<String> = read(page)
+            .lines()
+            .filter(|l| l.starts_with(".Os"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(os, [format!(".Os rosh-ssh {v}")], "{page}");
+    }
+
+    // Keep a Changelog: the newest release first, and it is this version.
+    let changelog = read("CHANGELOG.md");
+    assert!(changelog.starts_with("# Changelog\n"), "CHANGELOG.md title");
+    let all = releases(&changelog);
+    assert_eq!(
+        all.first().map(|r| r.0.as_str()),
+        Some(v),
+        "CHANGELOG.md's top release is not Cargo.toml's version: {all:?}"
+    );
+    for pair in all.windows(2) {
+        let ((new, new_day), (old, old_day)) = (&pair[0], &pair[1]);
+        assert!(
+            numbers(new) > numbers(old) && new_day >= old_day,
+            "CHANGELOG.md: {new} ({new_day}) above {old} ({old_day})"
+        );
+    }
+    for (version, day) in &all {
+        let ok = day.len() == 10
+            && day.char_indices().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        assert!(
+            ok,
+            "CHANGELOG.md: {version}: date {day:?} is not YYYY-MM-DD"
+        );
+    }
+}
+
+#[test]
+fn licence_files_cargo_toml_and_debian_copyright_agree() {
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "MIT OR Apache-2.0");
+    let mit = read("LICENSE-MIT");
+    let apache = read("LICENSE-APACHE");
+    assert!(
+        mit.starts_with(
+            "Copyright (c) 2025-2026 The rosh-ssh developers\n\nPermission is hereby granted"
+        ),
+        "LICENSE-MIT: {mit}"
+    );
+    for w in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(apache.contains(w), "LICENSE-APACHE lacks {w:?}");
+    }
+
+    // pkg/copyright (DEP-5): the MIT text is LICENSE-MIT's, word for word
+    // (a continuation line is " " + the line, "." for a blank one).
+    let copyright = read("pkg/copyright");
+    assert!(copyright.starts_with(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+    ));
+    assert!(copyright.contains(
+        "Files: *\nCopyright: 2025-2026 The rosh-ssh developers\nLicense: MIT or Apache-2.0\n"
+    ));
+    let body: String = mit
+        .lines()
+        .skip(2)
+        .map(|l| {
+            if l.is_empty() {
+                " .\n".to_string()
+            } else {
+                format!(" {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        copyright.contains(&format!("License: MIT\n{body}\n")),
+        "pkg/copyright's MIT text is not LICENSE-MIT's"
+    );
+    assert!(copyright.contains("License: Apache-2.0\n"));
+    assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
+}
