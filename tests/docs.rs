@@ -395,3 +395,145 @@ fn licence_files_cargo_toml_and_debian_copyright_agree() {
     assert!(copyright.contains("License: Apache-2.0\n"));
     assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
 }
+
+/// The README's `<!-- figures: NAME -->` ... `<!-- end figures: NAME -->`
+/// blocks: (NAME, their lines), in order.
+fn figure_blocks(readme: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, Vec<String>)> = None;
+    for line in readme.lines() {
+        if let Some(name) = line
+            .strip_prefix("<!-- figures: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            assert!(
+                open.is_none(),
+                "README: figures block {name} inside another"
+            );
+            open = Some((name.to_string(), Vec::new()));
+        } else if let Some(name) = line
+            .strip_prefix("<!-- end figures: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            let block = open
+                .take()
+                .expect("README: end of a figures block never begun");
+            assert_eq!(
+                block.0, name,
+                "README: figures block ends under another name"
+            );
+            blocks.push(block);
+        } else if let Some((_, lines)) = open.as_mut() {
+            lines.push(line.to_string());
+        }
+    }
+    assert!(open.is_none(), "README: a figures block is not ended");
+    blocks
+}
+
+/// The output of the run whose `Run:` line is `run`, as bench/record.sh
+/// files it in bench/RESULTS.md: a fenced block starting with that line,
+/// under the heading `### NAME, DATE TIME UTC` taken from it.
+fn recorded<'a>(results: &'a str, run: &str) -> Option<Vec<&'a str>> {
+    let lines: Vec<&str> = results.lines().collect();
+    let heading = format!("### {}", run.strip_prefix("Run: ")?.split(';').next()?);
+    let at = (1..lines.len()).find(|&i| lines[i] == run && lines[i - 1] == "```text")?;
+    let above = lines[..at].iter().rev().find(|l| l.starts_with('#'))?;
+    if **above != heading {
+        return None;
+    }
+    let end = lines[at..].iter().position(|l| *l == "```")?;
+    Some(lines[at..at + end].to_vec())
+}
+
+#[test]
+fn readme_benchmark_figures_are_lines_of_recorded_runs() {
+    let readme = read("README.md");
+    let results = read("bench/RESULTS.md");
+    let blocks = figure_blocks(&readme);
+    let names: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bench", "restore_bench", "proxy_bench", "reattach_bench"],
+        "README: the figures blocks"
+    );
+    for (name, lines) in &blocks {
+        let lines: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let run = lines.first().copied().unwrap_or_default();
+        // "Run: NAME, YYYY-MM-DD HH:MM UTC; ...": when, then where.
+        let when = run
+            .strip_prefix(&format!("Run: {name}, "))
+            .and_then(|r| r.get(..20))
+            .unwrap_or_default();
+        let ok = when.len() == 20
+            && when.ends_with(" UTC")
+            && when.char_indices().all(|(i, c)| match i {
+                4 | 7 => c == '-',
+                10 => c == ' ',
+                13 => c == ':',
+                16.. => true,
+                _ => c.is_ascii_digit(),
+            });
+        assert!(
+            ok,
+            "README figures {name}: no `Run: {name}, DATE TIME UTC` line first: {run:?}"
+        );
+        assert!(
+            run.contains("rosh-ssh ") && run.contains(" CPUs"),
+            "README figures {name}: the Run line does not say what ran where: {run:?}"
+        );
+        let rows = &lines[1..];
+        assert!(
+            rows.len() >= 3 && rows.iter().all(|l| l.starts_with('|')),
+            "README figures {name}: not a table under the Run line: {rows:?}"
+        );
+        let Some(output) = recorded(&results, run) else {
+            panic!(
+                "README figures {name}: bench/RESULTS.md records no run {run:?} \
+                 (under its ### heading): run bench/record.sh {name}"
+            );
+        };
+        for l in &lines {
+            assert!(
+                output.contains(l),
+                "README figures {name}: {l:?} is not a line of the run recorded in bench/RESULTS.md"
+            );
+        }
+        // All of the run's table, in its order: no row left out.
+        let printed: Vec<&str> = output.into_iter().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(
+            rows,
+            printed.as_slice(),
+            "README figures {name}: not the whole table of the run recorded in bench/RESULTS.md"
+        );
+        if name == "bench" {
+            assert!(
+                rows.iter()
+                    .any(|r| r.starts_with("| release binary size (stripped) |")),
+                "README figures bench: no binary size row"
+            );
+        }
+    }
+
+    // No table row in the Benchmarks section outside those blocks.
+    let mut section = false;
+    let mut inside = false;
+    for line in readme.lines() {
+        if line.starts_with("## ") {
+            section = line == "## Benchmarks";
+        }
+        if line.starts_with("<!-- figures: ") {
+            inside = true;
+        } else if line.starts_with("<!-- end figures: ") {
+            inside = false;
+        }
+        assert!(
+            !(section && !inside && line.starts_with('|')),
+            "README's Benchmarks section: a table row no recorded run printed: {line:?}"
+        );
+    }
+}
