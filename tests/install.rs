@@ -375,10 +375,15 @@ fn uninstall_keeps_what_others_put_there() {
 fn fails_early_without_cargo_or_a_writable_prefix() {
     let dir = TempDir::new("install-fail");
     let prefix = dir.path().join("prefix");
-    // PATH with the basic tools only: no cargo.
+    // PATH with only what install.sh runs before it looks for cargo (a
+    // Debian cargo package puts cargo in /usr/bin: "/usr/bin:/bin" has it).
+    let tools = dir.path().join("tools");
+    fs::create_dir(&tools).unwrap();
+    let dirname = find("dirname").expect("dirname on PATH");
+    std::os::unix::fs::symlink(&dirname, tools.join("dirname")).unwrap();
     let out = install(
         dir.path(),
-        "/usr/bin:/bin",
+        tools.to_str().unwrap(),
         &["--prefix", prefix.to_str().unwrap()],
     );
     assert!(!out.status.success(), "{}", text(&out));
