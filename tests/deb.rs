@@ -138,7 +138,10 @@ fn member(deb: &Path, path: &str) -> Vec<u8> {
 /// lintian's tags for `deb`, every severity but experimental: (letter, tag)
 /// `--no-cfg` and `--profile debian`: no user's or vendor's settings.
 fn lintian(deb: &Path) -> Vec<(char, String)> {
+    // lintian 2.116 leaves its mldbm-elf-* files in TMPDIR: a private one.
+    let tmp = TempDir::new("lintian");
     let out = run(Command::new("lintian")
+        .env("TMPDIR", tmp.path())
         .args([
             "--no-cfg",
             "--profile",
