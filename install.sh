@@ -6,8 +6,9 @@
 # Installs DIR/bin/rosh-ssh, DIR/share/rosh/rosh.sh, DIR/share/rosh/rosh.fish,
 # DIR/lib/rosh/bin/ssh -> ../../../bin/rosh-ssh (a shim for callers that
 # find ssh on PATH), the man pages rosh-ssh(1) and rosh(1) in
-# DIR/share/man/man1, and completions for bash, zsh and fish where each shell
-# looks under DIR/share. Edits no rc file: prints the lines to add instead.
+# DIR/share/man/man1, completions for bash, zsh and fish where each shell
+# looks under DIR/share, and the licence texts in DIR/share/doc/rosh-ssh.
+# Edits no rc file: prints the lines to add instead.
 # Idempotent; needs no root. --uninstall removes exactly those files, and the
 # directories it created (DIR itself too) that are left empty.
 set -u
@@ -28,19 +29,23 @@ BASHCOMP=share/bash-completion/completions
 ZSHCOMP=share/zsh/site-functions
 FISHCOMP=share/fish/vendor_completions.d
 MAN1=share/man/man1
+DOC=share/doc/rosh-ssh
 FILES="bin/rosh-ssh share/rosh/rosh.sh share/rosh/rosh.fish lib/rosh/bin/ssh
 $MAN1/rosh-ssh.1 $MAN1/rosh.1 $BASHCOMP/rosh-ssh $BASHCOMP/rosh
-$ZSHCOMP/_rosh-ssh $ZSHCOMP/_rosh $FISHCOMP/rosh-ssh.fish $FISHCOMP/rosh.fish"
+$ZSHCOMP/_rosh-ssh $ZSHCOMP/_rosh $FISHCOMP/rosh-ssh.fish $FISHCOMP/rosh.fish
+$DOC/LICENSE-MIT $DOC/LICENSE-APACHE"
 DIRS="bin share share/rosh lib lib/rosh lib/rosh/bin share/man $MAN1
-share/bash-completion $BASHCOMP share/zsh $ZSHCOMP share/fish $FISHCOMP"
+share/bash-completion $BASHCOMP share/zsh $ZSHCOMP share/fish $FISHCOMP
+share/doc $DOC"
 MANIFEST=share/rosh/created-dirs
 
 USAGE='usage: ./install.sh [--prefix DIR] [--uninstall]
 
 Builds rosh-ssh (cargo build --release) and installs into DIR (default
 ~/.local): bin/rosh-ssh, share/rosh/rosh.{sh,fish} (the rosh function),
-lib/rosh/bin/ssh (a PATH shim), share/man/man1/rosh-ssh.1 and rosh.1, and
-completions for bash, zsh and fish. Edits no rc file: prints the lines to add.
+lib/rosh/bin/ssh (a PATH shim), share/man/man1/rosh-ssh.1 and rosh.1,
+completions for bash, zsh and fish, and the licence texts in
+share/doc/rosh-ssh. Edits no rc file: prints the lines to add.
 
   --prefix DIR  install under DIR instead of ~/.local
   --uninstall   remove what was installed, and the directories install.sh
@@ -74,7 +79,7 @@ install_all() {
     mkdir -p "$prefix/$d" || err "cannot create $prefix/$d"
     created="$created $d"
   done
-  for d in bin share/rosh lib/rosh/bin $MAN1 $BASHCOMP $ZSHCOMP $FISHCOMP; do
+  for d in bin share/rosh lib/rosh/bin $MAN1 $BASHCOMP $ZSHCOMP $FISHCOMP $DOC; do
     [ -w "$prefix/$d" ] || err "$prefix/$d is not writable"
   done
   # Written before the build, so that --uninstall finds what a failed
@@ -100,6 +105,8 @@ install_all() {
   put "$src/completions/_rosh" "$ZSHCOMP/_rosh" 644
   put "$src/completions/rosh-ssh.fish" "$FISHCOMP/rosh-ssh.fish" 644
   put "$src/completions/rosh.fish" "$FISHCOMP/rosh.fish" 644
+  put "$src/LICENSE-MIT" "$DOC/LICENSE-MIT" 644
+  put "$src/LICENSE-APACHE" "$DOC/LICENSE-APACHE" 644
   # rm, then ln -s: POSIX ln has no -n (a shim left as a symlink to a
   # directory would otherwise get the new link inside it).
   rm -f "$prefix/lib/rosh/bin/ssh" || err 'cannot replace the ssh shim'

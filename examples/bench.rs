@@ -8,9 +8,13 @@
 //! medians of interleaved repetitions (rosh-ssh and the baseline alternate,
 //! and which goes first alternates too), so drift on the machine hits both.
 //! Run it on a quiet machine: two CPUs shared with a build make noise.
+//! It prints when and where it ran, then its figures as a Markdown table:
+//! `bench/record.sh bench` files them in bench/RESULTS.md and the README.
 
 #[path = "shared/lab.rs"]
 mod lab;
+#[path = "shared/run.rs"]
+mod run;
 #[path = "shared/synthetic.rs"]
 mod synthetic;
 use lab::{Lab, SSH, free_port};
@@ -42,6 +46,7 @@ fn run() -> Result<(), String> {
         })
         .transpose()?
         .unwrap_or(60);
+    println!("{}", run::line("bench"));
     let rosh = build_release()?;
     drop_cargo_library_path(&rosh);
     let mut table = Table::default();
@@ -589,27 +594,16 @@ impl Table {
     }
 
     fn print(&self) {
-        let head = ["measure", "rosh-ssh vs baseline", "result", "target", ""];
-        let mut w = [0; 5];
-        for row in std::iter::once(&head.map(String::from)).chain(&self.rows) {
-            for (i, c) in row.iter().enumerate() {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |row: &[String; 5]| {
-            let cells: Vec<String> = row
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("{c:<width$}", width = w[i]))
-                .collect();
-            println!("{}", cells.join("  ").trim_end());
-        };
+        let head = [
+            "measure",
+            "rosh-ssh vs baseline",
+            "result",
+            "target",
+            "verdict",
+        ];
+        let rows: Vec<Vec<String>> = self.rows.iter().map(|r| r.to_vec()).collect();
         println!();
-        line(&head.map(String::from));
-        println!("{}", "-".repeat(w.iter().sum::<usize>() + 8));
-        for row in &self.rows {
-            line(row);
-        }
+        run::table(&head, &rows);
         let judged = self.rows.iter().filter(|r| !r[4].is_empty()).count();
         let missed = self.rows.iter().filter(|r| r[4] == "MISS").count();
         println!("\n{} of {judged} targets met", judged - missed);

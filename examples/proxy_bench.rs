@@ -9,11 +9,16 @@
 //! zero-byte run) taken out. `ssh -W` runs through a throwaway sshd on
 //! 127.0.0.1 (skipped when /usr/sbin/sshd is missing). The rosh-ssh binary
 //! is the one beside this example (`target/release/rosh-ssh`), or `$ROSH_SSH_BIN`.
+//! It prints when and where it ran, then its figures as a Markdown table:
+//! `bench/record.sh proxy_bench` files them in bench/RESULTS.md and the
+//! README.
 
 // Only part of the shared lab is used here.
 #[allow(dead_code)]
 #[path = "shared/lab.rs"]
 mod lab;
+#[path = "shared/run.rs"]
+mod run;
 use lab::Lab;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
@@ -28,6 +33,7 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(512);
+    println!("{}", run::line("proxy_bench"));
     let rosh = std::env::var_os("ROSH_SSH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -69,16 +75,12 @@ fn main() {
         let _ = conn.shutdown(Shutdown::Write);
     });
     println!("relay of {mb} MB each way on loopback (setup time taken out)");
-    println!(
-        "{:<22} {:>10} {:>12} {:>12}",
-        "ProxyCommand", "setup", "upload", "download"
-    );
     let rosh_cmd = |port: u16| {
         let mut c = Command::new(&rosh);
         c.args(["--proxy", "127.0.0.1", &port.to_string()]);
         c
     };
-    report("rosh-ssh --proxy", mb, sink, source, &rosh_cmd);
+    let mut rows = vec![report("rosh-ssh --proxy", mb, sink, source, &rosh_cmd)];
     match Lab::start("proxy-bench") {
         Ok(lab) => {
             let ssh_cmd = |port: u16| {
@@ -88,10 +90,25 @@ fn main() {
                     .args(lab.args(&lab.config));
                 c
             };
-            report("ssh -W (loopback sshd)", mb, sink, source, &ssh_cmd);
+            rows.push(report("ssh -W (loopback sshd)", mb, sink, source, &ssh_cmd));
         }
-        Err(e) => println!("{:<22} skipped: {e}", "ssh -W"),
+        Err(e) => rows.push(vec![
+            "ssh -W".into(),
+            format!("skipped: {e}"),
+            String::new(),
+            String::new(),
+        ]),
     }
+    println!();
+    run::table(
+        &[
+            &format!("ProxyCommand, {mb} MB each way"),
+            "setup",
+            "upload",
+            "download",
+        ],
+        &rows,
+    );
 }
 
 /// Accepts connections forever on 127.0.0.1, one thread each.
@@ -106,17 +123,24 @@ fn serve(handle: impl Fn(std::net::TcpStream) + Send + Sync + Copy + 'static) ->
     port
 }
 
-fn report(name: &str, mb: usize, sink: u16, source: u16, cmd: &dyn Fn(u16) -> Command) {
+/// One table row: the command, its setup time, and its rates each way.
+fn report(
+    name: &str,
+    mb: usize,
+    sink: u16,
+    source: u16,
+    cmd: &dyn Fn(u16) -> Command,
+) -> Vec<String> {
     let setup = upload(cmd(sink), 0);
     let up = upload(cmd(sink), mb * CHUNK).saturating_sub(setup);
     let down = download(cmd(source), mb * CHUNK).saturating_sub(setup);
     let rate = |d: Duration| format!("{:.0} MB/s", mb as f64 / d.as_secs_f64().max(1e-9));
-    println!(
-        "{name:<22} {:>8.0}ms {:>12} {:>12}",
-        setup.as_secs_f64() * 1e3,
+    vec![
+        name.into(),
+        format!("{:.0} ms", setup.as_secs_f64() * 1e3),
         rate(up),
-        rate(down)
-    );
+        rate(down),
+    ]
 }
 
 fn spawn(mut cmd: Command) -> Child {

@@ -15,10 +15,14 @@
 //! to a new tmux client attached on the server (the old connection's packets
 //! keep vanishing, as for a laptop back on another address). The rosh-ssh
 //! binary is the one beside this example (`target/release/rosh-ssh`), or
-//! `$ROSH_SSH_BIN`.
+//! `$ROSH_SSH_BIN`. It prints when and where it ran, then its figures as a
+//! Markdown table: `bench/record.sh reattach_bench` files them in
+//! bench/RESULTS.md and the README.
 
 #[path = "../tests/netlab/mod.rs"]
 mod netlab;
+#[path = "shared/run.rs"]
+mod run;
 
 use netlab::{Net, Term, Tmux, unique, wait_for};
 use std::fs;
@@ -37,6 +41,7 @@ fn main() {
             given
         }
     };
+    println!("{}", run::line("reattach_bench"));
     if let Some(why) = netlab::unavailable() {
         eprintln!("reattach_bench: {why}");
         std::process::exit(1);
@@ -60,15 +65,21 @@ fn main() {
     let _ = fs::remove_dir_all(&dir);
     match rows {
         Ok(rows) => {
-            println!("outage   noticed after   back after the link returned");
-            for (secs, noticed, back) in rows {
-                println!(
-                    "{:>4} s   {:>9.1} s     {:>9.2} s",
-                    secs,
-                    noticed.as_secs_f64(),
-                    back.as_secs_f64()
-                );
-            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|(secs, noticed, back)| {
+                    vec![
+                        format!("{secs} s"),
+                        format!("{:.1} s", noticed.as_secs_f64()),
+                        format!("{:.2} s", back.as_secs_f64()),
+                    ]
+                })
+                .collect();
+            println!();
+            run::table(
+                &["outage", "noticed after", "back after the link returned"],
+                &rows,
+            );
         }
         Err(e) => {
             eprintln!("reattach_bench: {e}");

@@ -5,10 +5,15 @@
 //!
 //! `cargo run --release --example restore_bench [-- REPS [SECONDS]]`
 //! (REPS restores, default 20; SECONDS of pending restore, default 60).
+//! It prints when and where it ran, then its figures as a Markdown table:
+//! `bench/record.sh restore_bench` files them in bench/RESULTS.md and the
+//! README.
 
 #[path = "shared/lab.rs"]
 #[allow(dead_code)]
 mod lab;
+#[path = "shared/run.rs"]
+mod run;
 use lab::{Lab, free_port};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -114,6 +119,7 @@ fn run() -> Result<(), String> {
     let mut a = std::env::args().skip(1);
     let reps: usize = a.next().and_then(|v| v.parse().ok()).unwrap_or(20);
     let secs: u64 = a.next().and_then(|v| v.parse().ok()).unwrap_or(60);
+    println!("{}", run::line("restore_bench"));
     let rosh = rosh_bin()?;
     let lab = Lab::start("restore-bench")?;
 
@@ -133,12 +139,17 @@ fn run() -> Result<(), String> {
     }
     lat.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!(
-        "restore latency (holder exit -> sshd banner through the forward), {reps} runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
-        ms(lat[lat.len() / 2]),
-        ms(lat[0]),
-        ms(lat[lat.len() - 1])
-    );
+    let mut rows = vec![vec![
+        format!("restore latency: holder exit to sshd's banner through the forward, {reps} runs"),
+        format!(
+            "median {:.1} ms, min {:.1} ms, max {:.1} ms",
+            ms(lat[lat.len() / 2]),
+            ms(lat[0]),
+            ms(lat[lat.len() - 1])
+        ),
+        "(none)".into(),
+        String::new(),
+    ]];
 
     let port = free_port()?;
     let h = holder(port)?;
@@ -147,12 +158,23 @@ fn run() -> Result<(), String> {
     let (t0, _) = usage(s.id());
     std::thread::sleep(Duration::from_secs(secs));
     let (t1, hwm) = usage(s.id());
-    println!(
-        "wrapper CPU over {secs} s with a local restore pending on a known holder: {} ticks (target 0); VmHWM {:.2} MiB (target <= 4 MiB)",
-        t1 - t0,
-        hwm as f64 / 1024.0
-    );
+    let verdict = |ok: bool| if ok { "PASS" } else { "MISS" }.to_string();
+    rows.push(vec![
+        format!("wrapper CPU over {secs} s with a local restore pending on a known holder"),
+        format!("{} ticks", t1 - t0),
+        "0".into(),
+        verdict(t1 == t0),
+    ]);
+    let mib = hwm as f64 / 1024.0;
+    rows.push(vec![
+        "peak memory of the wrapper (VmHWM) over that time".into(),
+        format!("{mib:.2} MiB"),
+        "<= 4 MiB".into(),
+        verdict(mib <= 4.0),
+    ]);
     stop(h);
     stop(s);
+    println!();
+    run::table(&["measure", "result", "target", "verdict"], &rows);
     Ok(())
 }

@@ -10,7 +10,14 @@
 # man pages rosh-ssh(1) and rosh(1); completions for bash
 # (/usr/share/bash-completion/completions), zsh
 # (/usr/share/zsh/vendor-completions) and fish
-# (/usr/share/fish/vendor_completions.d).
+# (/usr/share/fish/vendor_completions.d); in /usr/share/doc/rosh-ssh the
+# README, copyright (pkg/copyright, Debian's machine-readable format) and
+# changelog.gz (CHANGELOG.md's releases as a Debian changelog: the package
+# is native, its version is Cargo.toml's).
+#
+# Maintainer: $DEBFULLNAME <$DEBEMAIL> when set; else the project's name at
+# localhost, which lintian reports as bogus-mail-host: the project has no
+# mail address (README, "Debian package").
 set -u
 
 say() { printf 'build-deb.sh: %s\n' "$*"; }
@@ -20,6 +27,49 @@ err() {
 }
 need_cmd() {
   command -v "$1" >/dev/null 2>&1 || err "need '$1' (command not found)"
+}
+
+# debian_changelog CHANGELOG.md NAME EMAIL: its releases (each "## [X] -
+# YYYY-MM-DD" heading; not [Unreleased]) as a Debian changelog, newest
+# first: "### Added" becomes "  Added:", a "- " item "  * ", its
+# continuation lines and the paragraphs keep their words, indented; HTML
+# comments are left out. deb-changelog(5) wants the date as date -R gives it.
+debian_changelog() {
+  awk -v name="$2" -v mail="$3" '
+    function trailer() {
+      if (version == "") return
+      cmd = "LC_ALL=C TZ=UTC date -R -d " day
+      stamp = ""
+      cmd | getline stamp
+      close(cmd)
+      if (stamp == "") { print "no date for " day > "/dev/stderr"; exit 1 }
+      printf "\n -- %s <%s>  %s\n", name, mail, stamp
+    }
+    /^<!--/ { comment = 1 }
+    comment { if ($0 ~ /-->/) comment = 0; next }
+    /^## \[/ {
+      trailer()
+      version = ""
+      if ($0 !~ /^## \[[0-9][^]]*\] - [0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]$/) next
+      v = $0; sub(/^## \[/, "", v); sub(/\].*/, "", v)
+      day = $0; sub(/.* - /, "", day)
+      if (n++) print ""
+      printf "rosh-ssh (%s) unstable; urgency=medium\n", v
+      version = v; gap = 1
+      next
+    }
+    /^## / { trailer(); version = ""; next }
+    version == "" { next }
+    /^[[:space:]]*$/ { gap = 1; next }
+    {
+      if (gap) print ""
+      gap = 0
+      if (/^### /) { sub(/^### /, ""); print "  " $0 ":" }
+      else if (/^- /) { sub(/^- /, ""); print "  * " $0 }
+      else print "  " $0
+    }
+    END { trailer() }
+  ' "$1"
 }
 
 # put SOURCE DEST MODE: DEST under the staging root, directories made.
@@ -40,6 +90,8 @@ main() {
   need_cmd dpkg-deb
   need_cmd dpkg
   need_cmd gzip
+  need_cmd strip
+  need_cmd md5sum
   src=$(cd "$(dirname "$0")/.." && pwd) || err 'cannot find the source directory'
   version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$src/Cargo.toml" | head -n 1)
   [ -n "$version" ] || err 'no version in Cargo.toml'
@@ -64,6 +116,10 @@ main() {
   trap 'exit 130' INT HUP TERM
 
   put "$target/release/rosh-ssh" usr/bin/rosh-ssh 755
+  # What dh_strip does beyond cargo's strip: the .comment section holds only
+  # compiler version strings (lintian: binary-has-unneeded-section).
+  strip --remove-section=.comment --remove-section=.note "$stage/usr/bin/rosh-ssh" ||
+    err 'cannot strip usr/bin/rosh-ssh'
   put "$src/shell/rosh.sh" usr/share/rosh/rosh.sh 644
   put "$src/shell/rosh.fish" usr/share/rosh/rosh.fish 644
   mkdir -p "$stage/usr/lib/rosh/bin" || err 'cannot stage the shim'
@@ -79,6 +135,19 @@ main() {
   put "$src/completions/rosh-ssh.fish" usr/share/fish/vendor_completions.d/rosh-ssh.fish 644
   put "$src/completions/rosh.fish" usr/share/fish/vendor_completions.d/rosh.fish 644
   put "$src/README.md" usr/share/doc/rosh-ssh/README.md 644
+  put "$src/pkg/copyright" usr/share/doc/rosh-ssh/copyright 644
+  name=${DEBFULLNAME:-rosh-ssh developers}
+  mail=${DEBEMAIL:-rosh-ssh@localhost}
+  debian_changelog "$src/CHANGELOG.md" "$name" "$mail" >"$stage/changelog" ||
+    err 'cannot turn CHANGELOG.md into a Debian changelog'
+  grep -q "^rosh-ssh ($version) " "$stage/changelog" ||
+    err "CHANGELOG.md has no release $version (Cargo.toml's version)"
+  head -n 1 "$stage/changelog" | grep -q "^rosh-ssh ($version) " ||
+    err "CHANGELOG.md's top release is not $version (Cargo.toml's version)"
+  gzip -9n <"$stage/changelog" >"$stage/usr/share/doc/rosh-ssh/changelog.gz" ||
+    err 'cannot compress the changelog'
+  rm -f "$stage/changelog"
+  chmod 644 "$stage/usr/share/doc/rosh-ssh/changelog.gz" || err 'cannot chmod changelog.gz'
 
   size=$(du -sk "$stage/usr" | cut -f1)
   mkdir -p "$stage/DEBIAN" || err 'cannot create DEBIAN/'
@@ -86,7 +155,7 @@ main() {
 Package: rosh-ssh
 Version: $version
 Architecture: $arch
-Maintainer: ${DEBFULLNAME:-rosh-ssh developers} <${DEBEMAIL:-rosh-ssh@localhost}>
+Maintainer: $name <$mail>
 Installed-Size: $size
 Depends: libc6, openssh-client
 Recommends: tmux
@@ -101,6 +170,10 @@ Description: ssh that drops a taken port forward instead of the connection
  The rosh shell function (sh, bash, zsh, ksh, dash, fish) keeps a remote
  tmux or screen session attached across dropped links.
 EOC
+  # dpkg -V checks the installed files against these sums.
+  (cd "$stage" && find usr -type f | LC_ALL=C sort | xargs md5sum) >"$stage/DEBIAN/md5sums" ||
+    err 'cannot write DEBIAN/md5sums'
+  chmod 644 "$stage/DEBIAN/md5sums" || err 'cannot chmod DEBIAN/md5sums'
   deb=$out/rosh-ssh_${version}_$arch.deb
   dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >/dev/null || err 'dpkg-deb failed'
   say "built $deb"

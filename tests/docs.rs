@@ -273,3 +273,267 @@ fn rosh_ssh_man_page_names_the_three_ways_in() {
         assert!(page.contains(w), "rosh-ssh(1) lacks {w:?}");
     }
 }
+
+/// The releases of CHANGELOG.md, newest first: (version, date) of each
+/// `## [X] - YYYY-MM-DD` heading (`## [Unreleased]` has neither).
+fn releases(changelog: &str) -> Vec<(String, String)> {
+    changelog
+        .lines()
+        .filter_map(|l| l.strip_prefix("## ["))
+        .filter_map(|l| l.split_once("] - "))
+        .map(|(v, d)| (v.to_string(), d.to_string()))
+        .collect()
+}
+
+/// "0.10.2" -> [0, 10, 2], for ordering releases.
+fn numbers(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|n| n.parse().unwrap_or_else(|_| panic!("version {version:?}")))
+        .collect()
+}
+
+#[test]
+fn one_version_in_cargo_toml_help_man_pages_and_changelog() {
+    let v = env!("CARGO_PKG_VERSION");
+    let out = Command::new(lab::rosh_ssh())
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "rosh-ssh --version: {out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("rosh-ssh {v}\n")
+    );
+    // mdoc's .Os names the package and version in each page's footer.
+    for page in ["man/rosh-ssh.1", "man/rosh.1"] {
+        let os: Vec<String> = read(page)
+            .lines()
+            .filter(|l| l.starts_with(".Os"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(os, [format!(".Os rosh-ssh {v}")], "{page}");
+    }
+
+    // Keep a Changelog: the newest release first, and it is this version.
+    let changelog = read("CHANGELOG.md");
+    assert!(changelog.starts_with("# Changelog\n"), "CHANGELOG.md title");
+    let all = releases(&changelog);
+    assert_eq!(
+        all.first().map(|r| r.0.as_str()),
+        Some(v),
+        "CHANGELOG.md's top release is not Cargo.toml's version: {all:?}"
+    );
+    for pair in all.windows(2) {
+        let ((new, new_day), (old, old_day)) = (&pair[0], &pair[1]);
+        assert!(
+            numbers(new) > numbers(old) && new_day >= old_day,
+            "CHANGELOG.md: {new} ({new_day}) above {old} ({old_day})"
+        );
+    }
+    for (version, day) in &all {
+        let ok = day.len() == 10
+            && day.char_indices().all(|(i, c)| {
+                if i == 4 || i == 7 {
+                    c == '-'
+                } else {
+                    c.is_ascii_digit()
+                }
+            });
+        assert!(
+            ok,
+            "CHANGELOG.md: {version}: date {day:?} is not YYYY-MM-DD"
+        );
+    }
+}
+
+#[test]
+fn licence_files_cargo_toml_and_debian_copyright_agree() {
+    assert_eq!(env!("CARGO_PKG_LICENSE"), "MIT OR Apache-2.0");
+    let mit = read("LICENSE-MIT");
+    let apache = read("LICENSE-APACHE");
+    assert!(
+        mit.starts_with(
+            "Copyright (c) 2025-2026 The rosh-ssh developers\n\nPermission is hereby granted"
+        ),
+        "LICENSE-MIT: {mit}"
+    );
+    for w in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(apache.contains(w), "LICENSE-APACHE lacks {w:?}");
+    }
+
+    // pkg/copyright (DEP-5): the MIT text is LICENSE-MIT's, word for word
+    // (a continuation line is " " + the line, "." for a blank one).
+    let copyright = read("pkg/copyright");
+    assert!(copyright.starts_with(
+        "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
+    ));
+    assert!(copyright.contains(
+        "Files: *\nCopyright: 2025-2026 The rosh-ssh developers\nLicense: MIT or Apache-2.0\n"
+    ));
+    let body: String = mit
+        .lines()
+        .skip(2)
+        .map(|l| {
+            if l.is_empty() {
+                " .\n".to_string()
+            } else {
+                format!(" {l}\n")
+            }
+        })
+        .collect();
+    assert!(
+        copyright.contains(&format!("License: MIT\n{body}\n")),
+        "pkg/copyright's MIT text is not LICENSE-MIT's"
+    );
+    assert!(copyright.contains("License: Apache-2.0\n"));
+    assert!(copyright.contains("/usr/share/common-licenses/Apache-2.0"));
+}
+
+/// The README's `<!-- figures: NAME -->` ... `<!-- end figures: NAME -->`
+/// blocks: (NAME, their lines), in order.
+fn figure_blocks(readme: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, Vec<String>)> = None;
+    for line in readme.lines() {
+        if let Some(name) = line
+            .strip_prefix("<!-- figures: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            assert!(
+                open.is_none(),
+                "README: figures block {name} inside another"
+            );
+            open = Some((name.to_string(), Vec::new()));
+        } else if let Some(name) = line
+            .strip_prefix("<!-- end figures: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            let block = open
+                .take()
+                .expect("README: end of a figures block never begun");
+            assert_eq!(
+                block.0, name,
+                "README: figures block ends under another name"
+            );
+            blocks.push(block);
+        } else if let Some((_, lines)) = open.as_mut() {
+            lines.push(line.to_string());
+        }
+    }
+    assert!(open.is_none(), "README: a figures block is not ended");
+    blocks
+}
+
+/// The output of the run whose `Run:` line is `run`, as bench/record.sh
+/// files it in bench/RESULTS.md: a fenced block starting with that line,
+/// under the heading `### NAME, DATE TIME UTC` taken from it.
+fn recorded<'a>(results: &'a str, run: &str) -> Option<Vec<&'a str>> {
+    let lines: Vec<&str> = results.lines().collect();
+    let heading = format!("### {}", run.strip_prefix("Run: ")?.split(';').next()?);
+    let at = (1..lines.len()).find(|&i| lines[i] == run && lines[i - 1] == "```text")?;
+    let above = lines[..at].iter().rev().find(|l| l.starts_with('#'))?;
+    if **above != heading {
+        return None;
+    }
+    let end = lines[at..].iter().position(|l| *l == "```")?;
+    Some(lines[at..at + end].to_vec())
+}
+
+#[test]
+fn readme_benchmark_figures_are_lines_of_recorded_runs() {
+    let readme = read("README.md");
+    let results = read("bench/RESULTS.md");
+    let blocks = figure_blocks(&readme);
+    let names: Vec<&str> = blocks.iter().map(|b| b.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["bench", "restore_bench", "proxy_bench", "reattach_bench"],
+        "README: the figures blocks"
+    );
+    for (name, lines) in &blocks {
+        let lines: Vec<&str> = lines
+            .iter()
+            .map(String::as_str)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let run = lines.first().copied().unwrap_or_default();
+        // "Run: NAME, YYYY-MM-DD HH:MM UTC; ...": when, then where.
+        let when = run
+            .strip_prefix(&format!("Run: {name}, "))
+            .and_then(|r| r.get(..20))
+            .unwrap_or_default();
+        let ok = when.len() == 20
+            && when.ends_with(" UTC")
+            && when.char_indices().all(|(i, c)| match i {
+                4 | 7 => c == '-',
+                10 => c == ' ',
+                13 => c == ':',
+                16.. => true,
+                _ => c.is_ascii_digit(),
+            });
+        assert!(
+            ok,
+            "README figures {name}: no `Run: {name}, DATE TIME UTC` line first: {run:?}"
+        );
+        assert!(
+            run.contains("rosh-ssh ") && run.contains(" CPUs"),
+            "README figures {name}: the Run line does not say what ran where: {run:?}"
+        );
+        let rows = &lines[1..];
+        assert!(
+            rows.len() >= 3 && rows.iter().all(|l| l.starts_with('|')),
+            "README figures {name}: not a table under the Run line: {rows:?}"
+        );
+        let Some(output) = recorded(&results, run) else {
+            panic!(
+                "README figures {name}: bench/RESULTS.md records no run {run:?} \
+                 (under its ### heading): run bench/record.sh {name}"
+            );
+        };
+        for l in &lines {
+            assert!(
+                output.contains(l),
+                "README figures {name}: {l:?} is not a line of the run recorded in bench/RESULTS.md"
+            );
+        }
+        // All of the run's table, in its order: no row left out.
+        let printed: Vec<&str> = output.into_iter().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(
+            rows,
+            printed.as_slice(),
+            "README figures {name}: not the whole table of the run recorded in bench/RESULTS.md"
+        );
+        if name == "bench" {
+            assert!(
+                rows.iter()
+                    .any(|r| r.starts_with("| release binary size (stripped) |")),
+                "README figures bench: no binary size row"
+            );
+        }
+    }
+
+    // No table row in the Benchmarks section outside those blocks.
+    let mut section = false;
+    let mut inside = false;
+    for line in readme.lines() {
+        if line.starts_with("## ") {
+            section = line == "## Benchmarks";
+        }
+        if line.starts_with("<!-- figures: ") {
+            inside = true;
+        } else if line.starts_with("<!-- end figures: ") {
+            inside = false;
+        }
+        assert!(
+            !(section && !inside && line.starts_with('|')),
+            "README's Benchmarks section: a table row no recorded run printed: {line:?}"
+        );
+    }
+}

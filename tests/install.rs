@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const FILES: [&str; 12] = [
+const FILES: [&str; 14] = [
     "bin/rosh-ssh",
     "share/rosh/rosh.sh",
     "share/rosh/rosh.fish",
@@ -20,6 +20,8 @@ const FILES: [&str; 12] = [
     "share/zsh/site-functions/_rosh",
     "share/fish/vendor_completions.d/rosh-ssh.fish",
     "share/fish/vendor_completions.d/rosh.fish",
+    "share/doc/rosh-ssh/LICENSE-MIT",
+    "share/doc/rosh-ssh/LICENSE-APACHE",
 ];
 
 fn repo() -> PathBuf {
@@ -88,6 +90,13 @@ fn install_then_uninstall_leaves_nothing() {
     assert!(out.status.success(), "{}", text(&out));
     for f in FILES {
         assert!(prefix.join(f).exists(), "{f} missing: {}", text(&out));
+    }
+    for f in ["LICENSE-MIT", "LICENSE-APACHE"] {
+        assert_eq!(
+            fs::read(prefix.join("share/doc/rosh-ssh").join(f)).unwrap(),
+            fs::read(repo().join(f)).unwrap(),
+            "share/doc/rosh-ssh/{f} is not the licence text of the source"
+        );
     }
     let shim = fs::read_link(prefix.join("lib/rosh/bin/ssh")).unwrap();
     assert_eq!(shim, Path::new("../../../bin/rosh-ssh"));
