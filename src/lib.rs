@@ -23,4 +23,5 @@ pub mod probe;
 pub mod proxy;
 pub mod quote;
 pub mod supervise;
+pub mod switch;
 pub mod tmpdir;
