@@ -171,18 +171,17 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 /// A busy listen side's verdict, naming the holder where there is one:
 /// reading /proc is done only for what is busy.
 fn busy_verdict(busy: Busy) -> Verdict {
+    // Every address another process holds, each holder named once; a
+    // privilege problem is not a conflict: there is no holder to name.
     let found = match &busy {
-        // A privilege problem, not a conflict: there is no holder to name.
-        Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
-        Busy::NotLocal { .. } => None,
-        Busy::Tcp { addr, .. } => Some(holder::tcp_listener(*addr)),
-        Busy::PathLive { path } => Some(holder::unix_listener(path)),
-        Busy::PathExists { .. } => None,
+        Busy::NotLocal { .. } | Busy::PathExists { .. } => holder::Holders(Vec::new()),
+        Busy::Tcp { .. } => holder::Holders::of(&busy.in_use()),
+        Busy::PathLive { path } => holder::Holders(vec![(Vec::new(), holder::unix_listener(path))]),
     };
     Verdict::Busy {
         busy: busy.to_string(),
-        holder: found.as_ref().and_then(|h| h.as_ref().ok()).map(|h| h.pid),
-        held_by: found.map(|h| h.map_or_else(|u| u.to_string(), |h| h.to_string())),
+        holder: found.pid(),
+        held_by: (!found.0.is_empty()).then(|| found.to_string()),
     }
 }
 
@@ -288,8 +287,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let me = std::process::id();
         let v = busy_verdict(Busy::Tcp {
-            addr,
-            err: nix::errno::Errno::EADDRINUSE,
+            addrs: vec![(addr, nix::errno::Errno::EADDRINUSE)],
         });
         assert_eq!(v.holder_pid(), Some(me), "{v:?}");
         let Verdict::Busy { held_by, .. } = &v else {
@@ -302,8 +300,7 @@ mod tests {
         // A privilege problem, a path, an address not on this host: no holder to look for.
         for busy in [
             Busy::Tcp {
-                addr,
-                err: nix::errno::Errno::EACCES,
+                addrs: vec![(addr, nix::errno::Errno::EACCES)],
             },
             Busy::PathExists {
                 path: b"/tmp/x".to_vec(),

@@ -269,3 +269,59 @@ fn another_users_unix_holder_degrades_politely() {
     };
     assert_eq!(phrase, "held by a process of uid 0 (not visible)");
 }
+
+/// `rosh-ssh --dry-run -F /dev/null -L SPEC h`: the line about the forward.
+fn dry_run_line(spec: &str) -> String {
+    let out = Command::new(lab::rosh_ssh())
+        .args(["--dry-run", "-F", "/dev/null", "-L", spec, "h"])
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout.lines().nth(1).unwrap_or_default().to_string()
+}
+
+/// Issue 21, defect 8: with both 127.0.0.1 and [::1] held, the line named
+/// only [::1]. Every busy address is named, and a holder of both only once.
+#[test]
+fn both_loopback_addresses_held_by_one_process_are_named_with_it_once() {
+    if !v6_available() {
+        return;
+    }
+    let (child, v6) = spawn_holder("[::1]:0");
+    let port = v6.parse::<SocketAddr>().unwrap().port();
+    // The same child cannot bind twice: this one holds v4 by itself, so
+    // here both are held by this test process, ...
+    let Ok(_v4) = TcpListener::bind(("127.0.0.1", port)) else {
+        end(child);
+        return;
+    };
+    let line = dry_run_line(&format!("{port}:h:22"));
+    let pid = child.id();
+    let me = std::process::id();
+    // ... two holders: each named with the address it holds.
+    let want =
+        format!("drop -L {port}:h:22 # in use: 127.0.0.1:{port}, [::1]:{port}, held by pid {me} (");
+    assert!(line.starts_with(&want), "{line}\nwant: {want}");
+    assert!(
+        line.contains(&format!(") on 127.0.0.1:{port}, held by pid {pid} (")),
+        "{line}"
+    );
+    assert!(line.ends_with(&format!(") on [::1]:{port}")), "{line}");
+    end(child);
+
+    // One process holding both: named once, after both addresses.
+    let v6 = TcpListener::bind(("::1", 0)).unwrap();
+    let port = v6.local_addr().unwrap().port();
+    let Ok(_v4) = TcpListener::bind(("127.0.0.1", port)) else {
+        return;
+    };
+    let line = dry_run_line(&format!("{port}:h:22"));
+    let want =
+        format!("drop -L {port}:h:22 # in use: 127.0.0.1:{port}, [::1]:{port}, held by pid {me} (");
+    assert!(line.starts_with(&want), "{line}\nwant: {want}");
+    assert_eq!(line.matches("held by").count(), 1, "{line}");
+}
