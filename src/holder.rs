@@ -18,7 +18,8 @@ use std::os::unix::fs::MetadataExt;
 pub struct Holder {
     pub pid: u32,
     /// `/proc/PID/cmdline` with its NUL separators turned into spaces
-    /// (`[comm]` for a process without one, as `ps` shows it).
+    /// (`[comm]` for a process without one, as `ps` shows it), without
+    /// rosh-ssh's plumbing (plumbing.rs) when rosh-ssh ran it.
     pub cmdline: Vec<u8>,
 }
 
@@ -250,7 +251,9 @@ fn process_has_fd(pid: u32, link: &[u8]) -> bool {
 }
 
 fn cmdline_of(pid: u32) -> Vec<u8> {
+    // An ssh that rosh-ssh ran is named by its user's words, not our plumbing.
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let raw = crate::plumbing::unplumbed(&raw);
     let mut line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
     while line.last() == Some(&b' ') {
         line.pop();

@@ -11,6 +11,7 @@ use crate::effective::Effective;
 use crate::error::Error;
 use crate::forward::{Forward, Kind};
 use crate::plan::{Decision, Plan};
+use crate::plumbing::Plumbing;
 use crate::supervise::log::{Dest, LogPipe, Watch};
 use crate::supervise::restore::{self, Item, Restorer};
 use crate::tmpdir::PrivateDir;
@@ -99,15 +100,15 @@ impl<'a> Session<'a> {
                 config_drops.push(d.forward.clone());
             }
         }
-        let mut front: Vec<OsString> = Vec::new();
+        // Built and recognised (holder.rs) by plumbing.rs alone.
+        let mut plumbing = Plumbing::default();
         let mut config = None;
         if !config_drops.is_empty() {
             let dir = self.dir()?.path().to_path_buf();
             let top = config::rewrite(self.sources, &config_drops, &dir)
                 .map_err(|e| Error::Io("cannot write the private ssh_config copy".into(), e))?;
             cut.extend(self.opts_with(b'F'));
-            front.push("-F".into());
-            front.push(top.clone().into());
+            plumbing.config = Some(top.clone());
             config = Some(top);
         }
         let mut log = None;
@@ -119,7 +120,6 @@ impl<'a> Session<'a> {
             .map(|(i, d)| (i, d.forward.clone()))
             .collect();
         let mut restorer = None;
-        let mut plumbing: Vec<OsString> = Vec::new();
         if live {
             restorer = self.restorer(&mut plumbing)?;
         }
@@ -129,9 +129,7 @@ impl<'a> Session<'a> {
             // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
             // too, and rosh-ssh does not manage tun devices: leave it be.
             if self.eff.tunnel == "false" {
-                let eoff = if self.require { "yes" } else { "no" };
-                plumbing.push("-o".into());
-                plumbing.push(format!("ExitOnForwardFailure={eoff}").into());
+                plumbing.exit_on_forward_failure = Some(self.require);
             }
             let dest = match last_arg(self.args, b'E') {
                 None => Some(Dest::Stderr),
@@ -141,7 +139,7 @@ impl<'a> Session<'a> {
             if let Some(dest) = dest {
                 let dir = self.dir()?;
                 let fifo = dir
-                    .fifo("log")
+                    .fifo(crate::plumbing::LOG)
                     .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
                 let force = blame::must_force(&self.eff.log_level);
                 let own = self.eff.log_verbose != "none";
@@ -183,21 +181,14 @@ impl<'a> Session<'a> {
                         .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
                 );
                 cut.extend(self.opts_with(b'E'));
-                plumbing.push("-E".into());
-                plumbing.push(fifo.into());
+                plumbing.log = Some(fifo);
                 if force {
-                    let list = if own {
-                        format!("{},{}", self.eff.log_verbose, blame::FORCED)
-                    } else {
-                        blame::FORCED.to_string()
-                    };
-                    plumbing.push("-o".into());
-                    plumbing.push(format!("LogVerbose={list}").into());
+                    let theirs = own.then_some(self.eff.log_verbose.as_str());
+                    plumbing.log_verbose = Some(crate::plumbing::log_verbose(theirs));
                 }
             }
         }
-        plumbing.append(&mut front);
-        let mut words = plumbing;
+        let mut words = plumbing.words();
         words.extend(self.args.without(&cut));
         Ok(Run {
             words,
@@ -212,7 +203,7 @@ impl<'a> Session<'a> {
     /// own ControlPath when there is one; otherwise a private master
     /// (ControlPersist=no: a ControlPersist in the config must not make it
     /// linger). Not for `-f`: the connection outlives rosh-ssh.
-    fn restorer(&mut self, plumbing: &mut Vec<OsString>) -> Result<Option<Restorer>, Error> {
+    fn restorer(&mut self, plumbing: &mut Plumbing) -> Result<Option<Restorer>, Error> {
         let dropped: Vec<Item> = self
             .decisions
             .iter()
@@ -244,24 +235,17 @@ impl<'a> Session<'a> {
         let ctl = if theirs {
             PathBuf::from(&self.eff.control_path)
         } else {
-            let mut ctl = self.dir()?.path().join("ctl");
+            let mut ctl = self.dir()?.path().join(crate::plumbing::CTL);
             if !restore::fits(&ctl) {
                 let Ok(short) = PrivateDir::new_in(Path::new("/tmp")) else {
                     return Ok(None);
                 };
-                ctl = self.ctl_dir.insert(short).path().join("ctl");
+                ctl = self.ctl_dir.insert(short).path().join(crate::plumbing::CTL);
                 if !restore::fits(&ctl) {
                     return Ok(None);
                 }
             }
-            for o in [
-                "ControlMaster=yes".to_string(),
-                format!("ControlPath={}", ctl.display()),
-                "ControlPersist=no".to_string(),
-            ] {
-                plumbing.push("-o".into());
-                plumbing.push(o.into());
-            }
+            plumbing.control = Some(ctl.clone());
             ctl
         };
         let r = Restorer::start(self.ssh.to_path_buf(), ctl, self.eff.probe, dropped)

@@ -19,6 +19,7 @@ pub mod locate;
 pub mod matcher;
 pub mod ownmaster;
 pub mod plan;
+pub mod plumbing;
 pub mod probe;
 pub mod proxy;
 pub mod quote;

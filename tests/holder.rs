@@ -325,3 +325,63 @@ fn both_loopback_addresses_held_by_one_process_are_named_with_it_once() {
     assert!(line.starts_with(&want), "{line}\nwant: {want}");
     assert_eq!(line.matches("held by").count(), 1, "{line}");
 }
+
+/// Issue 21, defect 8: a holder that is another rosh-ssh's ssh was named by
+/// rosh-ssh's plumbing (`/usr/bin/ssh -o ExitOnForwardFailure=no -E
+/// /tmp/rosh-ssh.../log ...`); it is named by the words its user typed.
+#[test]
+fn another_rosh_ssh_s_ssh_is_named_by_its_users_words() {
+    let Some(lab) = lab::Lab::start() else { return };
+    let port = lab::free_port();
+    let spec = format!("{port}:localhost:22");
+    let cfg = lab.config();
+    let cfg = cfg.to_str().unwrap();
+    let mut first = Command::new(lab::rosh_ssh())
+        .args(["-F", cfg, "lab", "-L", &spec, "echo ready; cat"])
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = lab::first_line(&mut first);
+    let line = if ready == "ready\n" {
+        dry_run_line_with(&["-F", cfg, "-L", &spec, "lab"])
+    } else {
+        String::new()
+    };
+    drop(first.stdin.take());
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(ready, "ready\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        line.starts_with(&format!("drop -L {spec} # in use: 127.0.0.1:{port}")),
+        "{line}"
+    );
+    // Cut at 60 characters: the start is what the user typed.
+    let at = line.find("held by pid ").unwrap_or_else(|| panic!("{line}"));
+    let shown = &line[at..];
+    let words = shown.split_once(" (").map(|(_, w)| w).unwrap_or_default();
+    assert!(
+        words.starts_with(&format!("{} -F {}", lab::SSH, &cfg[..cfg.len().min(20)])),
+        "{line}"
+    );
+    for plumbing in ["ExitOnForwardFailure", "-E ", "LogVerbose", "rosh-ssh."] {
+        assert!(!words.contains(plumbing), "{plumbing}: {line}");
+    }
+}
+
+/// `rosh-ssh --dry-run WORDS`: the line about the (one) forward.
+fn dry_run_line_with(words: &[&str]) -> String {
+    let out = Command::new(lab::rosh_ssh())
+        .arg("--dry-run")
+        .args(words)
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout.lines().nth(1).unwrap_or_default().to_string()
+}
