@@ -842,6 +842,7 @@ pub const LOG_LINES: &[&str] = &[
     // ": " follows there; the same shape without bin=/pid= is no tag.
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: bind [127.0.0.1]:3131: Address already in use\r\n",
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
+    "debug1: mux.c:mux_client_forward():1752 (pid=9): Requesting forwarding of remote forward 127.0.0.2:8082 -> localhost:22\r\n",
     "\n",
     "\r\n",
     "no newline at all",
@@ -881,9 +882,9 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             false,
         ),
         7 => (
-            Some(Failure::RemotePort {
+            Some(Failure::RemoteRefused {
+                listen_host: None,
                 port: 8082,
-                fatal: false,
             }),
             true,
         ),
@@ -919,6 +920,13 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             true,
         ),
         15 => (None, false),
+        16 => (
+            Some(Failure::MuxRequest {
+                listen_host: Some(s("127.0.0.2")),
+                port: 8082,
+            }),
+            true,
+        ),
         _ => (None, false),
     })
 }
@@ -936,6 +944,7 @@ const FAILURE_WORDS: &[&[u8]] = &[
     b"forwarding request failed",
     b"refused forwarding request",
     b"forward request failed",
+    b"Requesting forwarding of remote",
 ];
 
 pub fn gen_log(src: &mut impl Source) -> Vec<u8> {

@@ -359,7 +359,9 @@ fn another_rosh_ssh_s_ssh_is_named_by_its_users_words() {
         "{line}"
     );
     // Cut at 60 characters: the start is what the user typed.
-    let at = line.find("held by pid ").unwrap_or_else(|| panic!("{line}"));
+    let at = line
+        .find("held by pid ")
+        .unwrap_or_else(|| panic!("{line}"));
     let shown = &line[at..];
     let words = shown.split_once(" (").map(|(_, w)| w).unwrap_or_default();
     assert!(

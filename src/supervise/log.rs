@@ -108,6 +108,8 @@ struct Relay {
     watch: Watch,
     failed: Vec<usize>,
     answers: usize,
+    /// Which forward a port-only line means (two remote forwards may share a port).
+    attribution: blame::Attribution,
 }
 
 impl Relay {
@@ -133,13 +135,27 @@ impl Relay {
     /// Reports the forwards `f` names; whether it named any (then its line
     /// is replaced by rosh-ssh's).
     fn blame(&mut self, f: &Failure) -> bool {
-        let f = blame::through_master(f);
         let mut hit: Vec<(usize, Forward, String)> = Vec::new();
-        for (i, fwd) in &self.watch.forwards {
-            if let Some(r) = blame::names(&f, fwd) {
-                hit.push((*i, fwd.clone(), r));
+        match self.attribution.blame(f, &self.watch.forwards) {
+            blame::Blamed::Nothing => {}
+            blame::Blamed::Named(named) => {
+                for (i, r) in named {
+                    if let Some((_, fwd)) = self.watch.forwards.iter().find(|(j, _)| *j == i) {
+                        hit.push((i, fwd.clone(), r));
+                    }
+                }
+            }
+            blame::Blamed::Shared { among, port } => {
+                let names: Vec<String> = among
+                    .iter()
+                    .map(|&i| self.watch.names.get(i).cloned().unwrap_or_default())
+                    .collect();
+                self.flush();
+                Dest::Stderr.line(&blame::shared(&names, port));
+                return true;
             }
         }
+        let f = blame::through_master(f);
         // `Could not request local forwarding.` names no port: the one
         // whose port is taken now is the one that failed.
         if f == Failure::LocalNoneSucceeded {
@@ -218,6 +234,7 @@ impl LogPipe {
             failed: watch.dropped.clone(),
             watch,
             answers: 0,
+            attribution: blame::Attribution::default(),
         };
         let no_answers = Arc::new(AtomicBool::new(false));
         let flag = no_answers.clone();
