@@ -241,7 +241,7 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent
         return None;
     };
     let sources = config::sources(last_arg(&args, b'F'));
-    for d in Plan::make(&args, &eff, &sources)
+    for d in Plan::make(&args, &eff, &sources, &ssh)
         .decisions
         .iter()
         .filter(|d| d.verdict.drops())

@@ -240,7 +240,7 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Resul
             .find(|o| o.letter == b'F')
             .and_then(|o| o.arg.as_deref()),
     );
-    let plan = Plan::make(&args, &eff, &sources);
+    let plan = Plan::make(&args, &eff, &sources, ssh);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
     if remote && dry_run {

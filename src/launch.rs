@@ -73,7 +73,7 @@ impl<'a> Session<'a> {
             sources,
             dir: None,
             ctl_dir: None,
-            decisions: Plan::make(args, eff, sources).decisions,
+            decisions: Plan::make(args, eff, sources, ssh).decisions,
             require,
             restore,
             ssh,

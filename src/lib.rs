@@ -3,6 +3,7 @@
 //! One module, one job; `main.rs` only maps [`app::run`] to an exit code.
 
 pub mod app;
+pub mod applied;
 pub mod argv;
 pub mod blame;
 pub mod check;

@@ -9,6 +9,7 @@ use crate::holder;
 use crate::probe::{self, Busy};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// The forwards written on the command line: (index into `args.opts`, forward).
 /// What does not parse is left out: ssh -G has already accepted the words,
@@ -120,18 +121,24 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Matches ssh's forwards to the options that asked for them and
-    /// probes each local listen side. A busy forward is dropped.
-    pub fn make(args: &Args, eff: &Effective, sources: &Sources) -> Plan {
+    /// Matches ssh's forwards to the options that asked for them and the
+    /// config line ssh applied (asking `ssh` when the text is on several,
+    /// applied.rs), and probes each local listen side. A busy forward is
+    /// dropped.
+    pub fn make(args: &Args, eff: &Effective, sources: &Sources, ssh: &Path) -> Plan {
         let from_argv = argv_forwards(args);
         let mut known: Vec<Forward> = from_argv.iter().map(|(_, f)| f.clone()).collect();
         known.extend(config::forwards(sources));
         let forwards = eff.resolve(&known);
-        let origins = config::origins_of(sources, &forwards);
+        let on_argv: Vec<bool> = forwards
+            .iter()
+            .map(|f| from_argv.iter().any(|(_, g)| g.prints_as(f)))
+            .collect();
+        let origins = crate::applied::origins(ssh, args, sources, &forwards, &on_argv);
         let decisions = forwards
             .iter()
             .zip(origins)
-            .map(|(f, origins)| {
+            .map(|(f, origin)| {
                 let opts: Vec<usize> = from_argv
                     .iter()
                     .filter(|(_, g)| g.prints_as(f))
@@ -141,9 +148,7 @@ impl Plan {
                     forward: f.clone(),
                     opts,
                     verdict: verdict(f, &eff.probe),
-                    from_config: origins
-                        .first()
-                        .map(|o| format!("{}:{}", o.file.display(), o.line)),
+                    from_config: origin.map(|o| format!("{}:{}", o.file.display(), o.line)),
                 }
             })
             .collect();
