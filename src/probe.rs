@@ -166,8 +166,10 @@ pub fn tcp(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Result<(), Busy> 
     if !busy.is_empty() {
         // IPv4 first, as a reader expects `127.0.0.1:P, [::1]:P` (glibc
         // gives ::1 first for loopback; which one ssh tries first is moot).
-        busy.sort_by_key(|(a, _)| a.is_ipv6());
-        return Err(Busy::Tcp { addrs: busy });
+        // A partition, not a sort: no sort code for a list of two.
+        let (mut addrs, v6): (Vec<_>, Vec<_>) = busy.into_iter().partition(|(a, _)| a.is_ipv4());
+        addrs.extend(v6);
+        return Err(Busy::Tcp { addrs });
     }
     // An explicit bind address none of whose addresses is on this host:
     // ssh's listener fails ("Could not request local forwarding"). Loopback
