@@ -843,6 +843,7 @@ pub const LOG_LINES: &[&str] = &[
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (bin=/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa: bind [127.0.0.1]:3131: Address already in use\r\n",
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
     "mux_confirm_remote_forward: remote port forwarding failed for listen port 80\r\n",
+    "debug1: mux.c:mux_client_forward():1752 (pid=9): Requesting forwarding of remote forward 127.0.0.2:8082 -> localhost:22\r\n",
     "\n",
     "\r\n",
     "no newline at all",
@@ -882,9 +883,9 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             false,
         ),
         7 => (
-            Some(Failure::RemotePort {
+            Some(Failure::RemoteRefused {
+                listen_host: None,
                 port: 8082,
-                fatal: false,
             }),
             true,
         ),
@@ -927,6 +928,13 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             }),
             false,
         ),
+        17 => (
+            Some(Failure::MuxRequest {
+                listen_host: Some(s("127.0.0.2")),
+                port: 8082,
+            }),
+            true,
+        ),
         _ => (None, false),
     })
 }
@@ -944,6 +952,7 @@ const FAILURE_WORDS: &[&[u8]] = &[
     b"forwarding request failed",
     b"refused forwarding request",
     b"forward request failed",
+    b"Requesting forwarding of remote",
 ];
 
 pub fn gen_log(src: &mut impl Source) -> Vec<u8> {

@@ -80,12 +80,21 @@ pub fn is_remote_answer(line: &[u8]) -> bool {
 
 /// The reason a failure gives for `forward`, when it names that forward.
 /// Through a ControlMaster the reason is the master's (see [`through_master`]).
+/// A line that names a remote port only names every remote forward on it:
+/// [`Attribution`] tells them apart where ssh's lines allow.
 pub fn names(f: &Failure, forward: &Forward) -> Option<String> {
     let f = through_master(f);
     Some(match (&f, &forward.kind, &forward.listen) {
         (Failure::RemotePort { port, .. }, Kind::Remote, Endpoint::Tcp { port: p, .. })
             if p == port && *p != 0 =>
         {
+            format!("the server refused listen port {port}")
+        }
+        (
+            Failure::RemoteRefused { listen_host, port },
+            Kind::Remote,
+            Endpoint::Tcp { host, port: p },
+        ) if p == port && *p != 0 && host == listen_host => {
             format!("the server refused listen port {port}")
         }
         (Failure::RemotePath { path, .. }, Kind::Remote, Endpoint::Path(p)) if p == path => {
@@ -115,6 +124,144 @@ pub fn names(f: &Failure, forward: &Forward) -> Option<String> {
         }
         _ => return None,
     })
+}
+
+/// Which forwards the failure lines of one ssh's log name, line after line.
+///
+/// ssh's `Warning:`/`Error: remote port forwarding failed for listen port N`
+/// names the port only, so two remote forwards on one port number with
+/// different listen addresses (`-R 127.0.0.1:N:...`, `-R 127.0.0.2:N:...`
+/// with the server's GatewayPorts clientspecified) read alike. The lines
+/// right before it tell them apart, and this reads them:
+/// - ssh.c `ssh_confirm_remote_forward` writes its debug line `remote forward
+///   failure for: listen HOST:N, ...` (forced out with LogVerbose, see
+///   [`FORCED`]) and then, in the same call, the `Warning:`/`Error:` line:
+///   the debug line names the forward, and the port-only line after it is
+///   the same refusal (named again, so its line is replaced, with no second
+///   report);
+/// - through a ControlMaster, mux.c `mux_client_forward` writes `Requesting
+///   forwarding of remote forward HOST:N -> ...` and then waits for the
+///   master's answer: a failure reply for port N that follows is that
+///   forward's.
+///
+/// Without those lines (OpenSSH before 8.5 has no LogVerbose, and at
+/// LogLevel INFO only the `Warning:` line shows) a port-only line names the
+/// one remote forward on that port; when several share it, it is
+/// [`Blamed::Shared`]: rosh-ssh says so rather than guess, and restores
+/// neither. Bounded: only the last naming line is kept.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    /// The port the last debug or request line named, and the plan
+    /// indexes of the forwards it named.
+    last: Option<(u16, Vec<usize>)>,
+}
+
+/// What one failure line says about the plan's forwards.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Blamed {
+    /// No forward of the plan: the line is ssh's own.
+    Nothing,
+    /// These forwards, each with the reason: (plan index, reason).
+    Named(Vec<(usize, String)>),
+    /// A port-only line, and several remote forwards on that port: any of
+    /// them may be the refused one (plan indexes).
+    Shared { among: Vec<usize>, port: u16 },
+}
+
+impl Attribution {
+    /// Reads one failure line (the matcher's [`Failure`]) against the
+    /// plan's forwards (a forward's plan index is its place here).
+    pub fn blame(&mut self, f: &Failure, plan: &[Forward]) -> Blamed {
+        let forwards: Vec<(usize, &Forward)> = plan.iter().enumerate().collect();
+        let by_port = |port: u16| -> Vec<usize> {
+            let f = Failure::RemotePort { port, fatal: false };
+            forwards
+                .iter()
+                .filter(|(_, fwd)| names(&f, fwd).is_some())
+                .map(|(i, _)| *i)
+                .collect()
+        };
+        let refused = |port: u16, among: Vec<usize>| -> Blamed {
+            match among.len() {
+                0 => Blamed::Nothing,
+                1 => Blamed::Named(
+                    among
+                        .into_iter()
+                        .map(|i| (i, format!("the server refused listen port {port}")))
+                        .collect(),
+                ),
+                _ => Blamed::Shared { among, port },
+            }
+        };
+        match f {
+            Failure::MuxRequest { listen_host, port } => {
+                // mux.c format_forward: `%.200s` of the listen host.
+                let cut = |h: &[u8]| h[..h.len().min(200)].to_vec();
+                let want = listen_host.as_deref().map(cut);
+                let exact: Vec<usize> = forwards
+                    .iter()
+                    .filter(|(_, fwd)| {
+                        fwd.kind == Kind::Remote
+                            && matches!(&fwd.listen, Endpoint::Tcp { host, port: p }
+                                if p == port && *p != 0 && host.as_deref().map(cut) == want)
+                    })
+                    .map(|(i, _)| *i)
+                    .collect();
+                let named = if exact.is_empty() {
+                    by_port(*port)
+                } else {
+                    exact
+                };
+                self.last = Some((*port, named));
+                Blamed::Nothing
+            }
+            Failure::RemoteRefused { port, .. } => {
+                let exact: Vec<usize> = forwards
+                    .iter()
+                    .filter(|(_, fwd)| names(f, fwd).is_some())
+                    .map(|(i, _)| *i)
+                    .collect();
+                // A listen host spelled otherwise than the plan has it:
+                // never worse than the port alone.
+                let named = if exact.is_empty() {
+                    by_port(*port)
+                } else {
+                    exact
+                };
+                self.last = Some((*port, named.clone()));
+                refused(*port, named)
+            }
+            _ => {
+                let g = through_master(f);
+                if let Failure::RemotePort { port, .. } = g {
+                    return match self.last.take() {
+                        Some((p, named)) if p == port => refused(port, named),
+                        _ => refused(port, by_port(port)),
+                    };
+                }
+                let hit: Vec<(usize, String)> = forwards
+                    .iter()
+                    .filter_map(|(i, fwd)| names(&g, fwd).map(|r| (*i, r)))
+                    .collect();
+                if hit.is_empty() {
+                    Blamed::Nothing
+                } else {
+                    Blamed::Named(hit)
+                }
+            }
+        }
+    }
+}
+
+/// The line for a refusal that ssh names by port alone while several
+/// remote forwards share that port: it says which could be meant, and that
+/// rosh-ssh can't tell.
+pub fn shared(names: &[String], port: u16) -> String {
+    format!(
+        "rosh-ssh: {}: the server refused listen port {port} for one of these \
+         (ssh's message names only the port; neither is restored)",
+        names.join(" or ")
+    )
 }
 
 /// mux.c: through a ControlMaster a failure comes back as the master's
@@ -265,6 +412,161 @@ mod tests {
         assert!(names(&bind, &l).is_some());
         assert!(names(&bind, &r).is_none());
         assert!(names(&Failure::LocalNoneSucceeded, &l).is_none());
+    }
+
+    /// Runs `lines` (failures as the matcher reads them) through one
+    /// attribution over the plan `specs`; what each line blames.
+    fn attribute(specs: &[&str], lines: &[Failure]) -> Vec<Blamed> {
+        let plan: Vec<Forward> = specs
+            .iter()
+            .map(|s| {
+                let (l, spec) = s.split_at(1);
+                parse_arg(l.as_bytes()[0], spec.as_bytes()).unwrap()
+            })
+            .collect();
+        let mut a = Attribution::default();
+        lines.iter().map(|f| a.blame(f, &plan)).collect()
+    }
+
+    #[test]
+    fn attribution_table() {
+        let refused = |h: Option<&str>, port| Failure::RemoteRefused {
+            listen_host: h.map(|h| h.as_bytes().to_vec()),
+            port,
+        };
+        let request = |h: Option<&str>, port| Failure::MuxRequest {
+            listen_host: h.map(|h| h.as_bytes().to_vec()),
+            port,
+        };
+        let warning = |port| Failure::RemotePort { port, fatal: false };
+        let error = |port| Failure::RemotePort { port, fatal: true };
+        let mux = |port: u16| Failure::Mux {
+            reason: format!("remote port forwarding failed for listen port {port}").into_bytes(),
+        };
+        let named = |i: &[usize], port: u16| {
+            Blamed::Named(
+                i.iter()
+                    .map(|&i| (i, format!("the server refused listen port {port}")))
+                    .collect(),
+            )
+        };
+        let shared = |among: &[usize], port| Blamed::Shared {
+            among: among.to_vec(),
+            port,
+        };
+        let two = [
+            "R127.0.0.1:8082:h:22",
+            "R127.0.0.2:8082:h:22",
+            "R9000:h:22",
+            "L8082:h:22",
+        ];
+        type Row<'a> = (&'a [&'a str], Vec<Failure>, Vec<Blamed>);
+        let table: Vec<Row> = vec![
+            // The debug line names the forward; the Warning after it is
+            // the same refusal.
+            (
+                &two,
+                vec![refused(Some("127.0.0.1"), 8082), warning(8082)],
+                vec![named(&[0], 8082), named(&[0], 8082)],
+            ),
+            (
+                &two,
+                vec![refused(Some("127.0.0.2"), 8082), error(8082)],
+                vec![named(&[1], 8082), named(&[1], 8082)],
+            ),
+            // Both refused, one after the other.
+            (
+                &two,
+                vec![
+                    refused(Some("127.0.0.1"), 8082),
+                    warning(8082),
+                    refused(Some("127.0.0.2"), 8082),
+                    warning(8082),
+                ],
+                vec![
+                    named(&[0], 8082),
+                    named(&[0], 8082),
+                    named(&[1], 8082),
+                    named(&[1], 8082),
+                ],
+            ),
+            // No debug line (OpenSSH before 8.5 at LogLevel INFO): a port
+            // two forwards share is said to be shared; one alone is named.
+            (&two, vec![warning(8082)], vec![shared(&[0, 1], 8082)]),
+            (&two, vec![warning(9000)], vec![named(&[2], 9000)]),
+            (&two, vec![warning(9001)], vec![Blamed::Nothing]),
+            // A debug line for another port does not attribute this one.
+            (
+                &two,
+                vec![refused(None, 9000), warning(8082)],
+                vec![named(&[2], 9000), shared(&[0, 1], 8082)],
+            ),
+            // A listen host the plan spells otherwise: by port, as before.
+            (
+                &["R127.0.0.1:8082:h:22", "R9000:h:22"],
+                vec![refused(Some("localhost"), 8082), warning(8082)],
+                vec![named(&[0], 8082), named(&[0], 8082)],
+            ),
+            (
+                &two,
+                vec![refused(Some("localhost"), 8082)],
+                vec![shared(&[0, 1], 8082)],
+            ),
+            // No listen host, an empty one, the wildcard.
+            (
+                &["R8082:h:22", "R:8082:h:22", "R*:8082:h:22"],
+                vec![
+                    refused(None, 8082),
+                    refused(Some(""), 8082),
+                    refused(Some("*"), 8082),
+                ],
+                vec![named(&[0], 8082), named(&[1], 8082), named(&[2], 8082)],
+            ),
+            // Through a ControlMaster: the request names the forward the
+            // failure reply after it answers.
+            (
+                &two,
+                vec![
+                    request(Some("127.0.0.1"), 8082),
+                    request(Some("127.0.0.2"), 8082),
+                    mux(8082),
+                ],
+                vec![Blamed::Nothing, Blamed::Nothing, named(&[1], 8082)],
+            ),
+            (
+                &["R8082:h:22", "R127.0.0.2:8082:h:22"],
+                vec![request(None, 8082), mux(8082)],
+                vec![Blamed::Nothing, named(&[0], 8082)],
+            ),
+            (&two, vec![mux(8082)], vec![shared(&[0, 1], 8082)]),
+            // Other failures are named as before.
+            (
+                &two,
+                vec![Failure::LocalCannotListen { port: 8082 }],
+                vec![Blamed::Named(vec![(
+                    3,
+                    "cannot listen to port 8082".into(),
+                )])],
+            ),
+        ];
+        for (specs, lines, want) in table {
+            assert_eq!(attribute(specs, &lines), want, "{specs:?} {lines:?}");
+        }
+    }
+
+    #[test]
+    fn the_shared_line_names_every_candidate() {
+        assert_eq!(
+            shared(
+                &[
+                    "-R 127.0.0.1:8082:h:22".into(),
+                    "-R 127.0.0.2:8082:h:22".into()
+                ],
+                8082
+            ),
+            "rosh-ssh: -R 127.0.0.1:8082:h:22 or -R 127.0.0.2:8082:h:22: the server refused \
+             listen port 8082 for one of these (ssh's message names only the port; neither is restored)"
+        );
     }
 
     #[test]

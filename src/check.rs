@@ -234,7 +234,7 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Resul
         None
     };
     let config = config::Config::load(&config::sources(args.last_arg(b'F')));
-    let plan = Plan::make(&args, &eff, &config);
+    let plan = Plan::make(&args, &eff, &config, ssh);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
     if remote && dry_run {

@@ -65,19 +65,15 @@ pub struct Cli {
     pub words: Vec<OsString>,
 }
 
-fn truthy(v: Option<OsString>) -> bool {
-    v.is_some_and(|v| matches!(v.as_bytes(), b"1" | b"yes" | b"true" | b"on"))
-}
-
 /// Splits rosh-ssh's options from ssh's. `env` reads the environment.
 pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Result<Cli, Error> {
+    let switches = crate::switch::read(&env)?;
     let mut cli = Cli {
         mode: Mode::Ssh,
-        verbose: truthy(env("ROSH_VERBOSE")),
+        verbose: switches.verbose,
         dry_run: false,
-        require_forward: truthy(env("ROSH_REQUIRE_FORWARD")),
-        no_restore: env("ROSH_RESTORE")
-            .is_some_and(|v| matches!(v.as_bytes(), b"0" | b"no" | b"false" | b"off")),
+        require_forward: switches.require_forward,
+        no_restore: !switches.restore,
         ssh: env("ROSH_SSH").filter(|s| !s.is_empty()),
         words: Vec::new(),
     };

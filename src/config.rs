@@ -163,6 +163,19 @@ impl Config {
     /// returns the file to pass to ssh as `-F`. Files are created 0600 with
     /// `O_EXCL` under fresh names, so `dir` may be reused.
     pub fn rewrite(&self, drop: &[Forward], dir: &Path) -> io::Result<PathBuf> {
+        self.write_copy(Edit::Drop(drop), dir)
+    }
+
+    /// Writes into `dir` a config that means what the files mean except
+    /// that the line at each `(origin, text)` is `text` instead (its line
+    /// end kept), and returns the file to pass to ssh as `-F`: `ssh -G` then
+    /// tells which of those lines apply (applied.rs). Only forward lines can
+    /// be replaced.
+    pub fn mark(&self, lines: &[(Origin, Vec<u8>)], dir: &Path) -> io::Result<PathBuf> {
+        self.write_copy(Edit::Mark(lines), dir)
+    }
+
+    fn write_copy(&self, edit: Edit<'_>, dir: &Path) -> io::Result<PathBuf> {
         let t = self.tree.as_ref().map_err(Trouble::to_io)?;
         // The top file adds one level of Include depth.
         if let Some(&r) = t
@@ -176,7 +189,7 @@ impl Config {
         let dir = absolute(dir);
         let mut w = Writer {
             t,
-            drop,
+            edit,
             dir: &dir,
             copy: vec![None; t.nodes.len()],
             written: vec![None; t.nodes.len()],
@@ -201,6 +214,31 @@ impl Config {
     }
 }
 
+/// What a copy changes: forward lines equal to a dropped forward become
+/// comments, or chosen forward lines are replaced.
+#[derive(Clone, Copy)]
+enum Edit<'a> {
+    Drop(&'a [Forward]),
+    Mark(&'a [(Origin, Vec<u8>)]),
+}
+
+impl Edit<'_> {
+    /// The bytes that stand for forward line `n` (1-based) of `file`, if
+    /// it changes; `raw` is the line as read.
+    fn replace(&self, file: &Path, n: usize, f: &Forward, raw: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Edit::Drop(drop) => drop
+                .iter()
+                .any(|d| d.prints_as(f))
+                .then(|| [b"# rosh-ssh dropped: ".as_slice(), raw].concat()),
+            Edit::Mark(lines) => lines
+                .iter()
+                .find(|(o, _)| o.line == n && o.file == file)
+                .map(|(_, text)| [text.as_slice(), line_end(raw)].concat()),
+        }
+    }
+}
+
 /// [`Config::mentions_forward`] of a fresh read of `src`.
 pub fn mentions_forward(src: &Sources) -> bool {
     Config::load(src).mentions_forward()
@@ -222,6 +260,11 @@ pub fn forwards(src: &Sources) -> Vec<Forward> {
 /// [`Config::rewrite`] of a fresh read of `src`.
 pub fn rewrite(src: &Sources, drop: &[Forward], dir: &Path) -> io::Result<PathBuf> {
     Config::load(src).rewrite(drop, dir)
+}
+
+/// [`Config::mark`] of a fresh read of `src`.
+pub fn mark(src: &Sources, lines: &[(Origin, Vec<u8>)], dir: &Path) -> io::Result<PathBuf> {
+    Config::load(src).mark(lines, dir)
 }
 
 /// Why a config tree could not be read the way ssh reads it.
@@ -509,7 +552,7 @@ fn absolute(p: &Path) -> PathBuf {
 /// Writes copies, children before the files that include them.
 struct Writer<'a> {
     t: &'a Tree,
-    drop: &'a [Forward],
+    edit: Edit<'a>,
     dir: &'a Path,
     copy: Vec<Option<bool>>,
     written: Vec<Option<PathBuf>>,
@@ -522,10 +565,14 @@ impl Writer<'_> {
             return c;
         }
         let t = self.t;
+        let node = &t.nodes[id];
         let mut c = false;
-        for l in &t.nodes[id].lines {
+        for (i, l) in node.lines.iter().enumerate() {
             match &l.what {
-                What::Forward(Some(f)) => c |= self.drop.iter().any(|d| d.prints_as(f)),
+                What::Forward(Some(f)) => {
+                    let raw = &node.bytes[l.raw.clone()];
+                    c |= self.edit.replace(&node.path, i + 1, f, raw).is_some();
+                }
                 What::Include { matches, rebase } => {
                     c |= *rebase;
                     for m in matches.iter().flatten() {
@@ -548,13 +595,15 @@ impl Writer<'_> {
         let t = self.t;
         let node = &t.nodes[id];
         let mut out = Vec::with_capacity(node.bytes.len() + 64);
-        for l in &node.lines {
+        for (i, l) in node.lines.iter().enumerate() {
             let raw = &node.bytes[l.raw.clone()];
+            if let What::Forward(Some(f)) = &l.what
+                && let Some(edited) = self.edit.replace(&node.path, i + 1, f, raw)
+            {
+                out.extend_from_slice(&edited);
+                continue;
+            }
             match &l.what {
-                What::Forward(Some(f)) if self.drop.iter().any(|d| d.prints_as(f)) => {
-                    out.extend_from_slice(b"# rosh-ssh dropped: ");
-                    out.extend_from_slice(raw);
-                }
                 What::Include { matches, rebase } if *rebase || self.any_copied(matches) => {
                     let mut args = Vec::new();
                     for m in matches.iter().flatten() {

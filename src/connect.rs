@@ -59,7 +59,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
         }
     };
     say.level = Level::of(&eff.log_level);
-    let mut plan = Plan::make(&args, &eff, &config);
+    let mut plan = Plan::make(&args, &eff, &config, ssh);
     let master = ask_master(ssh, &eff, &plan);
     if let Some(pid) = master.filter(|_| rides_master(&eff)) {
         plan.keep_held_by(pid);
@@ -240,6 +240,13 @@ impl Report for Lines<'_> {
                     .say
                     .forward(&blame::partial(name, bound, failed, self.restoring));
             }
+            Refusal::Shared { among, port } => {
+                let names: Vec<String> = among
+                    .iter()
+                    .filter_map(|&i| self.names.get(i).cloned())
+                    .collect();
+                blame::shared(&names, *port)
+            }
         };
         if self.require {
             self.say.fatal(&line);
@@ -376,7 +383,7 @@ pub fn warn_parent_forwards(ssh: &Path, words: Vec<OsString>) -> Option<crate::p
         level: Level::of(&eff.log_level),
         verbose: false,
     };
-    for d in Plan::make(&args, &eff, &config)
+    for d in Plan::make(&args, &eff, &config, ssh)
         .decisions
         .iter()
         .filter(|d| d.verdict.drops())

@@ -65,14 +65,8 @@ pub fn ssh_g(f: &Forward) -> String {
 /// (...)`; `None` when nothing stands against it.
 pub fn reason(v: &Verdict) -> Option<String> {
     match v {
-        Verdict::Busy {
-            busy,
-            holder: Some(h),
-        } => Some(match h {
-            Ok(h) => format!("{busy}, {h}"),
-            Err(u) => format!("{busy}, {u}"),
-        }),
-        Verdict::Busy { busy, holder: None } => Some(busy.to_string()),
+        Verdict::Busy { busy, holders } if holders.0.is_empty() => Some(busy.to_string()),
+        Verdict::Busy { busy, holders } => Some(format!("{busy}, {holders}")),
         Verdict::OwnMaster { .. } | Verdict::Free => None,
     }
 }
@@ -133,13 +127,13 @@ mod tests {
 
     #[test]
     fn reason_and_state_of_each_verdict() {
-        use crate::holder::{Holder, Unknown};
-        let busy = |holder| Verdict::Busy {
+        use crate::holder::{Holder, Holders, Unknown};
+        let at: std::net::SocketAddr = "127.0.0.1:3131".parse().unwrap();
+        let busy = |who: Option<Result<Holder, Unknown>>| Verdict::Busy {
             busy: crate::probe::Busy::Tcp {
-                addr: "127.0.0.1:3131".parse().unwrap(),
-                err: nix::errno::Errno::EADDRINUSE,
+                addrs: vec![(at, nix::errno::Errno::EADDRINUSE)],
             },
-            holder,
+            holders: Holders(who.into_iter().map(|w| (vec![at], w)).collect()),
         };
         let seven = Holder {
             pid: 7,

@@ -18,6 +18,11 @@ pub enum Error {
     Loop(u32),
     /// A rosh-ssh option is malformed.
     Usage(String),
+    /// A `ROSH_*` switch holds something that is neither on nor off.
+    Switch {
+        name: &'static str,
+        value: std::ffi::OsString,
+    },
     /// Starting or running the real ssh failed.
     Spawn(PathBuf, std::io::Error),
     /// Anything else that went wrong with a system call.
@@ -50,6 +55,18 @@ impl fmt::Display for Error {
                 "rosh-ssh is running inside itself {n} levels deep: an ssh wrapper loop (check PATH and ROSH_SSH)"
             ),
             Error::Usage(m) => write!(f, "{m} (see rosh-ssh --help)"),
+            Error::Switch { name, value } => {
+                // Quoted as a shell would take it back, on one printable line.
+                let shown = crate::quote::word(value);
+                let shown: String = String::from_utf8_lossy(&shown)
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect();
+                write!(
+                    f,
+                    "{name}={shown}: not a switch (use 1/yes/true/on or 0/no/false/off)"
+                )
+            }
             Error::Spawn(p, e) => write!(f, "cannot run {}: {e}", p.display()),
             Error::Io(what, e) => write!(f, "{what}: {e}"),
             Error::Proxy(m) | Error::Check(m) => write!(f, "{m}"),

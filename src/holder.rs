@@ -52,12 +52,74 @@ pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
     sys::unix_listener(path)
 }
 
+/// Who holds the busy addresses of one TCP listen side: each distinct
+/// answer once, with the addresses it covers, in the order first seen. One
+/// process holding 127.0.0.1 and ::1 is one entry; two processes, two.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holders(pub Vec<(Vec<SocketAddr>, Result<Holder, Unknown>)>);
+
+impl Holders {
+    /// Looks up the holder of each address (the probe's busy ones).
+    pub fn of(addrs: &[SocketAddr]) -> Holders {
+        Holders::group(addrs.iter().map(|&a| (a, tcp_listener(a))))
+    }
+
+    /// Groups per-address answers: equal answers (the same pid, the same
+    /// reason) share one entry.
+    pub fn group(
+        found: impl IntoIterator<Item = (SocketAddr, Result<Holder, Unknown>)>,
+    ) -> Holders {
+        let mut out: Vec<(Vec<SocketAddr>, Result<Holder, Unknown>)> = Vec::new();
+        for (addr, who) in found {
+            match out.iter_mut().find(|(_, w)| *w == who) {
+                Some((addrs, _)) => addrs.push(addr),
+                None => out.push((vec![addr], who)),
+            }
+        }
+        Holders(out)
+    }
+
+    /// The first holder named, whose end the restorer waits for.
+    pub fn pid(&self) -> Option<u32> {
+        self.0
+            .iter()
+            .find_map(|(_, w)| w.as_ref().ok().map(|h| h.pid))
+    }
+}
+
+/// `held by pid N (cmd)` when one answer covers every address; else each
+/// answer with its addresses: `held by pid N (a) on 127.0.0.1:P, held by pid
+/// M (b) on [::1]:P`. Empty when there is nothing to look up.
+impl fmt::Display for Holders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let one = |w: &Result<Holder, Unknown>| match w {
+            Ok(h) => h.to_string(),
+            Err(u) => u.to_string(),
+        };
+        match self.0.as_slice() {
+            [] => Ok(()),
+            [(_, w)] => f.write_str(&one(w)),
+            many => {
+                let parts: Vec<String> = many
+                    .iter()
+                    .map(|(addrs, w)| {
+                        let at: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+                        format!("{} on {}", one(w), at.join(", "))
+                    })
+                    .collect();
+                f.write_str(&parts.join(", "))
+            }
+        }
+    }
+}
+
 /// The process holding a socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub pid: u32,
     /// Its argv with spaces between the words (`[comm]` for a process
-    /// without one, as `ps` shows it).
+    /// without one, as `ps` shows it), without rosh-ssh's plumbing
+    /// (plumbing.rs) when rosh-ssh ran it.
     pub cmdline: Vec<u8>,
 }
 
@@ -176,6 +238,57 @@ mod tests {
                 expected,
                 "{local} {want}"
             );
+        }
+    }
+
+    #[test]
+    fn holders_group_by_answer() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let (v4, v6) = (a("127.0.0.1:3131"), a("[::1]:3131"));
+        let ssh = || {
+            Ok(Holder {
+                pid: 42,
+                cmdline: b"ssh -fN grav".to_vec(),
+            })
+        };
+        let nc = || {
+            Ok(Holder {
+                pid: 7,
+                cmdline: b"nc -l 3131".to_vec(),
+            })
+        };
+        let table: Vec<(Holders, &str, Option<u32>)> = vec![
+            (Holders::group([]), "", None),
+            (
+                Holders::group([(v4, ssh())]),
+                "held by pid 42 (ssh -fN grav)",
+                Some(42),
+            ),
+            // One process holding both addresses is named once.
+            (
+                Holders::group([(v4, ssh()), (v6, ssh())]),
+                "held by pid 42 (ssh -fN grav)",
+                Some(42),
+            ),
+            (
+                Holders::group([(v4, nc()), (v6, ssh())]),
+                "held by pid 7 (nc -l 3131) on 127.0.0.1:3131, held by pid 42 (ssh -fN grav) on [::1]:3131",
+                Some(7),
+            ),
+            (
+                Holders::group([(v4, Err(Unknown::OtherUser { uid: 0 })), (v6, ssh())]),
+                "held by a process of uid 0 (not visible) on 127.0.0.1:3131, held by pid 42 (ssh -fN grav) on [::1]:3131",
+                Some(42),
+            ),
+            (
+                Holders::group([(v4, Err(Unknown::NotFound)), (v6, Err(Unknown::NotFound))]),
+                "holder not found",
+                None,
+            ),
+        ];
+        for (h, words, pid) in table {
+            assert_eq!(h.to_string(), words);
+            assert_eq!(h.pid(), pid, "{words}");
         }
     }
 

@@ -1,6 +1,7 @@
 //! ssh's words for a run, built and nothing started: dropped forwards cut
 //! out of argv and out of a private config copy, and, where the policy says
-//! so, the plumbing that lets a forward fail without ending the connection:
+//! so, the plumbing (plumbing.rs) that lets a forward fail without ending
+//! the connection:
 //! `-o ExitOnForwardFailure=no` first (ssh keeps the first value it
 //! obtains, over every config file), ssh's log through a FIFO, the failure
 //! messages forced out with LogVerbose where the user's LogLevel hides
@@ -11,6 +12,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::forward::Forward;
 use crate::plan::Plan;
+use crate::plumbing::{self, Plumbing};
 use crate::policy::{Policy, Restore};
 use crate::tmpdir::PrivateDir;
 use std::ffi::OsString;
@@ -39,14 +41,14 @@ impl Dirs {
 
     /// A control socket path that fits a socket address, or `None`.
     fn ctl(&mut self) -> Result<Option<PathBuf>, Error> {
-        let ctl = self.main()?.path().join("ctl");
+        let ctl = self.main()?.path().join(plumbing::CTL);
         if crate::supervise::restore::fits(&ctl) {
             return Ok(Some(ctl));
         }
         let Ok(short) = PrivateDir::new_in(Path::new("/tmp")) else {
             return Ok(None);
         };
-        let ctl = self.ctl.insert(short).path().join("ctl");
+        let ctl = self.ctl.insert(short).path().join(plumbing::CTL);
         Ok(crate::supervise::restore::fits(&ctl).then_some(ctl))
     }
 }
@@ -85,37 +87,22 @@ pub fn words(
         }
     }
     let mut out = Words::default();
-    let mut front: Vec<OsString> = Vec::new();
+    let mut plumbing = Plumbing::default();
     if !config_drops.is_empty() {
         let dir = dirs.main()?.path().to_path_buf();
         let top = config
             .rewrite(&config_drops, &dir)
             .map_err(|e| Error::Io("cannot write the private ssh_config copy".into(), e))?;
         cut.extend(args.opts_with(b'F'));
-        front.push("-F".into());
-        front.push(top.clone().into());
+        plumbing.config = Some(top.clone());
         out.config = Some(top);
     }
-    let mut plumbing: Vec<OsString> = Vec::new();
-    let mut option = |o: String| {
-        plumbing.push("-o".into());
-        plumbing.push(o.into());
-    };
     if live {
-        // First of all: the first value ssh obtains is the one it keeps.
-        if let Some(eoff) = policy.exit_on_forward_failure {
-            option(format!(
-                "ExitOnForwardFailure={}",
-                if eoff { "yes" } else { "no" }
-            ));
-        }
+        plumbing.exit_on_forward_failure = policy.exit_on_forward_failure;
         match &policy.restore {
             Restore::Private => {
                 if let Some(ctl) = dirs.ctl()? {
-                    option("ControlMaster=yes".into());
-                    option(format!("ControlPath={}", ctl.display()));
-                    // A ControlPersist in the config must not make it linger.
-                    option("ControlPersist=no".into());
+                    plumbing.control = Some(ctl.clone());
                     out.ctl = Some(ctl);
                 }
             }
@@ -123,21 +110,17 @@ pub fn words(
             Restore::No(_) => {}
         }
         if policy.read_log && log {
-            if let Some(list) = &policy.log_verbose {
-                option(format!("LogVerbose={list}"));
-            }
+            plumbing.log_verbose = policy.log_verbose.clone();
             let fifo = dirs
                 .main()?
-                .fifo("log")
+                .fifo(plumbing::LOG)
                 .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
             cut.extend(args.opts_with(b'E'));
-            plumbing.push("-E".into());
-            plumbing.push(fifo.clone().into());
+            plumbing.log = Some(fifo.clone());
             out.fifo = Some(fifo);
         }
     }
-    plumbing.append(&mut front);
-    out.words = plumbing;
+    out.words = plumbing.words();
     out.words.extend(args.without(&cut));
     Ok(out)
 }

@@ -3,6 +3,7 @@
 //! One module, one job; `main.rs` only maps [`app::run`] to an exit code.
 
 pub mod app;
+pub mod applied;
 pub mod argv;
 pub mod blame;
 pub mod check;
@@ -22,6 +23,7 @@ pub mod matcher;
 pub mod ownmaster;
 pub mod parent;
 pub mod plan;
+pub mod plumbing;
 pub mod policy;
 pub mod probe;
 pub mod procinfo;
@@ -29,4 +31,5 @@ pub mod proxy;
 pub mod quote;
 pub mod say;
 pub mod supervise;
+pub mod switch;
 pub mod tmpdir;

@@ -32,10 +32,17 @@ pub const DEFAULT_CAP: usize = 64 * 1024;
 pub enum Failure {
     /// ssh.c `ssh_confirm_remote_forward`: `Warning:` (`fatal: false`) or `Error:`
     /// (`fatal: true`, ExitOnForwardFailure) `remote port forwarding failed for listen port N`.
-    /// Also the debug line `remote forward failure for: listen [HOST:]N, connect ...`, which
-    /// does not say whether the failure is fatal (`fatal: false`; a fatal one is followed by
-    /// the `Error:` line).
+    /// Names the port only: two remote forwards on one port with different listen addresses
+    /// (GatewayPorts clientspecified) can't be told apart by it (see [`Failure::RemoteRefused`]).
     RemotePort { port: u16, fatal: bool },
+    /// ssh.c `ssh_confirm_remote_forward`'s debug line `remote forward failure for: listen
+    /// [HOST:]N, connect ...`, written right before the `Warning:`/`Error:` line of the same
+    /// refusal: it names the listen host as the forward has it (`None`: the forward gave
+    /// none; `Some(b"")` for `:N`). It does not say whether the failure is fatal.
+    RemoteRefused {
+        listen_host: Option<Vec<u8>>,
+        port: u16,
+    },
     /// As [`Failure::RemotePort`], for `... for listen path P` (and `listen P:-2` in the
     /// debug line, where -2 is misc.h `PORT_STREAMLOCAL`).
     RemotePath { path: Vec<u8>, fatal: bool },
@@ -57,6 +64,14 @@ pub enum Failure {
     /// misc.c `unix_listener`: `cannot bind to path P: REASON` or `cannot listen on path P:
     /// REASON`, for a local forward listening on a Unix socket.
     LocalPath { path: Vec<u8> },
+    /// Not a failure: mux.c `mux_client_forward`'s debug line `Requesting forwarding of
+    /// remote forward HOST:N -> ...` (HOST `LOCALHOST` when the forward gave none, shown
+    /// `None` here). The master's answer is read right after it, so a failure reply that
+    /// follows is this forward's.
+    MuxRequest {
+        listen_host: Option<Vec<u8>>,
+        port: u16,
+    },
     /// mux.c, through a ControlMaster: `mux_client_forward: forwarding request failed: R`
     /// (R as sent by the master, e.g. `Port forwarding failed` or `remote port forwarding
     /// failed for listen port N`), `Master refused forwarding request: R`, and `muxclient:
@@ -378,6 +393,7 @@ enum Rule {
     MuxRefused,
     MuxMaster,
     MuxConfirm,
+    MuxRequest,
 }
 
 /// An ssh function name as `error_f` prints it. ssh's are lower case, which keeps out the
@@ -396,7 +412,7 @@ struct RuleRe {
 
 /// Each rule's regex, compiled the first time a line starts like its message:
 /// most sessions never compile one (the commonest failures are read by hand).
-static COMPILED: [OnceLock<Regex>; 10] = [const { OnceLock::new() }; 10];
+static COMPILED: [OnceLock<Regex>; 11] = [const { OnceLock::new() }; 11];
 
 fn compiled(i: usize) -> &'static Regex {
     COMPILED[i].get_or_init(|| {
@@ -405,7 +421,7 @@ fn compiled(i: usize) -> &'static Regex {
     })
 }
 
-static RULES: [RuleRe; 10] = [
+static RULES: [RuleRe; 11] = [
     // ssh.c ssh_confirm_remote_forward
     RuleRe {
         rule: Rule::Remote,
@@ -468,6 +484,13 @@ static RULES: [RuleRe; 10] = [
         starts: &["remote port forwarding failed"],
         re: r"(?:{FUNC}: )?(remote port forwarding failed for listen (?:port [0-9]+|path .*))",
     },
+    // mux.c mux_client_forward: debug("Requesting %s %s", "forwarding of", format_forward())
+    // with format_forward's "remote forward %.200s:%d -> %.200s:%d"
+    RuleRe {
+        rule: Rule::MuxRequest,
+        starts: &["Requesting forwarding of remote"],
+        re: r"Requesting forwarding of remote forward (.*):([0-9]+) -> .*",
+    },
 ];
 
 /// `body` without a leading `function: ` (an identifier, as `__func__` is), if it has one.
@@ -489,7 +512,7 @@ fn may_start_failure(s: &[u8]) -> bool {
     const fn word(w: &[u8; 4]) -> u32 {
         u32::from_le_bytes(*w)
     }
-    const STARTS: [u32; 9] = [
+    const STARTS: [u32; 10] = [
         word(b"Warn"),
         word(b"Erro"),
         word(b"remo"),
@@ -499,6 +522,7 @@ fn may_start_failure(s: &[u8]) -> bool {
         word(b"forw"),
         word(b"Mast"),
         word(b"mast"),
+        word(b"Requ"),
     ];
     match s.first_chunk::<4>() {
         Some(w) => STARTS.contains(&u32::from_le_bytes(*w)),
@@ -567,6 +591,13 @@ fn by_regex(i: usize, body: &[u8]) -> Option<Failure> {
                 reason: cap(1)?.to_vec(),
             })
         }
+        Rule::MuxRequest => {
+            let host = cap(1)?;
+            Some(Failure::MuxRequest {
+                listen_host: (host != b"LOCALHOST").then(|| host.to_vec()),
+                port: parse_port(cap(2)?)?,
+            })
+        }
     }
 }
 
@@ -605,7 +636,8 @@ fn local_bind(body: &[u8]) -> Option<Failure> {
     })
 }
 
-/// The `listen` part of the debug line: `N`, `HOST:N` (HOST may be `::1`), or `PATH:-2`.
+/// The `listen` part of the debug line: `N`, `HOST:N` (HOST may be `::1` or empty), or
+/// `PATH:-2` (ssh.c: `"%s%s%d", host or path or "", ":" if either, port`).
 fn remote_debug_listen(listen: &[u8]) -> Option<Failure> {
     if let Some(path) = listen.strip_suffix(b":-2") {
         return Some(Failure::RemotePath {
@@ -613,13 +645,13 @@ fn remote_debug_listen(listen: &[u8]) -> Option<Failure> {
             fatal: false,
         });
     }
-    let port = match memchr::memrchr(b':', listen) {
-        Some(i) => &listen[i + 1..],
-        None => listen,
+    let (listen_host, port) = match memchr::memrchr(b':', listen) {
+        Some(i) => (Some(listen[..i].to_vec()), &listen[i + 1..]),
+        None => (None, listen),
     };
-    Some(Failure::RemotePort {
+    Some(Failure::RemoteRefused {
+        listen_host,
         port: parse_port(port)?,
-        fatal: false,
     })
 }
 
@@ -654,6 +686,18 @@ mod tests {
     fn lpath(path: &str) -> Option<Failure> {
         Some(Failure::LocalPath {
             path: path.as_bytes().to_vec(),
+        })
+    }
+    fn refused(host: Option<&str>, port: u16) -> Option<Failure> {
+        Some(Failure::RemoteRefused {
+            listen_host: host.map(|h| h.as_bytes().to_vec()),
+            port,
+        })
+    }
+    fn request(host: Option<&str>, port: u16) -> Option<Failure> {
+        Some(Failure::MuxRequest {
+            listen_host: host.map(|h| h.as_bytes().to_vec()),
+            port,
         })
     }
     fn mux(reason: &str) -> Option<Failure> {
@@ -719,22 +763,74 @@ mod tests {
             // The debug line, unforced (-v) and forced (LogVerbose), old and new tag.
             (
                 "debug1: remote forward failure for: listen 8082, connect localhost:22",
-                port(8082, false),
+                refused(None, 8082),
                 false,
             ),
             (
                 "debug1: ssh.c:ssh_confirm_remote_forward():1827 (pid=4242): remote forward failure for: listen 8082, connect localhost:22",
-                port(8082, false),
+                refused(None, 8082),
                 true,
             ),
             (
                 "debug1: ssh.c:ssh_confirm_remote_forward():1827 (bin=/usr/bin/ssh, pid=4242): remote forward failure for: listen 127.0.0.1:8082, connect localhost:22",
-                port(8082, false),
+                refused(Some("127.0.0.1"), 8082),
                 true,
             ),
             (
                 "debug1: remote forward failure for: listen ::1:8082, connect [::1]:22",
-                port(8082, false),
+                refused(Some("::1"), 8082),
+                false,
+            ),
+            (
+                "debug1: remote forward failure for: listen :8082, connect h:22",
+                refused(Some(""), 8082),
+                false,
+            ),
+            (
+                "debug1: remote forward failure for: listen *:8082, connect h:22",
+                refused(Some("*"), 8082),
+                false,
+            ),
+            // -R 8082 (remote dynamic): connect host NULL, printed by glibc as (null).
+            (
+                "debug1: remote forward failure for: listen 8082, connect (null):0",
+                refused(None, 8082),
+                false,
+            ),
+            (
+                "debug1: remote forward failure for: listen 127.0.0.1:99999, connect h:22",
+                None,
+                false,
+            ),
+            // mux.c mux_client_forward: the request the next failure reply answers.
+            (
+                "debug1: mux.c:mux_client_forward():1752 (pid=9): Requesting forwarding of remote forward 127.0.0.2:8082 -> localhost:22",
+                request(Some("127.0.0.2"), 8082),
+                true,
+            ),
+            (
+                "debug1: Requesting forwarding of remote forward LOCALHOST:8082 -> localhost:22",
+                request(None, 8082),
+                false,
+            ),
+            (
+                "debug1: Requesting forwarding of remote forward ::1:8082 -> ::1:22",
+                request(Some("::1"), 8082),
+                false,
+            ),
+            (
+                "debug1: Requesting forwarding of remote forward /tmp/r.sock:-2 -> /tmp/l:-2",
+                None,
+                false,
+            ),
+            (
+                "debug1: Requesting cancellation of remote forward 127.0.0.2:8082 -> localhost:22",
+                None,
+                false,
+            ),
+            (
+                "debug1: Requesting forwarding of local forward LOCALHOST:8082 -> localhost:22",
+                None,
                 false,
             ),
             (
@@ -1259,13 +1355,13 @@ mux.c:muxclient():2331 (pid=31110): master forward request failed\r\n";
     fn real_ssh_transcript() {
         let want: Vec<(Option<Failure>, bool)> = vec![
             (bind("127.0.0.1", 22977, "Address already in use"), false),
-            (port(22977, false), false),
+            (refused(None, 22977), false),
             (port(22977, false), false),
             (None, true),
             (None, true),
             (bind("127.0.0.1", 22977, "Address already in use"), true),
             (Some(Failure::LocalCannotListen { port: 22977 }), true),
-            (port(22977, false), true),
+            (refused(Some("127.0.0.1"), 22977), true),
             (port(22977, false), true),
             (Some(Failure::LocalCannotListen { port: 22977 }), false),
             (Some(Failure::LocalNoneSucceeded), false),

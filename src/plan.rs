@@ -5,10 +5,11 @@ use crate::argv::Args;
 use crate::config::{Config, Origin};
 use crate::effective::Effective;
 use crate::forward::{self, Forward, Kind};
-use crate::holder::{self, Holder, Unknown};
+use crate::holder::{self, Holders};
 use crate::probe::{self, Busy};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// The forwards written on the command line: (index into `args.opts`, forward).
 /// What does not parse is left out: ssh -G has already accepted the words,
@@ -44,13 +45,13 @@ pub fn argv_forwards(args: &Args) -> Vec<(usize, Forward)> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Free,
-    /// The local listen side can't be had: why, and the holder when the
-    /// system names one (the restorer waits on it).
+    /// The local listen side can't be had: why, and who holds each busy
+    /// address when the system names them (the restorer waits on the
+    /// first); empty where there is no holder to look for (a privileged
+    /// port, a path in the way, an address not on this host).
     Busy {
         busy: Busy,
-        /// `None` where there is no holder to look for (a privileged port,
-        /// a path, an address not on this host).
-        holder: Option<Result<Holder, Unknown>>,
+        holders: Holders,
     },
     /// Held by the live ControlMaster this ssh rides: no conflict.
     OwnMaster {
@@ -67,12 +68,9 @@ impl Verdict {
     /// The holder's pid, when known.
     pub fn holder_pid(&self) -> Option<u32> {
         match self {
-            Verdict::Busy {
-                holder: Some(Ok(h)),
-                ..
-            } => Some(h.pid),
+            Verdict::Busy { holders, .. } => holders.pid(),
             Verdict::OwnMaster { pid } => Some(*pid),
-            Verdict::Busy { .. } | Verdict::Free => None,
+            Verdict::Free => None,
         }
     }
 }
@@ -115,18 +113,24 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Matches ssh's forwards to the options that asked for them and
-    /// probes each local listen side. A busy forward is dropped.
-    pub fn make(args: &Args, eff: &Effective, config: &Config) -> Plan {
+    /// Matches ssh's forwards to the options that asked for them and the
+    /// config line ssh applied (asking `ssh` when the text is on several,
+    /// applied.rs), and probes each local listen side. A busy forward is
+    /// dropped.
+    pub fn make(args: &Args, eff: &Effective, config: &Config, ssh: &Path) -> Plan {
         let from_argv = argv_forwards(args);
         let mut known: Vec<Forward> = from_argv.iter().map(|(_, f)| f.clone()).collect();
         known.extend(config.forwards());
         let forwards = eff.resolve(&known);
-        let origins = config.origins_of(&forwards);
+        let on_argv: Vec<bool> = forwards
+            .iter()
+            .map(|f| from_argv.iter().any(|(_, g)| g.prints_as(f)))
+            .collect();
+        let origins = crate::applied::origins(ssh, args, config, &forwards, &on_argv);
         let decisions = forwards
             .iter()
             .zip(origins)
-            .map(|(f, origins)| {
+            .map(|(f, origin)| {
                 let opts: Vec<usize> = from_argv
                     .iter()
                     .filter(|(_, g)| g.prints_as(f))
@@ -136,7 +140,7 @@ impl Plan {
                     forward: f.clone(),
                     opts,
                     verdict: verdict(f, &eff.probe),
-                    from_config: origins.into_iter().next(),
+                    from_config: origin,
                 }
             })
             .collect();
@@ -188,17 +192,16 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
 /// A busy listen side's verdict, naming the holder where there is one:
 /// reading /proc is done only for what is busy.
 pub fn busy_verdict(busy: Busy) -> Verdict {
-    let holder = match &busy {
+    // Every address another process holds, each holder named once; a
+    // privilege problem is not a conflict: there is no holder to name.
+    let holders = match &busy {
         // A system that cannot name holders says "in use" alone.
-        _ if !holder::NAMED => None,
-        // A privilege problem, not a conflict: there is no holder to name.
-        Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
-        Busy::NotLocal { .. } => None,
-        Busy::Tcp { addr, .. } => Some(holder::tcp_listener(*addr)),
-        Busy::PathLive { path } => Some(holder::unix_listener(path)),
-        Busy::PathExists { .. } => None,
+        _ if !holder::NAMED => Holders(Vec::new()),
+        Busy::NotLocal { .. } | Busy::PathExists { .. } => Holders(Vec::new()),
+        Busy::Tcp { .. } => Holders::of(&busy.in_use()),
+        Busy::PathLive { path } => Holders(vec![(Vec::new(), holder::unix_listener(path))]),
     };
-    Verdict::Busy { busy, holder }
+    Verdict::Busy { busy, holders }
 }
 
 #[cfg(test)]
@@ -246,16 +249,20 @@ mod tests {
 
     fn in_use() -> Busy {
         Busy::Tcp {
-            addr: "127.0.0.1:3131".parse().unwrap(),
-            err: nix::errno::Errno::EADDRINUSE,
+            addrs: vec![(
+                "127.0.0.1:3131".parse().unwrap(),
+                nix::errno::Errno::EADDRINUSE,
+            )],
         }
     }
 
     #[test]
     fn holder_pid_and_drops_of_each_verdict() {
-        let busy = |holder| Verdict::Busy {
+        use crate::holder::{Holder, Unknown};
+        let at: std::net::SocketAddr = "127.0.0.1:3131".parse().unwrap();
+        let busy = |who: Option<Result<Holder, Unknown>>| Verdict::Busy {
             busy: in_use(),
-            holder,
+            holders: Holders(who.into_iter().map(|w| (vec![at], w)).collect()),
         };
         let seven = Holder {
             pid: 7,
@@ -307,15 +314,13 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let me = std::process::id();
         let v = busy_verdict(Busy::Tcp {
-            addr,
-            err: nix::errno::Errno::EADDRINUSE,
+            addrs: vec![(addr, nix::errno::Errno::EADDRINUSE)],
         });
         assert_eq!(v.holder_pid(), Some(me), "{v:?}");
         // A privilege problem, a path, an address not on this host: no holder to look for.
         for busy in [
             Busy::Tcp {
-                addr,
-                err: nix::errno::Errno::EACCES,
+                addrs: vec![(addr, nix::errno::Errno::EACCES)],
             },
             Busy::PathExists {
                 path: b"/tmp/x".to_vec(),
@@ -323,7 +328,10 @@ mod tests {
             Busy::NotLocal { addr },
         ] {
             let v = busy_verdict(busy);
-            assert!(matches!(v, Verdict::Busy { holder: None, .. }), "{v:?}");
+            assert!(
+                matches!(&v, Verdict::Busy { holders, .. } if holders.0.is_empty()),
+                "{v:?}"
+            );
         }
     }
 

@@ -94,13 +94,8 @@ impl Policy {
         // LogVerbose exists from OpenSSH 8.5 (readconf.c).
         let force = read_log && !eff.log_level.starts_with("DEBUG") && eff.knows_log_verbose;
         let own = eff.log_verbose != "none";
-        let log_verbose = force.then(|| {
-            if own {
-                format!("{},{}", eff.log_verbose, crate::blame::FORCED)
-            } else {
-                crate::blame::FORCED.to_string()
-            }
-        });
+        let log_verbose =
+            force.then(|| crate::plumbing::log_verbose(own.then_some(eff.log_verbose.as_str())));
         // ssh -f with ExitOnForwardFailure=no goes to the background before
         // the server answers its remote forwards: rosh-ssh waits for the
         // answers instead, which it can only see as forced debug lines.

@@ -45,8 +45,11 @@ pub struct Opts {
 /// Why a forward's listen side can't be had.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Busy {
-    /// bind or listen failed with EADDRINUSE, EACCES or EPERM.
-    Tcp { addr: SocketAddr, err: Errno },
+    /// bind or listen failed with EADDRINUSE, EACCES or EPERM: every such
+    /// address of the forward, in the resolver's order (never empty). All of
+    /// them, not the first: with 127.0.0.1 and ::1 both held, naming one
+    /// sends the user after half the problem.
+    Tcp { addrs: Vec<(SocketAddr, Errno)> },
     /// A live listener answers on the unix socket path.
     PathLive { path: Vec<u8> },
     /// A file sits on the path and ssh won't unlink it.
@@ -57,26 +60,64 @@ pub enum Busy {
 }
 
 impl Busy {
-    /// The busy TCP address, for naming its holder.
-    pub fn addr(&self) -> Option<SocketAddr> {
+    /// The TCP addresses another process holds (EADDRINUSE), for naming
+    /// their holders; a privilege problem has no holder.
+    pub fn in_use(&self) -> Vec<SocketAddr> {
         match self {
-            Busy::Tcp { addr, .. } => Some(*addr),
-            _ => None,
+            Busy::Tcp { addrs } => addrs
+                .iter()
+                .filter(|(_, e)| *e == Errno::EADDRINUSE)
+                .map(|(a, _)| *a)
+                .collect(),
+            _ => Vec::new(),
         }
     }
+}
+
+/// `A, B`: addresses as ssh prints them (`[::1]:3131`).
+fn list(addrs: &[SocketAddr]) -> String {
+    let shown: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+    shown.join(", ")
 }
 
 impl fmt::Display for Busy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Busy::Tcp { addr, err } => match err {
-                Errno::EADDRINUSE => write!(f, "in use: {addr}"),
-                Errno::EACCES | Errno::EPERM => write!(
-                    f,
-                    "permission denied: {addr} is a privileged port (needs {PRIVILEGE})"
-                ),
-                _ => write!(f, "unavailable: {addr}"),
-            },
+            Busy::Tcp { addrs } => {
+                // One clause per kind of failure, each naming every address.
+                let of = |want: &[Errno]| -> Vec<SocketAddr> {
+                    addrs
+                        .iter()
+                        .filter(|(_, e)| want.contains(e))
+                        .map(|(a, _)| *a)
+                        .collect()
+                };
+                let mut clauses = Vec::new();
+                let used = of(&[Errno::EADDRINUSE]);
+                if !used.is_empty() {
+                    clauses.push(format!("in use: {}", list(&used)));
+                }
+                let denied = of(&[Errno::EACCES, Errno::EPERM]);
+                match denied.as_slice() {
+                    [] => {}
+                    [one] => clauses.push(format!(
+                        "permission denied: {one} is a privileged port (needs {PRIVILEGE})"
+                    )),
+                    more => clauses.push(format!(
+                        "permission denied: {}: a privileged port (needs {PRIVILEGE})",
+                        list(more)
+                    )),
+                }
+                let other: Vec<SocketAddr> = addrs
+                    .iter()
+                    .filter(|(_, e)| ![Errno::EADDRINUSE, Errno::EACCES, Errno::EPERM].contains(e))
+                    .map(|(a, _)| *a)
+                    .collect();
+                if !other.is_empty() {
+                    clauses.push(format!("unavailable: {}", list(&other)));
+                }
+                f.write_str(&clauses.join("; "))
+            }
             Busy::NotLocal { addr } => write!(
                 f,
                 "{} is not an address of this host: nothing can listen on {addr}",
@@ -130,16 +171,23 @@ pub fn tcp(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Result<(), Busy> 
     };
     let mut not_here = None;
     let mut bound = false;
+    let mut busy = Vec::new();
     for &addr in &addrs {
         match try_bind(addr) {
             Ok(()) => bound = true,
-            Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => {
-                return Err(Busy::Tcp { addr, err: e });
-            }
+            Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => busy.push((addr, e)),
             Err(Errno::EADDRNOTAVAIL) => not_here = not_here.or(Some(addr)),
             // EAFNOSUPPORT: the family is absent.
             Err(_) => {}
         }
+    }
+    if !busy.is_empty() {
+        // IPv4 first, as a reader expects `127.0.0.1:P, [::1]:P` (glibc
+        // gives ::1 first for loopback; which one ssh tries first is moot).
+        // A partition, not a sort: no sort code for a list of two.
+        let (mut addrs, v6): (Vec<_>, Vec<_>) = busy.into_iter().partition(|(a, _)| a.is_ipv4());
+        addrs.extend(v6);
+        return Err(Busy::Tcp { addrs });
     }
     // An explicit bind address none of whose addresses is on this host:
     // ssh's listener fails ("Could not request local forwarding"). Loopback
@@ -160,9 +208,9 @@ pub fn addresses(listen_host: Option<&[u8]>, port: u16, o: &Opts) -> Vec<SocketA
 /// Probes one address of a TCP listen side.
 pub fn tcp_addr(addr: SocketAddr) -> Result<(), Busy> {
     match try_bind(addr) {
-        Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => {
-            Err(Busy::Tcp { addr, err: e })
-        }
+        Err(e @ (Errno::EADDRINUSE | Errno::EACCES | Errno::EPERM)) => Err(Busy::Tcp {
+            addrs: vec![(addr, e)],
+        }),
         _ => Ok(()),
     }
 }
@@ -326,8 +374,8 @@ mod tests {
         let (_l, port) = v4_busy_port();
         let o = Opts::default();
         let e = tcp(None, port, &o).unwrap_err();
-        assert_eq!(e.addr(), Some(SocketAddr::from(([127, 0, 0, 1], port))));
-        assert!(e.to_string().starts_with("in use: 127.0.0.1:"), "{e}");
+        assert_eq!(e.in_use(), [SocketAddr::from(([127, 0, 0, 1], port))]);
+        assert_eq!(e.to_string(), format!("in use: 127.0.0.1:{port}"));
         assert!(tcp(Some(b"127.0.0.1"), port, &o).is_err());
         assert!(tcp(Some(b"localhost"), port, &o).is_err());
         // The wildcard overlaps the held loopback address: Linux refuses the
@@ -381,14 +429,74 @@ mod tests {
     }
 
     #[test]
-    fn a_privileged_port_reads_as_permission_not_a_holder() {
-        let e = Busy::Tcp {
-            addr: "[::1]:80".parse().unwrap(),
-            err: Errno::EACCES,
+    fn busy_words_name_every_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let tcp = |addrs: &[(&str, Errno)]| Busy::Tcp {
+            addrs: addrs.iter().map(|&(s, e)| (a(s), e)).collect(),
         };
+        let (inuse, acces) = (Errno::EADDRINUSE, Errno::EACCES);
+        let table: &[(Busy, &str, &[&str])] = &[
+            (
+                tcp(&[("127.0.0.1:3131", inuse)]),
+                "in use: 127.0.0.1:3131",
+                &["127.0.0.1:3131"],
+            ),
+            (
+                tcp(&[("127.0.0.1:3131", inuse), ("[::1]:3131", inuse)]),
+                "in use: 127.0.0.1:3131, [::1]:3131",
+                &["127.0.0.1:3131", "[::1]:3131"],
+            ),
+            (
+                tcp(&[("[::1]:80", acces)]),
+                "permission denied: [::1]:80 is a privileged port (needs root or CAP_NET_BIND_SERVICE)",
+                &[],
+            ),
+            (
+                tcp(&[("127.0.0.1:80", acces), ("[::1]:80", Errno::EPERM)]),
+                "permission denied: 127.0.0.1:80, [::1]:80: a privileged port (needs root or CAP_NET_BIND_SERVICE)",
+                &[],
+            ),
+            (
+                tcp(&[("127.0.0.1:80", inuse), ("[::1]:80", acces)]),
+                "in use: 127.0.0.1:80; permission denied: [::1]:80 is a privileged port (needs root or CAP_NET_BIND_SERVICE)",
+                &["127.0.0.1:80"],
+            ),
+            (
+                tcp(&[("127.0.0.1:9", Errno::EINVAL)]),
+                "unavailable: 127.0.0.1:9",
+                &[],
+            ),
+        ];
+        for (busy, words, in_use) in table {
+            assert_eq!(busy.to_string(), *words);
+            let want: Vec<SocketAddr> = in_use.iter().map(|s| a(s)).collect();
+            assert_eq!(busy.in_use(), want, "{words}");
+        }
+    }
+
+    #[test]
+    fn both_loopback_addresses_held_are_both_named() {
+        let Ok(v6) = TcpListener::bind("[::1]:0") else {
+            let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false");
+            let declared = std::env::var_os("ROSH_TEST_NO_IPV6").is_some_and(|v| v == "1");
+            assert!(!ci || declared, "no IPv6 on loopback, and CI is set");
+            eprintln!("skipping: no IPv6 on loopback");
+            return;
+        };
+        let port = v6.local_addr().unwrap().port();
+        let Ok(_v4) = TcpListener::bind(("127.0.0.1", port)) else {
+            eprintln!("skipping: 127.0.0.1:{port} taken meanwhile");
+            return;
+        };
+        let e = tcp(None, port, &Opts::default()).unwrap_err();
+        let want = [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, port)),
+        ];
+        assert_eq!(e.in_use(), want);
         assert_eq!(
             e.to_string(),
-            "permission denied: [::1]:80 is a privileged port (needs root or CAP_NET_BIND_SERVICE)"
+            format!("in use: 127.0.0.1:{port}, [::1]:{port}")
         );
     }
 

@@ -15,6 +15,15 @@ use std::path::{Path, PathBuf};
 /// The name template handed to mkdtemp(3).
 const TEMPLATE: &str = "rosh-ssh.XXXXXX";
 
+/// Whether `name` is one [`PrivateDir`] could have made: the template with
+/// its `XXXXXX` replaced by mkdtemp(3)'s letters and digits.
+pub fn is_private_name(name: &[u8]) -> bool {
+    let stem = TEMPLATE.trim_end_matches('X').as_bytes();
+    name.len() == TEMPLATE.len()
+        && name.starts_with(stem)
+        && name[stem.len()..].iter().all(u8::is_ascii_alphanumeric)
+}
+
 /// A private directory that lives as long as this value (or until [`PrivateDir::remove`]).
 #[derive(Debug)]
 pub struct PrivateDir {
@@ -162,6 +171,15 @@ mod tests {
         assert_eq!(mode(d.path()), 0o700);
         let name = d.path().file_name().unwrap().to_str().unwrap().to_owned();
         assert!(name.starts_with("rosh-ssh.") && name.len() == TEMPLATE.len());
+        assert!(is_private_name(name.as_bytes()), "{name}");
+        for other in [
+            "rosh-ssh.",
+            "rosh-ssh.abcdefg",
+            "rosh-ssh.abc/de",
+            "rosh-sh.abcdef",
+        ] {
+            assert!(!is_private_name(other.as_bytes()), "{other}");
+        }
         let f = d.file("cfg", b"Port 22\n").unwrap();
         assert_eq!(mode(&f), 0o600);
         assert_eq!(fs::read(&f).unwrap(), b"Port 22\n");

@@ -669,3 +669,122 @@ fn tilde_in_an_include_is_home_not_the_passwd_entry() {
         "{stdout}"
     );
 }
+
+/// Issue 21, defect 5: the same forward under two blocks was named by its
+/// first line in the files, not the line ssh applied. `ssh -G` is the
+/// judge: Host blocks, negated patterns, Match host, Match final, an
+/// Include inside a Host block, both blocks applying (the first wins), and
+/// a forward also on the command line whose config line does not apply.
+#[test]
+fn the_config_line_named_is_the_one_ssh_applied() {
+    if !lab::require(lab::SSH) {
+        return;
+    }
+    let held = hold_both();
+    let p = held.port;
+    let fwd = format!("LocalForward 127.0.0.1:{p} localhost:22");
+    let dir = TempDir::new("applied");
+    let d = dir.path();
+    fs::write(d.join("inc-other"), format!("{fwd}\n")).unwrap();
+    fs::write(d.join("inc-grav"), format!("# grav's\n{fwd}\n")).unwrap();
+    let inc = |n: &str| d.join(n).display().to_string();
+    // (config, the file:line ssh applies for `grav`)
+    let table: Vec<(String, String)> = vec![
+        (
+            format!("Host other\n  {fwd}\nHost grav\n  {fwd}\n"),
+            "cfg:4".into(),
+        ),
+        (
+            format!("Host * !grav\n  {fwd}\nHost gr*\n  {fwd}\n"),
+            "cfg:4".into(),
+        ),
+        (
+            format!("Match host other\n  {fwd}\nMatch host grav\n  {fwd}\n"),
+            "cfg:4".into(),
+        ),
+        (
+            format!("Host other\n  {fwd}\nMatch final host grav\n  {fwd}\n"),
+            "cfg:4".into(),
+        ),
+        (
+            format!(
+                "Host other\n  Include {}\nHost grav\n  Include {}\n",
+                inc("inc-other"),
+                inc("inc-grav")
+            ),
+            "inc-grav:2".into(),
+        ),
+        // Both apply: ssh keeps the first of equal forwards.
+        (
+            format!("Host grav\n  {fwd}\nHost *\n  {fwd}\n"),
+            "cfg:2".into(),
+        ),
+        (
+            format!("Host other\n  {fwd}\nHost *\n  {fwd}\n"),
+            "cfg:4".into(),
+        ),
+    ];
+    for (n, (body, want)) in table.iter().enumerate() {
+        let cfg = d.join(format!("cfg{n}"));
+        fs::write(&cfg, body).unwrap();
+        let (file, line) = want.split_once(':').unwrap();
+        let file = if file == "cfg" {
+            cfg.clone()
+        } else {
+            d.join(file)
+        };
+        let want = format!("{fwd} ({}:{line})", file.display());
+        let out = Command::new(rosh_ssh())
+            .args(["--dry-run", "-F"])
+            .arg(&cfg)
+            .arg("grav")
+            .env_remove("ROSH_SSH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = text(&out.stdout);
+        let drop = stdout.lines().nth(1).unwrap_or_default();
+        assert!(
+            drop.starts_with(&format!("drop {want} # in use: 127.0.0.1:{p}")),
+            "{body}\n{stdout}{}want: drop {want}",
+            text(&out.stderr)
+        );
+        let out = Command::new(rosh_ssh())
+            .args(["--check", "-F"])
+            .arg(&cfg)
+            .arg("grav")
+            .env_remove("ROSH_SSH")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let check = text(&out.stdout);
+        assert!(
+            check.contains(&format!("\n{want}\n  from: {}:{line}\n", file.display())),
+            "{body}\n{check}want: {want}"
+        );
+    }
+    // On the command line too, its config line in a block that does not
+    // apply: the command line alone asks for it, the config stays as it is.
+    let cfg = d.join("cfg-argv");
+    fs::write(&cfg, format!("Host other\n  {fwd}\n")).unwrap();
+    let spec = format!("127.0.0.1:{p}:localhost:22");
+    let out = Command::new(rosh_ssh())
+        .args(["--dry-run", "-F"])
+        .arg(&cfg)
+        .args(["-L", &spec, "grav"])
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("{} -F {} grav", lab::SSH, cfg.display()).as_str()),
+        "{stdout}"
+    );
+    assert!(
+        lines.len() == 2 && lines[1].starts_with(&format!("drop -L {spec} # ")),
+        "{stdout}"
+    );
+}

@@ -808,3 +808,63 @@ fn verbose_names_where_each_forward_comes_from() {
         "{err}"
     );
 }
+
+/// Issue 21, defect 7: every ROSH_* switch reads 1/yes/true/on and
+/// 0/no/false/off (and empty) in any case; anything else is one line naming
+/// the variable, exit 255, and no ssh is run at all (not even `ssh -G`).
+#[test]
+fn a_switch_that_is_neither_on_nor_off_is_an_error_and_runs_nothing() {
+    let dir = TempDir::new("switch");
+    let ran = dir.path().join("ran");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!("#!/bin/sh\necho \"$@\" >> '{}'\nexit 0\n", ran.display()),
+    );
+    let rosh = |var: &str, value: &str, words: &[&str]| {
+        let mut c = Command::new(rosh_ssh());
+        c.args(words).env("ROSH_SSH", &ssh);
+        for name in ["ROSH_VERBOSE", "ROSH_REQUIRE_FORWARD", "ROSH_RESTORE"] {
+            c.env_remove(name);
+        }
+        c.env(var, value);
+        run(&mut c)
+    };
+    // With a forward (ssh -G would be asked) and without (the fast path).
+    let shapes: [&[&str]; 3] = [
+        &["-L", "1:h:2", "h", "true"],
+        &["h", "true"],
+        &["--check", "h"],
+    ];
+    for var in ["ROSH_VERBOSE", "ROSH_REQUIRE_FORWARD", "ROSH_RESTORE"] {
+        for value in ["maybe", "2", "YES please"] {
+            for words in shapes {
+                let out = rosh(var, value, words);
+                let err = text(&out.stderr);
+                assert_eq!(
+                    out.status.code(),
+                    Some(255),
+                    "{var}={value} {words:?}: {err}"
+                );
+                assert_eq!(err.lines().count(), 1, "{var}={value}: {err}");
+                assert!(
+                    err.starts_with(&format!("rosh-ssh: {var}=")) && err.contains("not a switch"),
+                    "{var}={value}: {err}"
+                );
+                assert!(!ran.exists(), "{var}={value} {words:?}: ssh was run");
+            }
+        }
+        // Every spelling of on and off is accepted, in any case: ssh runs.
+        for value in ["1", "Yes", "TRUE", "on", "0", "No", "false", "OFF", ""] {
+            let out = rosh(var, value, &["h", "true"]);
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{var}={value}: {}",
+                text(&out.stderr)
+            );
+        }
+        assert!(ran.exists(), "{var}: the accepted values ran ssh");
+        fs::remove_file(&ran).unwrap();
+    }
+}

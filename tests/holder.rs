@@ -269,3 +269,121 @@ fn another_users_unix_holder_degrades_politely() {
     };
     assert_eq!(phrase, "held by a process of uid 0 (not visible)");
 }
+
+/// `rosh-ssh --dry-run -F /dev/null -L SPEC h`: the line about the forward.
+fn dry_run_line(spec: &str) -> String {
+    let out = Command::new(lab::rosh_ssh())
+        .args(["--dry-run", "-F", "/dev/null", "-L", spec, "h"])
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout.lines().nth(1).unwrap_or_default().to_string()
+}
+
+/// Issue 21, defect 8: with both 127.0.0.1 and [::1] held, the line named
+/// only [::1]. Every busy address is named, and a holder of both only once.
+#[test]
+fn both_loopback_addresses_held_by_one_process_are_named_with_it_once() {
+    if !v6_available() {
+        return;
+    }
+    let (child, v6) = spawn_holder("[::1]:0");
+    let port = v6.parse::<SocketAddr>().unwrap().port();
+    // The same child cannot bind twice: this one holds v4 by itself, so
+    // here both are held by this test process, ...
+    let Ok(_v4) = TcpListener::bind(("127.0.0.1", port)) else {
+        end(child);
+        return;
+    };
+    let line = dry_run_line(&format!("{port}:h:22"));
+    let pid = child.id();
+    let me = std::process::id();
+    // ... two holders: each named with the address it holds.
+    let want =
+        format!("drop -L {port}:h:22 # in use: 127.0.0.1:{port}, [::1]:{port}, held by pid {me} (");
+    assert!(line.starts_with(&want), "{line}\nwant: {want}");
+    assert!(
+        line.contains(&format!(") on 127.0.0.1:{port}, held by pid {pid} (")),
+        "{line}"
+    );
+    assert!(line.ends_with(&format!(") on [::1]:{port}")), "{line}");
+    end(child);
+
+    // One process holding both: named once, after both addresses.
+    let v6 = TcpListener::bind(("::1", 0)).unwrap();
+    let port = v6.local_addr().unwrap().port();
+    let Ok(_v4) = TcpListener::bind(("127.0.0.1", port)) else {
+        return;
+    };
+    let line = dry_run_line(&format!("{port}:h:22"));
+    let want =
+        format!("drop -L {port}:h:22 # in use: 127.0.0.1:{port}, [::1]:{port}, held by pid {me} (");
+    assert!(line.starts_with(&want), "{line}\nwant: {want}");
+    assert_eq!(line.matches("held by").count(), 1, "{line}");
+}
+
+/// Issue 21, defect 8: a holder that is another rosh-ssh's ssh was named by
+/// rosh-ssh's plumbing (`/usr/bin/ssh -o ExitOnForwardFailure=no -E
+/// /tmp/rosh-ssh.../log ...`); it is named by the words its user typed.
+#[test]
+fn another_rosh_ssh_s_ssh_is_named_by_its_users_words() {
+    let Some(lab) = lab::Lab::start() else { return };
+    let port = lab::free_port();
+    let spec = format!("{port}:localhost:22");
+    let cfg = lab.config();
+    let cfg = cfg.to_str().unwrap();
+    let mut first = Command::new(lab::rosh_ssh())
+        .args(["-F", cfg, "lab", "-L", &spec, "echo ready; cat"])
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ready = lab::first_line(&mut first);
+    let line = if ready == "ready\n" {
+        dry_run_line_with(&["-F", cfg, "-L", &spec, "lab"])
+    } else {
+        String::new()
+    };
+    drop(first.stdin.take());
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(ready, "ready\n", "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        line.starts_with(&format!("drop -L {spec} # in use: 127.0.0.1:{port}")),
+        "{line}"
+    );
+    // Cut at 60 characters: the start is what the user typed.
+    let at = line
+        .find("held by pid ")
+        .unwrap_or_else(|| panic!("{line}"));
+    let shown = &line[at..];
+    let words = shown.split_once(" (").map(|(_, w)| w).unwrap_or_default();
+    assert!(
+        words.starts_with(&format!("{} -F {}", lab::SSH, &cfg[..cfg.len().min(20)])),
+        "{line}"
+    );
+    for plumbing in ["ExitOnForwardFailure", "-E ", "LogVerbose", "rosh-ssh."] {
+        assert!(!words.contains(plumbing), "{plumbing}: {line}");
+    }
+}
+
+/// `rosh-ssh --dry-run WORDS`: the line about the (one) forward.
+fn dry_run_line_with(words: &[&str]) -> String {
+    let out = Command::new(lab::rosh_ssh())
+        .arg("--dry-run")
+        .args(words)
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout.lines().nth(1).unwrap_or_default().to_string()
+}

@@ -271,3 +271,113 @@ fn three_remote_forwards_the_last_one_refused_only_it_is_dropped() {
     let seen = run(&lab, &specs, &[ok1, ok2], input);
     check(&seen, refused, &[(ok1, &g1), (ok2, &g2)], input);
 }
+
+/// Reads the greeting of a service through `addr`, retried for a while.
+fn greeting_at(addr: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match TcpStream::connect(addr) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                let mut got = String::new();
+                match s.read_to_string(&mut got) {
+                    Ok(_) if !got.is_empty() => return Ok(got),
+                    Ok(_) => last = "closed without a greeting".into(),
+                    Err(e) => last = format!("read: {e}"),
+                }
+            }
+            Err(e) => last = format!("connect: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// Issue 21, defect 9: `-R 127.0.0.1:P:...` and `-R 127.0.0.2:P:...` with
+/// the server's GatewayPorts clientspecified, 127.0.0.1:P taken on the
+/// server: only that one is named refused. The healthy one was named too
+/// (a failure was matched by port number only), then cancelled,
+/// re-requested and "restored" by the restorer.
+#[test]
+fn two_remote_forwards_on_one_port_only_the_refused_address_is_named() {
+    let Some(lab) = Lab::start_with("GatewayPorts clientspecified") else {
+        return;
+    };
+    // The server is this machine: holding 127.0.0.1:P here refuses that one.
+    let held = lab::fresh_listener();
+    let p = held.local_addr().unwrap().port();
+    if TcpListener::bind(("127.0.0.2", p)).is_err() {
+        lab::skip_or_fail("127.0.0.2 is not a loopback address here");
+        return;
+    }
+    let g = greeter(2);
+    let bad = format!("127.0.0.1:{p}:127.0.0.1:{}", g.port);
+    let good = format!("127.0.0.2:{p}:127.0.0.1:{}", g.port);
+    let tmp = TempDir::new("rfwd-shared");
+    let mut child = Command::new(rosh_ssh())
+        .args(lab.args())
+        .args(["-R", &bad, "-R", &good, "echo ready; cat"])
+        .env_remove("ROSH_SSH")
+        .env_remove("ROSH_VERBOSE")
+        .env_remove("ROSH_REQUIRE_FORWARD")
+        .env_remove("ROSH_RESTORE")
+        .env("TMPDIR", tmp.path())
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let ready = lab::first_line(&mut child);
+    let healthy = || greeting_at(&format!("127.0.0.2:{p}"));
+    let before = (ready == "ready\n").then(&healthy);
+    // Past the restorer's first remote retry (5 s): a healthy forward it
+    // took for refused would be cancelled and asked for again by now.
+    let after = before.as_ref().map(|_| {
+        std::thread::sleep(Duration::from_secs(7));
+        healthy()
+    });
+    drop(child.stdin.take());
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rosh-ssh still running {PATIENCE:?} after its stdin closed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = text(&err_reader.join().unwrap());
+    drop(held);
+    assert_eq!(ready, "ready\n", "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+    let ours: Vec<&str> = err.lines().filter(|l| l.starts_with("rosh-ssh:")).collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "one rosh-ssh line, for the refused forward: {err}"
+    );
+    assert!(
+        ours[0].starts_with(&format!(
+            "rosh-ssh: -R {bad}: the server refused listen port {p}"
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("127.0.0.2"),
+        "the healthy forward is named: {err}"
+    );
+    assert!(!err.contains("restored"), "{err}");
+    assert_eq!(before.unwrap().as_deref(), Ok(g.greeting.as_str()), "{err}");
+    assert_eq!(after.unwrap().as_deref(), Ok(g.greeting.as_str()), "{err}");
+}

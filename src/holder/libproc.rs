@@ -392,11 +392,14 @@ mod sys {
     pub fn cmdline(pid: i32) -> Vec<u8> {
         use std::os::unix::ffi::OsStrExt;
         if let Some(words) = crate::procinfo::args(pid).filter(|w| !w.is_empty()) {
-            return words
+            let raw: Vec<u8> = words
                 .iter()
-                .map(|w| w.as_bytes())
-                .collect::<Vec<_>>()
-                .join(&b' ');
+                .flat_map(|w| w.as_bytes().iter().copied().chain([0]))
+                .collect();
+            // An ssh that rosh-ssh ran is named by its user's words.
+            let raw = crate::plumbing::unplumbed(&raw);
+            let line: Vec<&[u8]> = raw.split(|&b| b == 0).filter(|w| !w.is_empty()).collect();
+            return line.join(&b' ');
         }
         let mut name = [0u8; 2 * 16 + 1];
         // SAFETY: the buffer is as long as we say.

@@ -119,7 +119,9 @@ fn process_has_fd(pid: u32, link: &[u8]) -> bool {
 }
 
 fn cmdline_of(pid: u32) -> Vec<u8> {
+    // An ssh that rosh-ssh ran is named by its user's words, not our plumbing.
     let raw = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let raw = crate::plumbing::unplumbed(&raw);
     let mut line: Vec<u8> = raw.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
     while line.last() == Some(&b' ') {
         line.pop();

@@ -82,6 +82,10 @@ pub enum Refusal {
         bound: Vec<SocketAddr>,
         failed: Vec<(SocketAddr, String)>,
     },
+    /// ssh's line names a remote port only, and several remote forwards
+    /// share it (plan indexes): one of them was refused (blame.rs
+    /// `Attribution`).
+    Shared { among: Vec<usize>, port: u16 },
 }
 
 /// A forward that a line of ssh's log says failed: its plan index and how.
@@ -119,6 +123,9 @@ pub struct LogReader {
     failed: Vec<usize>,
     /// Local forwards whose bind failed somewhere, until judged.
     binding: Vec<Binding>,
+    /// Which forward a port-only line means (two remote forwards may
+    /// share a port).
+    attribution: blame::Attribution,
     /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
     buf: Vec<u8>,
@@ -140,6 +147,7 @@ impl LogReader {
             out: Vec::new(),
             failed: watch.reported.clone(),
             binding: Vec::new(),
+            attribution: blame::Attribution::default(),
             watch,
             answers: 0,
             buf: vec![0u8; 64 * 1024],
@@ -179,6 +187,7 @@ impl LogReader {
                             watch: &self.watch,
                             failed: &mut self.failed,
                             binding: &mut self.binding,
+                            attribution: &mut self.attribution,
                             answers: &mut self.answers,
                         },
                         on: &mut *on,
@@ -205,6 +214,7 @@ impl LogReader {
                 watch: &self.watch,
                 failed: &mut self.failed,
                 binding: &mut self.binding,
+                attribution: &mut self.attribution,
                 answers: &mut self.answers,
             },
             on,
@@ -298,6 +308,7 @@ struct State<'a> {
     watch: &'a Watch,
     failed: &'a mut Vec<usize>,
     binding: &'a mut Vec<Binding>,
+    attribution: &'a mut blame::Attribution,
     answers: &'a mut usize,
 }
 
@@ -350,11 +361,31 @@ struct Hits {
 }
 
 impl State<'_> {
-    fn blame(&mut self, f: &Failure) -> Hits {
-        let f = blame::through_master(f);
+    fn blame(&mut self, raw: &Failure) -> Hits {
+        let named = match self.attribution.blame(raw, &self.watch.forwards) {
+            blame::Blamed::Nothing => Vec::new(),
+            blame::Blamed::Named(named) => named,
+            blame::Blamed::Shared { among, port } => {
+                // ssh names the port alone and several forwards share it:
+                // said once, restored never.
+                let first = among.first().copied().unwrap_or(0);
+                let new = if among.iter().all(|i| self.failed.contains(i)) {
+                    Vec::new()
+                } else {
+                    self.failed.extend(among.iter().copied());
+                    vec![Failed {
+                        index: first,
+                        forward: self.watch.forwards[first].clone(),
+                        refusal: Refusal::Shared { among, port },
+                    }]
+                };
+                return Hits { new, named: true };
+            }
+        };
+        let f = blame::through_master(raw);
         let mut hit: Vec<Failed> = Vec::new();
-        for (i, fwd) in self.watch.forwards.iter().enumerate() {
-            let Some(reason) = blame::names(&f, fwd) else {
+        for (i, reason) in named {
+            let Some(fwd) = self.watch.forwards.get(i) else {
                 continue;
             };
             match &f {

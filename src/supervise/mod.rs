@@ -213,6 +213,11 @@ impl Parts {
 /// forward ssh tried sits in the master's list: cancelled first).
 fn parts_failed(restorer: &mut Option<Restorer>, report: &mut dyn Report, f: Failed) {
     report.failed(&f);
+    // Which of several forwards on one port was refused is unknown: none
+    // is asked for again (one of them may be up).
+    if matches!(f.refusal, Refusal::Shared { .. }) {
+        return;
+    }
     if let Some(r) = restorer {
         r.add(Item {
             index: f.index,
@@ -221,7 +226,7 @@ fn parts_failed(restorer: &mut Option<Restorer>, report: &mut dyn Report, f: Fai
             holder: None,
             addrs: match &f.refusal {
                 Refusal::Partial { failed, .. } => Some(failed.iter().map(|(a, _)| *a).collect()),
-                Refusal::Said(_) => None,
+                Refusal::Said(_) | Refusal::Shared { .. } => None,
             },
         });
     }
