@@ -12,6 +12,14 @@ pub fn run() -> Result<End, Error> {
         std::env::var_os(k)
     })?;
     let path = std::env::var_os("PATH");
+    // This level counted for whatever runs below (ssh -G, ssh, the -O
+    // helpers, a ProxyCommand's rosh-ssh), in this process's own
+    // environment: nothing is copied per spawn, and the fast path's exec
+    // hands `environ` on as it is. No thread exists yet.
+    let chain = locate::Chain::inherited(std::env::var_os(locate::DEPTH_VAR).as_deref()).with_me();
+    // SAFETY: rosh-ssh starts no thread, so nothing reads the environment
+    // concurrently.
+    unsafe { std::env::set_var(locate::DEPTH_VAR, chain.value()) };
     match &cli.mode {
         Mode::Help => {
             print!("{}", cli::USAGE);
@@ -22,7 +30,7 @@ pub fn run() -> Result<End, Error> {
             Ok(End::Exited(0))
         }
         Mode::Proxy(words) => {
-            let parent = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), None)
+            let parent = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), &chain.seen)
                 .ok()
                 .and_then(|ssh| {
                     let words = crate::parent::ssh_words(&ssh)?;
@@ -34,23 +42,21 @@ pub fn run() -> Result<End, Error> {
                 .map_err(|e| Error::Proxy(e.to_string()))
         }
         Mode::Check { remote } => {
-            let ssh = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), None)?;
+            let ssh = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), &chain.seen)?;
             check::run(&ssh, &cli.words, *remote, cli.dry_run)
         }
         Mode::Ssh => {
-            let depth = locate::depth(std::env::var_os(locate::DEPTH_VAR).as_deref());
-            if depth >= locate::MAX_DEPTH {
-                return Err(Error::Loop(depth));
+            if chain.depth > locate::MAX_DEPTH {
+                return Err(Error::Loop(chain.depth - 1));
             }
-            // Run as the ssh of another rosh-ssh (a second copy installed
-            // elsewhere): that one reads the log and restores; this one
-            // becomes the real ssh, skipping both copies.
-            let outer = locate::Outer::running_me(std::env::var_os(locate::OUTER_VAR).as_deref());
-            let ssh = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), outer)?;
-            if outer.is_some() {
-                return Err(crate::child::exec(&ssh, &cli.words, depth));
+            let ssh = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), &chain.seen)?;
+            // Run as the session ssh of another rosh-ssh (a second copy
+            // installed elsewhere): that one reads the log and restores;
+            // this one becomes the real ssh.
+            if locate::under_supervisor(std::env::var_os(locate::OUTER_VAR).as_deref()) {
+                return Err(crate::child::exec(&ssh, &cli.words));
             }
-            connect::run(&cli, &ssh, depth)
+            connect::run(&cli, &ssh)
         }
     }
 }

@@ -62,25 +62,21 @@ impl End {
 /// argv\[0\] is the real ssh's path, so its messages say `ssh:` and
 /// ProxyJump finds the same ssh. The environment tells a rosh-ssh that
 /// finds itself run as this ssh (another copy, installed elsewhere) to step
-/// aside: see [`crate::locate::Outer`].
-pub fn command(ssh: &Path, words: &[OsString], depth: u32) -> Command {
+/// aside ([`crate::locate::OUTER_VAR`]).
+pub fn command(ssh: &Path, words: &[OsString]) -> Command {
     let mut cmd = Command::new(ssh);
     cmd.arg0(ssh).args(words);
-    cmd.env(crate::locate::DEPTH_VAR, (depth + 1).to_string());
-    cmd.env(crate::locate::OUTER_VAR, crate::locate::Outer::me());
+    cmd.env(crate::locate::OUTER_VAR, std::process::id().to_string());
     cmd
 }
 
 /// The fast path: become the real ssh with `words`. Returns only on failure.
 ///
-/// The depth variable is set in this process's own environment rather than
-/// on the `Command`: with the environment unchanged, std hands `environ` to
-/// execve as it is instead of copying every variable into a map and back
-/// (a measurable part of the fast path's cost).
-pub fn exec(ssh: &Path, words: &[OsString], depth: u32) -> Error {
-    // SAFETY: no other thread exists (rosh-ssh never starts one), so
-    // nothing reads the environment concurrently.
-    unsafe { std::env::set_var(crate::locate::DEPTH_VAR, (depth + 1).to_string()) };
+/// Nothing is set on the `Command`: with the environment unchanged, std
+/// hands `environ` to execve as it is instead of copying every variable
+/// into a map and back (a measurable part of the fast path's cost); the
+/// depth variable is already in this process's own environment (app.rs).
+pub fn exec(ssh: &Path, words: &[OsString]) -> Error {
     let mut cmd = Command::new(ssh);
     cmd.arg0(ssh).args(words);
     Error::Spawn(ssh.to_path_buf(), cmd.exec())

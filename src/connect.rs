@@ -23,7 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Runs ssh with `cli.words` through the real ssh `ssh`.
-pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
+pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
     let mut say = Say::new(cli.verbose);
     say.verbose(format_args!("real ssh: {}", ssh.display()));
     let args = Args::parse(cli.words.clone());
@@ -32,7 +32,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
     if let Some(why) = fast_path(&args, || config.insert(Config::load(&sources))) {
         if !cli.dry_run {
             say.verbose(format_args!("fast path ({why}): exec {}", ssh.display()));
-            return Err(child::exec(ssh, &cli.words, depth));
+            return Err(child::exec(ssh, &cli.words));
         }
         if matches!(why, FastPath::Mode | FastPath::ClearAllForwardings) {
             // ssh -G has nothing to say. (A usage error is shown below, in
@@ -55,7 +55,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
             say.verbose(format_args!(
                 "ssh -G rejected the arguments: exec ssh for its error"
             ));
-            return Err(child::exec(ssh, &cli.words, depth));
+            return Err(child::exec(ssh, &cli.words));
         }
     };
     say.level = Level::of(&eff.log_level);
@@ -188,7 +188,7 @@ pub fn run(cli: &Cli, ssh: &Path, depth: u32) -> Result<End, Error> {
         restoring: restorer.is_some(),
     };
     let outcome = supervise::run(
-        child::command(ssh, &w.words, depth),
+        child::command(ssh, &w.words),
         signals,
         Parts {
             log,

@@ -7,58 +7,79 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Set in the real ssh's environment: how many rosh-ssh levels are running.
-/// A wrapper loop that PATH can't reveal (a copy of rosh-ssh, a script that
-/// calls it) ends here instead of forking forever.
+/// Set in the environment of whatever rosh-ssh runs as ssh (`ssh -G`, the
+/// session, the `-O` helpers, the fast path's exec): `N DEV:INO ...`, how
+/// many rosh-ssh levels run and the files they run from. A wrapper loop
+/// that PATH can't reveal (a script that calls rosh-ssh) ends at
+/// [`MAX_DEPTH`]; a second copy of rosh-ssh (another file: `~/.local` and a
+/// package, each with its PATH shim) skips the copies above it when it looks
+/// for the real ssh, so two copies never run each other.
 pub const DEPTH_VAR: &str = "ROSH_SSH_DEPTH";
 pub const MAX_DEPTH: u32 = 8;
 
-/// Set in the environment of the ssh a supervising rosh-ssh runs: its pid
-/// and its file (`PID:DEV:INO`). A rosh-ssh that is that very child (a
-/// second copy, installed elsewhere, found on PATH as `ssh`) steps aside:
-/// it runs the real ssh with the words as they are, skipping both copies,
-/// for the outer one already reads the log and restores.
+/// Set in the environment of the session's ssh that a supervising rosh-ssh
+/// runs: its pid. A rosh-ssh that is that very child (a second copy found on
+/// PATH as `ssh`) steps aside and becomes the real ssh, with the words as
+/// they are: the outer one already reads the log and restores.
 pub const OUTER_VAR: &str = "ROSH_SSH_OUTER";
 
 /// A file's identity: device and inode.
-type Id = (u64, u64);
+pub type Id = (u64, u64);
 
-/// The supervising rosh-ssh, as [`OUTER_VAR`] names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Outer {
-    pub pid: u32,
-    pub file: Id,
+/// The rosh-ssh levels above this process, from [`DEPTH_VAR`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Chain {
+    pub depth: u32,
+    /// The files of the rosh-ssh copies above (and, after [`Chain::with_me`],
+    /// this one's).
+    pub seen: Vec<Id>,
 }
 
-impl Outer {
-    /// This process, for its child's environment.
-    pub fn me() -> String {
-        let (dev, ino) = own_identity().unwrap_or((0, 0));
-        format!("{}:{dev}:{ino}", std::process::id())
+impl Chain {
+    /// Reads [`DEPTH_VAR`]; what does not read is no level at all.
+    pub fn inherited(var: Option<&OsStr>) -> Chain {
+        let Some(text) = var.and_then(OsStr::to_str) else {
+            return Chain::default();
+        };
+        let mut words = text.split(' ');
+        let depth = words.next().and_then(|d| d.parse().ok()).unwrap_or(0);
+        let seen = words
+            .filter_map(|w| {
+                let (dev, ino) = w.split_once(':')?;
+                Some((dev.parse().ok()?, ino.parse().ok()?))
+            })
+            .collect();
+        Chain { depth, seen }
     }
 
-    pub fn parse(v: &OsStr) -> Option<Outer> {
-        let mut it = v.to_str()?.split(':').map(|n| n.parse::<u64>().ok());
-        let (pid, dev, ino) = (it.next()??, it.next()??, it.next()??);
-        if it.next().is_some() {
-            return None;
+    /// The chain one level down: this process counted, its file added.
+    pub fn with_me(&self) -> Chain {
+        let mut seen = self.seen.clone();
+        seen.extend(own_identity().filter(|me| !seen.contains(me)));
+        Chain {
+            depth: self.depth + 1,
+            seen,
         }
-        Some(Outer {
-            pid: u32::try_from(pid).ok()?,
-            file: (dev, ino),
-        })
     }
 
-    /// The rosh-ssh this process runs under as its ssh: named in the
-    /// environment and this process's parent. (A rosh-ssh further down, run
-    /// by ssh as a ProxyCommand or LocalCommand, has ssh as its parent.)
-    pub fn running_me(var: Option<&OsStr>) -> Option<Outer> {
-        let o = Outer::parse(var?)?;
-        (nix::unistd::getppid().as_raw() as u32 == o.pid).then_some(o)
+    /// The value of [`DEPTH_VAR`] for the programs run below.
+    pub fn value(&self) -> String {
+        let mut v = self.depth.to_string();
+        for (dev, ino) in &self.seen {
+            v.push_str(&format!(" {dev}:{ino}"));
+        }
+        v
     }
 }
 
-/// The file identity of a path, following symlinks.
+/// Whether this process is the session ssh of a supervising rosh-ssh: named
+/// in [`OUTER_VAR`], and this process's parent. (A rosh-ssh further down,
+/// run by ssh as a ProxyCommand or LocalCommand, has ssh as its parent.)
+pub fn under_supervisor(var: Option<&OsStr>) -> bool {
+    let pid: Option<u32> = var.and_then(OsStr::to_str).and_then(|v| v.parse().ok());
+    pid.is_some_and(|p| nix::unistd::getppid().as_raw() as u32 == p)
+}
+
 fn identity(p: &Path) -> Option<Id> {
     std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
@@ -89,21 +110,18 @@ fn executable(p: &Path) -> Option<Id> {
 /// The real ssh to run. `explicit` is `--ssh` or `ROSH_SSH`; a bare name is
 /// looked up on PATH like ssh itself would be.
 ///
-/// `outer` is the rosh-ssh this one runs under as its ssh: skipped too.
+/// `me`: this binary's file and those of the rosh-ssh copies above it
+/// ([`Chain::with_me`]), none of which is the real ssh.
 pub fn real_ssh(
     explicit: Option<&OsStr>,
     path_var: Option<&OsStr>,
-    outer: Option<Outer>,
+    me: &[Id],
 ) -> Result<PathBuf, Error> {
-    let me: Vec<Id> = own_identity()
-        .into_iter()
-        .chain(outer.map(|o| o.file))
-        .collect();
     if let Some(e) = explicit.filter(|e| !e.is_empty()) {
         let p = if e.as_bytes().contains(&b'/') {
             PathBuf::from(e)
         } else {
-            search(e, path_var, &me)
+            search(e, path_var, me)
                 .ok_or_else(|| Error::BadSsh(PathBuf::from(e), "not found on PATH".into()))?
         };
         let Some(id) = executable(&p) else {
@@ -115,7 +133,7 @@ pub fn real_ssh(
         return Ok(p);
     }
     let ssh = OsStr::new("ssh");
-    search(ssh, path_var, &me).ok_or_else(|| {
+    search(ssh, path_var, me).ok_or_else(|| {
         // Only this binary answers to `ssh`, or nothing at all does.
         if search(ssh, path_var, &[]).is_some() {
             Error::NoRealSsh
@@ -137,13 +155,6 @@ fn search(name: &OsStr, path_var: Option<&OsStr>, skip: &[Id]) -> Option<PathBuf
         }
     }
     None
-}
-
-/// The nesting depth this process runs at, from the environment.
-pub fn depth(var: Option<&OsStr>) -> u32 {
-    var.and_then(|v| v.to_str())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -201,7 +212,7 @@ mod tests {
     #[test]
     fn no_ssh_at_all_is_not_called_rosh_ssh_itself() {
         let empty = OsString::from("/nonexistent");
-        let e = real_ssh(None, Some(&empty), None).unwrap_err();
+        let e = real_ssh(None, Some(&empty), &[]).unwrap_err();
         assert!(matches!(e, Error::NoSsh), "{e}");
         assert!(e.to_string().starts_with("no ssh found on PATH"), "{e}");
     }
@@ -216,30 +227,34 @@ mod tests {
     }
 
     #[test]
-    fn outer_is_read_whole_or_not_at_all() {
-        let table: &[(&str, Option<(u32, u64, u64)>)] = &[
-            ("12:3:4", Some((12, 3, 4))),
-            ("12:3", None),
-            ("12:3:4:5", None),
-            ("x:3:4", None),
-            ("", None),
-            ("99999999999:3:4", None),
+    fn the_chain_reads_what_it_wrote_and_nothing_else() {
+        let table: &[(Option<&str>, u32, Vec<Id>)] = &[
+            (None, 0, vec![]),
+            (Some("3"), 3, vec![]),
+            (Some("x"), 0, vec![]),
+            (Some("2 1:2 3:4"), 2, vec![(1, 2), (3, 4)]),
+            (Some("2 1:2 junk 3"), 2, vec![(1, 2)]),
         ];
-        for (v, want) in table {
-            let got = Outer::parse(OsStr::new(v)).map(|o| (o.pid, o.file.0, o.file.1));
-            assert_eq!(got, *want, "{v}");
+        for (v, depth, seen) in table {
+            let c = Chain::inherited(v.map(OsStr::new));
+            assert_eq!((c.depth, &c.seen), (*depth, seen), "{v:?}");
         }
-        // Named, but not this process's parent: a rosh-ssh further down.
-        let v = format!("{}:1:2", std::process::id());
-        assert_eq!(Outer::running_me(Some(OsStr::new(&v))), None);
-        let v = format!("{}:1:2", nix::unistd::getppid());
-        assert!(Outer::running_me(Some(OsStr::new(&v))).is_some());
+        let me = own_identity().unwrap();
+        let below = Chain::inherited(Some(OsStr::new("1 7:8"))).with_me();
+        assert_eq!(below.depth, 2);
+        assert_eq!(below.seen, [(7, 8), me]);
+        assert_eq!(Chain::inherited(Some(OsStr::new(&below.value()))), below);
+        // Counted once, however often this file runs in the chain.
+        assert_eq!(below.with_me().seen, [(7, 8), me]);
     }
 
     #[test]
-    fn depth_reads_numbers_only() {
-        assert_eq!(depth(None), 0);
-        assert_eq!(depth(Some(OsStr::new("3"))), 3);
-        assert_eq!(depth(Some(OsStr::new("x"))), 0);
+    fn under_supervisor_only_as_its_child() {
+        let me = std::process::id().to_string();
+        let parent = nix::unistd::getppid().to_string();
+        assert!(!under_supervisor(None));
+        assert!(!under_supervisor(Some(OsStr::new(&me))));
+        assert!(!under_supervisor(Some(OsStr::new("x"))));
+        assert!(under_supervisor(Some(OsStr::new(&parent))));
     }
 }

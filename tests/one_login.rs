@@ -183,6 +183,11 @@ fn require_forward_covers_a_refused_remote_forward_whatever_the_config_says() {
         lines[0].contains(&format!("RemoteForward {} localhost:22 (", held.port)),
         "{err}"
     );
+    // It did connect (one login): the words say what happened after it.
+    assert!(
+        lines[0].ends_with("; ssh ends the connection (--require-forward)"),
+        "{err}"
+    );
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
 

@@ -368,8 +368,11 @@ impl State<'_> {
             blame::Blamed::Shared { among, port } => {
                 // ssh names the port alone and several forwards share it:
                 // said once, restored never.
+                // One of them reported already: this is a try to restore
+                // it, refused again (the master's mux_confirm_remote_forward
+                // line names the port alone).
                 let first = among.first().copied().unwrap_or(0);
-                let new = if among.iter().all(|i| self.failed.contains(i)) {
+                let new = if among.iter().any(|i| self.failed.contains(i)) {
                     Vec::new()
                 } else {
                     self.failed.extend(among.iter().copied());
