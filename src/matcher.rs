@@ -21,7 +21,7 @@
 //! (VIS_SAFE|VIS_OCTAL), so paths are reported as ssh printed them.
 
 use memchr::memchr;
-use regex::bytes::Regex;
+use regex_lite::Regex;
 use std::sync::OnceLock;
 
 /// Default cap on the partial line held between chunks.
@@ -417,7 +417,7 @@ static COMPILED: [OnceLock<Regex>; 11] = [const { OnceLock::new() }; 11];
 fn compiled(i: usize) -> &'static Regex {
     COMPILED[i].get_or_init(|| {
         let re = RULES[i].re.replace("{FUNC}", FUNC);
-        Regex::new(&format!(r"(?s-u)\A(?:{re})\z")).expect("static regex")
+        Regex::new(&format!(r"(?s)\A(?:{re})\z")).expect("static regex")
     })
 }
 
@@ -556,8 +556,10 @@ fn match_body(body: &[u8]) -> Option<Failure> {
 
 /// Rule `i`'s regex on `body`, its captures made a [`Failure`].
 fn by_regex(i: usize, body: &[u8]) -> Option<Failure> {
-    let c = compiled(i).captures(body)?;
-    let cap = |i: usize| c.get(i).map(|m| m.as_bytes());
+    // log.c strnvis-encodes what ssh logs (VIS_SAFE|VIS_OCTAL): its lines
+    // are ASCII, and a line that is not UTF-8 is not one of its messages.
+    let c = compiled(i).captures(std::str::from_utf8(body).ok()?)?;
+    let cap = |i: usize| c.get(i).map(|m| m.as_str().as_bytes());
     match RULES[i].rule {
         Rule::Remote => {
             let fatal = cap(1)? == b"Error";

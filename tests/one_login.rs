@@ -633,3 +633,131 @@ fn fork_on_a_slow_link_still_reports_the_refused_remote_forward() {
     );
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
+
+/// Issue 21, defect 3: `-S PATH` is the user's control socket, and ssh's
+/// -S beats any ControlPath rosh-ssh could add. With no master there, plain
+/// `ssh -S PATH` makes none: with a dropped forward, rosh-ssh leaves it so
+/// (no master on the user's socket, no restore). With a live master there
+/// (`parallel --controlmaster`'s shape), every call rides it: no login.
+#[test]
+fn dash_s_is_the_users_socket_with_or_without_a_master() {
+    let Some(lab) = Lab::start() else { return };
+    let held = PortHolder::v4();
+    let dir = TempDir::new("dash-s");
+    let sock = dir.path().join("cm");
+    let sock_s = sock.to_str().unwrap();
+    let cfg = lab.config();
+    let cfg_s = cfg.to_str().unwrap();
+    let l = format!("127.0.0.1:{}:127.0.0.1:{}", held.port, lab.port);
+    // No master: ssh must not become one on the user's socket.
+    let before = lab.logins();
+    let mut child = rosh(&[
+        "-F",
+        cfg_s,
+        "-S",
+        sock_s,
+        "-L",
+        &l,
+        "lab",
+        "echo up; sleep 2",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let up = lab::first_line(&mut child);
+    let master_made = sock.exists();
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(up, "up\n", "{err}");
+    assert!(
+        !master_made,
+        "ssh became a master on the user's -S socket: {err}"
+    );
+    assert!(err.contains("forward dropped"), "{err}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+    // A live master on it: each call rides it.
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-M", "-S", sock_s, "-fN", "lab"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let before = lab.logins();
+    for _ in 0..3 {
+        let out = rosh(&["-F", cfg_s, "-S", sock_s, "-L", &l, "lab", "echo rode"])
+            .output()
+            .unwrap();
+        assert_eq!(text(&out.stdout), "rode\n", "{}", text(&out.stderr));
+    }
+    let logins = lab.logins() - before;
+    let _ = Command::new(lab::SSH)
+        .args(["-S", sock_s, "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output();
+    assert_eq!(logins, 0, "calls through the master: {}", lab.sshd_log());
+}
+
+/// Issue 21, defect 4: two installed copies of rosh-ssh (two files: a home
+/// install and a package, each with its PATH shim named `ssh`). The one run
+/// finds the other as `ssh`: that one steps aside and the real ssh runs,
+/// once, with a kept forward and a dropped one; nothing hangs, nothing is
+/// left behind.
+#[test]
+fn a_second_installed_copy_found_as_ssh_steps_aside() {
+    let Some(lab) = Lab::start() else { return };
+    let dir = TempDir::new("two-copies");
+    let (home, pkg) = (dir.path().join("home"), dir.path().join("pkg"));
+    fs::create_dir_all(home.join("bin")).unwrap();
+    fs::create_dir_all(pkg.join("bin")).unwrap();
+    // The package's copy is another file; each shim links its own copy.
+    fs::copy(rosh_ssh(), pkg.join("rosh-ssh")).unwrap();
+    std::os::unix::fs::symlink(rosh_ssh(), home.join("bin/ssh")).unwrap();
+    std::os::unix::fs::symlink(pkg.join("rosh-ssh"), pkg.join("bin/ssh")).unwrap();
+    let real = Path::new(lab::SSH).parent().unwrap();
+    let path = format!(
+        "{}:{}:{}",
+        home.join("bin").display(),
+        pkg.join("bin").display(),
+        real.display()
+    );
+    let held = PortHolder::v4();
+    let free = lab::free_port();
+    let tmp = TempDir::new("two-copies-tmp");
+    let before = lab.logins();
+    let mut child = Command::new(home.join("bin/ssh"))
+        .args(lab.args())
+        .args(["-L", &format!("{}:127.0.0.1:{}", held.port, lab.port)])
+        .args(["-L", &format!("{free}:127.0.0.1:{}", lab.port)])
+        .arg("echo once")
+        .env("PATH", &path)
+        .env("TMPDIR", tmp.path())
+        .env("XDG_RUNTIME_DIR", tmp.path())
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let hung = child.try_wait().unwrap().is_none();
+    if hung {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!hung, "hung: {err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(text(&out.stdout), "once\n");
+    assert_eq!(err.matches("forward dropped").count(), 1, "{err}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+    let left: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(left, Vec::<PathBuf>::new());
+}

@@ -23,13 +23,33 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// Accepts one connection on `l`, or panics (in the server thread, which
+/// the test's join then reports) after `limit`: a proxy that gave up or
+/// never connected fails the test instead of hanging it in accept(2).
+fn accept_within(l: &TcpListener, limit: Duration) -> TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let end = Instant::now() + limit;
+    loop {
+        match l.accept() {
+            Ok((conn, _)) => {
+                conn.set_nonblocking(false).unwrap();
+                return conn;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < end => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("no connection within {limit:?}: {e}"),
+        }
+    }
+}
+
 /// A listener on 127.0.0.1 whose one connection gets `reply` (then a
 /// half-close) while everything the client sends is collected.
 fn sink_and_source(reply: Vec<u8>) -> (SocketAddr, JoinHandle<Vec<u8>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let server = thread::spawn(move || {
-        let (mut conn, _) = l.accept().unwrap();
+        let mut conn = accept_within(&l, Duration::from_secs(30));
         let mut writer = conn.try_clone().unwrap();
         let w = thread::spawn(move || {
             writer.write_all(&reply).unwrap();
@@ -136,7 +156,7 @@ fn half_close_reaches_the_server_and_its_answer_comes_back() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
     let server = thread::spawn(move || {
-        let (mut conn, _) = l.accept().unwrap();
+        let mut conn = accept_within(&l, Duration::from_secs(30));
         let mut got = Vec::new();
         conn.read_to_end(&mut got).unwrap();
         write!(conn, "got {} bytes", got.len()).unwrap();
@@ -325,7 +345,7 @@ fn wait_reaches_a_listener_that_appears_later() {
     let server = thread::spawn(move || {
         thread::sleep(Duration::from_secs(2));
         let l = TcpListener::bind(("127.0.0.1", port)).unwrap();
-        let (mut conn, _) = l.accept().unwrap();
+        let mut conn = accept_within(&l, Duration::from_secs(30));
         conn.write_all(b"late but here").unwrap();
     });
     let start = Instant::now();

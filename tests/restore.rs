@@ -611,3 +611,117 @@ fn a_race_lost_on_one_address_is_named_and_completed_once_it_frees() {
     assert!(!err.contains("forward dropped"), "{err}");
     assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
 }
+
+/// Issue 21, defects 1 and 10: the server keeps refusing a remote forward
+/// past two of the restorer's tries (5 s, then 10 s after it): one line
+/// for the refusal and none per try (the master's own
+/// `mux_confirm_remote_forward: ...` line is a try's, not the user's), and
+/// once the port frees, the next try brings it back.
+#[test]
+fn a_remote_forward_refused_past_two_tries_costs_one_line_and_comes_back() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-r2");
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let r = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let before = lab.logins();
+    let s = Session::start(&lab, tmp.path(), &["-o", "GatewayPorts=no", "-R", &r], &[]);
+    assert!(
+        s.wait_for("refused", Duration::from_secs(20)),
+        "{}",
+        s.stderr()
+    );
+    let refused = Instant::now();
+    // Tries at 5 s and 15 s after the refusal; the third is 35 s after.
+    std::thread::sleep(Duration::from_secs(17));
+    let during = s.stderr();
+    end(h);
+    let through = banner_within(&lab, port, Duration::from_secs(40));
+    let restored = s.wait_for(": restored", Duration::from_secs(5));
+    let took = refused.elapsed();
+    let err = s.end();
+    assert_eq!(during.lines().count(), 1, "a line per try: {during}");
+    assert!(!err.contains("remote port forwarding failed"), "{err}");
+    assert!(through.is_ok(), "{through:?} {err}");
+    assert!(restored, "{err}");
+    assert!(took > Duration::from_secs(17), "{took:?}");
+    let ours: Vec<&str> = err.lines().filter(|l| l.contains("rosh-ssh:")).collect();
+    assert_eq!(ours.len(), 2, "{err}");
+    assert_eq!(lab.logins() - before, 1, "{}", lab.sshd_log());
+}
+
+/// Issue 21: one loop for the life of ssh. A live session with a restore
+/// pending (a holder waited on, a remote forward being asked for again) is
+/// one thread.
+#[test]
+fn a_live_session_with_restores_pending_is_one_thread() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-thread");
+    let (lport, rport) = (lab::free_port(), lab::free_port());
+    let hl = holder(tmp.path(), &lport.to_string());
+    let hr = holder(tmp.path(), &rport.to_string());
+    let l = format!("127.0.0.1:{lport}:127.0.0.1:{}", lab.port);
+    let r = format!("127.0.0.1:{rport}:127.0.0.1:{}", lab.port);
+    let s = Session::start(
+        &lab,
+        tmp.path(),
+        &["-o", "GatewayPorts=no", "-L", &l, "-R", &r],
+        &[],
+    );
+    let refused = s.wait_for("refused", Duration::from_secs(20));
+    let tasks = fs::read_dir(format!("/proc/{}/task", s.child.id()))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let err = s.end();
+    end(hl);
+    end(hr);
+    assert!(refused && err.contains("forward dropped"), "{err}");
+    assert_eq!(tasks, 1, "threads of the wrapper: {err}");
+}
+
+/// Issue 21, defect 10: a live ControlMaster this ssh would ride, which does
+/// not hold the forward's port (another process does): the forward is
+/// dropped, and its holder named, not kept as the master's.
+#[test]
+fn a_live_master_that_does_not_hold_the_port_does_not_keep_the_forward() {
+    let Some(lab) = Lab::start() else { return };
+    let tmp = TempDir::new("restore-notmaster");
+    let sock = tmp.path().join("cm");
+    let cfg = lab.config_with(
+        "notmaster.conf",
+        &format!(
+            "Host lab\n  ControlMaster auto\n  ControlPath {}\n",
+            sock.display()
+        ),
+    );
+    let cfg_s = cfg.to_str().unwrap();
+    let st = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-fN", "lab"])
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let port = lab::free_port();
+    let h = holder(tmp.path(), &port.to_string());
+    let l = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
+    let out = Command::new(rosh_ssh())
+        .args(["--dry-run", "--verbose", "-F", cfg_s, "-L", &l, "lab"])
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let python = h.id();
+    end(h);
+    let _ = Command::new(lab::SSH)
+        .args(["-F", cfg_s, "-O", "exit", "lab"])
+        .stdin(Stdio::null())
+        .output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let drop = format!("drop -L {l} # in use: 127.0.0.1:{port}, held by pid {python} (");
+    assert!(
+        stdout.lines().any(|x| x.starts_with(&drop)),
+        "{stdout}{stderr}"
+    );
+    assert!(!stderr.contains("ControlMaster"), "{stderr}");
+}
