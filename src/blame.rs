@@ -1,17 +1,9 @@
-//! Attribution: which forward a failure line of ssh's log names, the words
-//! rosh-ssh says about it, and the functions whose lines it forces out of
-//! ssh with LogVerbose so that no failure goes unseen.
+//! Attribution: which forward a failure line of ssh's log names, and the
+//! words rosh-ssh says about it: the only place they live.
 
 use crate::forward::{Endpoint, Forward, Kind};
 use crate::matcher::Failure;
-
-/// readconf.c LogVerbose: the functions whose messages name a failed
-/// forward (or, for a remote forward, its answer), forced out when the
-/// user's LogLevel would hide them. ssh tags a forced line (log.c
-/// `sshlogv`), so rosh-ssh can hold exactly those lines back from the user.
-pub const FORCED: &str = "ssh.c:ssh_confirm_remote_forward():*,ssh.c:ssh_init_forwarding():*,\
-channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*,\
-mux.c:mux_client_forward():*,mux.c:mux_client_forwards():*";
+use crate::supervise::log::Refusal;
 
 /// When a failed forward is reported: dropped before connecting, or failed
 /// after connecting.
@@ -65,6 +57,52 @@ pub fn partial(
     format!("rosh-ssh: {name}: listening on {bound} only, not on {failed}{then}")
 }
 
+/// Why a forward failed after connecting, in words.
+pub fn reason(r: &Refusal) -> String {
+    match r {
+        Refusal::Said(f) => said(f),
+        Refusal::Held(v) => crate::describe::reason(v).unwrap_or_default(),
+        Refusal::Unbound { port, failed } => failed
+            .iter()
+            .map(|(a, why)| {
+                format!(
+                    "bind [{}]:{port}: {}",
+                    String::from_utf8_lossy(a),
+                    String::from_utf8_lossy(why)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Refusal::Partial { failed, .. } => failed
+            .iter()
+            .map(|(a, why)| format!("{a}: {why}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Refusal::Shared { port, .. } => format!("the server refused listen port {port}"),
+    }
+}
+
+/// The one line about forward `index` (named as `names` has it) failing
+/// after connecting. `restoring`: a partly bound forward will be completed.
+pub fn after_connecting(
+    names: &[String],
+    index: usize,
+    r: &Refusal,
+    require: bool,
+    restoring: bool,
+) -> String {
+    let name = |i: usize| names.get(i).map_or("", String::as_str);
+    match r {
+        // Not a failure to ssh: ExitOnForwardFailure lets it be.
+        Refusal::Partial { bound, failed } => partial(name(index), bound, failed, restoring),
+        Refusal::Shared { among, port } => {
+            let among: Vec<String> = among.iter().map(|&i| name(i).to_owned()).collect();
+            shared(&among, *port)
+        }
+        _ => warning(name(index), &reason(r), require, When::Connected),
+    }
+}
+
 /// `rosh-ssh: <forward>: restored`.
 pub fn restored(name: &str) -> String {
     format!("rosh-ssh: {name}: restored")
@@ -83,47 +121,52 @@ pub fn is_remote_answer(line: &[u8]) -> bool {
 /// A line that names a remote port only names every remote forward on it:
 /// [`Attribution`] tells them apart where ssh's lines allow.
 pub fn names(f: &Failure, forward: &Forward) -> Option<String> {
+    matches(f, forward).then(|| said(f))
+}
+
+/// Whether failure `f` names `forward`.
+fn matches(f: &Failure, forward: &Forward) -> bool {
     let f = through_master(f);
-    Some(match (&f, &forward.kind, &forward.listen) {
-        (Failure::RemotePort { port, .. }, Kind::Remote, Endpoint::Tcp { port: p, .. })
-            if p == port && *p != 0 =>
-        {
-            format!("the server refused listen port {port}")
+    match (&f, &forward.kind, &forward.listen) {
+        (Failure::RemotePort { port, .. }, Kind::Remote, Endpoint::Tcp { port: p, .. }) => {
+            p == port && *p != 0
         }
         (
             Failure::RemoteRefused { listen_host, port },
             Kind::Remote,
             Endpoint::Tcp { host, port: p },
-        ) if p == port && *p != 0 && host == listen_host => {
+        ) => p == port && *p != 0 && host == listen_host,
+        (Failure::RemotePath { path, .. }, Kind::Remote, Endpoint::Path(p)) => p == path,
+        (
+            Failure::LocalBind { port, .. } | Failure::LocalCannotListen { port },
+            Kind::Local | Kind::Dynamic,
+            Endpoint::Tcp { port: p, .. },
+        ) => p == port,
+        (Failure::LocalPath { path }, Kind::Local | Kind::Dynamic, Endpoint::Path(p)) => p == path,
+        _ => false,
+    }
+}
+
+/// A failure in rosh-ssh's words (through a ControlMaster, the master's
+/// reason).
+pub fn said(f: &Failure) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match through_master(f) {
+        Failure::RemotePort { port, .. } | Failure::RemoteRefused { port, .. } => {
             format!("the server refused listen port {port}")
         }
-        (Failure::RemotePath { path, .. }, Kind::Remote, Endpoint::Path(p)) if p == path => {
-            format!(
-                "the server refused listen path {}",
-                String::from_utf8_lossy(path)
-            )
+        Failure::RemotePath { path, .. } => {
+            format!("the server refused listen path {}", text(&path))
         }
-        (
-            Failure::LocalBind { addr, port, reason },
-            Kind::Local | Kind::Dynamic,
-            Endpoint::Tcp { port: p, .. },
-        ) if p == port => format!(
-            "bind [{}]:{port}: {}",
-            String::from_utf8_lossy(addr),
-            String::from_utf8_lossy(reason)
-        ),
-        (
-            Failure::LocalCannotListen { port },
-            Kind::Local | Kind::Dynamic,
-            Endpoint::Tcp { port: p, .. },
-        ) if p == port => format!("cannot listen to port {port}"),
-        (Failure::LocalPath { path }, Kind::Local | Kind::Dynamic, Endpoint::Path(p))
-            if p == path =>
-        {
-            format!("cannot bind to path {}", String::from_utf8_lossy(path))
+        Failure::LocalBind { addr, port, reason } => {
+            format!("bind [{}]:{port}: {}", text(&addr), text(&reason))
         }
-        _ => return None,
-    })
+        Failure::LocalCannotListen { port } => format!("cannot listen to port {port}"),
+        Failure::LocalPath { path } => format!("cannot bind to path {}", text(&path)),
+        Failure::LocalNoneSucceeded => "could not request local forwarding".into(),
+        Failure::Mux { reason } => text(&reason),
+        Failure::MuxRequest { port, .. } => format!("requested listen port {port}"),
+    }
 }
 
 /// Which forwards the failure lines of one ssh's log name, line after line.
@@ -135,7 +178,7 @@ pub fn names(f: &Failure, forward: &Forward) -> Option<String> {
 /// right before it tell them apart, and this reads them:
 /// - ssh.c `ssh_confirm_remote_forward` writes its debug line `remote forward
 ///   failure for: listen HOST:N, ...` (forced out with LogVerbose, see
-///   [`FORCED`]) and then, in the same call, the `Warning:`/`Error:` line:
+///   [`crate::plumbing::FORCED`]) and then, in the same call, the `Warning:`/`Error:` line:
 ///   the debug line names the forward, and the port-only line after it is
 ///   the same refusal (named again, so its line is replaced, with no second
 ///   report);
@@ -161,8 +204,8 @@ pub struct Attribution {
 pub enum Blamed {
     /// No forward of the plan: the line is ssh's own.
     Nothing,
-    /// These forwards, each with the reason: (plan index, reason).
-    Named(Vec<(usize, String)>),
+    /// These forwards (plan indexes).
+    Named(Vec<usize>),
     /// A port-only line, and several remote forwards on that port: any of
     /// them may be the refused one (plan indexes).
     Shared { among: Vec<usize>, port: u16 },
@@ -184,12 +227,7 @@ impl Attribution {
         let refused = |port: u16, among: Vec<usize>| -> Blamed {
             match among.len() {
                 0 => Blamed::Nothing,
-                1 => Blamed::Named(
-                    among
-                        .into_iter()
-                        .map(|i| (i, format!("the server refused listen port {port}")))
-                        .collect(),
-                ),
+                1 => Blamed::Named(among),
                 _ => Blamed::Shared { among, port },
             }
         };
@@ -239,9 +277,10 @@ impl Attribution {
                         _ => refused(port, by_port(port)),
                     };
                 }
-                let hit: Vec<(usize, String)> = forwards
+                let hit: Vec<usize> = forwards
                     .iter()
-                    .filter_map(|(i, fwd)| names(&g, fwd).map(|r| (*i, r)))
+                    .filter(|(_, fwd)| matches(&g, fwd))
+                    .map(|(i, _)| *i)
                     .collect();
                 if hit.is_empty() {
                     Blamed::Nothing
@@ -443,13 +482,7 @@ mod tests {
         let mux = |port: u16| Failure::Mux {
             reason: format!("remote port forwarding failed for listen port {port}").into_bytes(),
         };
-        let named = |i: &[usize], port: u16| {
-            Blamed::Named(
-                i.iter()
-                    .map(|&i| (i, format!("the server refused listen port {port}")))
-                    .collect(),
-            )
-        };
+        let named = |i: &[usize], _port: u16| Blamed::Named(i.to_vec());
         let shared = |among: &[usize], port| Blamed::Shared {
             among: among.to_vec(),
             port,
@@ -543,10 +576,7 @@ mod tests {
             (
                 &two,
                 vec![Failure::LocalCannotListen { port: 8082 }],
-                vec![Blamed::Named(vec![(
-                    3,
-                    "cannot listen to port 8082".into(),
-                )])],
+                vec![Blamed::Named(vec![3])],
             ),
         ];
         for (specs, lines, want) in table {

@@ -231,24 +231,16 @@ struct Lines<'a> {
 
 impl Report for Lines<'_> {
     fn failed(&mut self, f: &Failed) {
-        let name = self.names.get(f.index).map_or("", String::as_str);
-        let line = match &f.refusal {
-            Refusal::Said(reason) => blame::warning(name, reason, self.require, When::Connected),
-            // Not a failure to ssh: ExitOnForwardFailure lets it be.
-            Refusal::Partial { bound, failed } => {
-                return self
-                    .say
-                    .forward(&blame::partial(name, bound, failed, self.restoring));
-            }
-            Refusal::Shared { among, port } => {
-                let names: Vec<String> = among
-                    .iter()
-                    .filter_map(|&i| self.names.get(i).cloned())
-                    .collect();
-                blame::shared(&names, *port)
-            }
-        };
-        if self.require {
+        let line = blame::after_connecting(
+            self.names,
+            f.index,
+            &f.refusal,
+            self.require,
+            self.restoring,
+        );
+        // A partly bound forward is no failure to ssh, whatever
+        // ExitOnForwardFailure says; any other ends the run when required.
+        if self.require && !matches!(f.refusal, Refusal::Partial { .. }) {
             self.say.fatal(&line);
         } else {
             self.say.forward(&line);

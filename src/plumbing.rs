@@ -19,10 +19,17 @@
 //! LogVerbose list, a path in one of its private directories). A ControlPersist master started through rosh-ssh outlives it
 //! (and its parent is then init), so the words, not the parent, tell.
 
-use crate::blame::FORCED;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+
+/// readconf.c LogVerbose: the functions whose messages name a failed
+/// forward (or, for a remote forward, its answer), forced out when the
+/// user's LogLevel would hide them. ssh tags a forced line (log.c
+/// `sshlogv`), so rosh-ssh can hold exactly those lines back from the user.
+pub const FORCED: &str = "ssh.c:ssh_confirm_remote_forward():*,ssh.c:ssh_init_forwarding():*,\
+channels.c:channel_setup_fwd_listener_tcpip():*,misc.c:unix_listener():*,\
+mux.c:mux_client_forward():*,mux.c:mux_client_forwards():*";
 
 /// The log FIFO's name in the private directory.
 pub const LOG: &str = "log";

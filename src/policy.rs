@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn log_verbose_only_where_the_release_has_it_and_the_level_hides() {
-        let f = crate::blame::FORCED;
+        let f = crate::plumbing::FORCED;
         // (LogLevel, user's LogVerbose, release knows it, want, hide)
         let table: &[(&str, &str, bool, Option<String>, bool)] = &[
             ("INFO", "none", true, Some(f.to_string()), true),

@@ -13,6 +13,7 @@
 use crate::blame;
 use crate::forward::{Forward, Kind};
 use crate::matcher::{Failure, Matcher, Piece};
+use crate::plan::Verdict;
 use crate::probe::{self, Opts};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -70,11 +71,20 @@ pub struct Watch {
     pub hide_forced: bool,
 }
 
-/// How a forward failed, as ssh's log told it.
+/// How a forward failed, as ssh's log told it (blame.rs words it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// ssh's failure line, in rosh-ssh's words.
-    Said(String),
+    /// ssh's failure line (through a master, the master's reason).
+    Said(Failure),
+    /// `Could not request local forwarding.` names no forward: the probe
+    /// found this one's port taken, as it says.
+    Held(Verdict),
+    /// A local forward that bound none of its addresses: each address ssh
+    /// named, and why.
+    Unbound {
+        port: u16,
+        failed: Vec<(Vec<u8>, Vec<u8>)>,
+    },
     /// A local forward listening on some of its addresses only: channels.c
     /// `channel_setup_fwd_listener_tcpip` counts a forward bound once as
     /// set up. `failed` holds each address ssh could not bind, and why.
@@ -243,7 +253,7 @@ impl LogReader {
             let Some(fwd) = self.watch.forwards.get(b.index).cloned() else {
                 continue;
             };
-            let failed: Vec<(SocketAddr, String)> = b
+            let parsed: Vec<(SocketAddr, String)> = b
                 .failed
                 .iter()
                 .filter_map(|(addr, why)| {
@@ -257,15 +267,21 @@ impl LogReader {
             let bound: Vec<SocketAddr> = match fwd.local_tcp_listen() {
                 Some((host, port)) => probe::addresses(host, port, &self.watch.probe)
                     .into_iter()
-                    .filter(|a| !failed.iter().any(|(f, _)| f.ip() == a.ip()))
+                    .filter(|a| !parsed.iter().any(|(f, _)| f.ip() == a.ip()))
                     .collect(),
                 None => Vec::new(),
             };
             self.failed.push(b.index);
-            let refusal = if bound.is_empty() || failed.is_empty() {
-                Refusal::Said(bind_reason(&b.failed, listen_port(&fwd).unwrap_or(0)))
+            let refusal = if bound.is_empty() || parsed.is_empty() {
+                Refusal::Unbound {
+                    port: listen_port(&fwd).unwrap_or(0),
+                    failed: b.failed,
+                }
             } else {
-                Refusal::Partial { bound, failed }
+                Refusal::Partial {
+                    bound,
+                    failed: parsed,
+                }
             };
             self.flush();
             on(Failed {
@@ -286,21 +302,6 @@ impl LogReader {
 
 fn listen_port(f: &Forward) -> Option<u16> {
     f.local_tcp_listen().map(|(_, port)| port)
-}
-
-/// `bind [127.0.0.1]:3131: Address already in use`, each address ssh named.
-fn bind_reason(failed: &[(Vec<u8>, Vec<u8>)], port: u16) -> String {
-    failed
-        .iter()
-        .map(|(a, r)| {
-            format!(
-                "bind [{}]:{port}: {}",
-                String::from_utf8_lossy(a),
-                String::from_utf8_lossy(r)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What the matcher's pieces are judged against.
@@ -387,7 +388,7 @@ impl State<'_> {
         };
         let f = blame::through_master(raw);
         let mut hit: Vec<Failed> = Vec::new();
-        for (i, reason) in named {
+        for i in named {
             let Some(fwd) = self.watch.forwards.get(i) else {
                 continue;
             };
@@ -414,20 +415,23 @@ impl State<'_> {
                 }
                 // No address bound: the addresses named before, or this line.
                 Failure::LocalCannotListen { port } => {
-                    let reason = match self.binding.iter().position(|b| b.index == i) {
-                        Some(at) => bind_reason(&self.binding.remove(at).failed, *port),
-                        None => reason,
+                    let refusal = match self.binding.iter().position(|b| b.index == i) {
+                        Some(at) => Refusal::Unbound {
+                            port: *port,
+                            failed: self.binding.remove(at).failed,
+                        },
+                        None => Refusal::Said(f.clone()),
                     };
                     hit.push(Failed {
                         index: i,
                         forward: fwd.clone(),
-                        refusal: Refusal::Said(reason),
+                        refusal,
                     });
                 }
                 _ => hit.push(Failed {
                     index: i,
                     forward: fwd.clone(),
-                    refusal: Refusal::Said(reason),
+                    refusal: Refusal::Said(f.clone()),
                 }),
             }
         }
@@ -442,11 +446,11 @@ impl State<'_> {
             }
             for (i, fwd) in self.watch.forwards.iter().enumerate() {
                 let v = crate::plan::verdict(fwd, &self.watch.probe);
-                if let Some(reason) = crate::describe::reason(&v) {
+                if v.drops() {
                     hit.push(Failed {
                         index: i,
                         forward: fwd.clone(),
-                        refusal: Refusal::Said(reason),
+                        refusal: Refusal::Held(v),
                     });
                 }
             }
@@ -535,9 +539,9 @@ mod tests {
             let mut got = Vec::new();
             let out = self.out.clone();
             assert!(self.reader.on_readable(&mut |f| {
-                let reason = match f.refusal {
-                    Refusal::Said(r) => r,
-                    p => format!("{p:?}"),
+                let reason = match &f.refusal {
+                    p @ Refusal::Partial { .. } => format!("{p:?}"),
+                    r => blame::reason(r),
                 };
                 got.push((f.index, reason, std::fs::read(&out).unwrap()))
             }));
@@ -726,7 +730,10 @@ mod tests {
             .collect();
         let want = if want_bound.is_empty() {
             // No other loopback family here: nothing else could bind.
-            Refusal::Said(format!("bind [127.0.0.1]:{port}: Address already in use"))
+            Refusal::Unbound {
+                port,
+                failed: vec![(b"127.0.0.1".to_vec(), b"Address already in use".to_vec())],
+            }
         } else {
             Refusal::Partial {
                 bound: want_bound,

@@ -226,7 +226,7 @@ fn parts_failed(restorer: &mut Option<Restorer>, report: &mut dyn Report, f: Fai
             holder: None,
             addrs: match &f.refusal {
                 Refusal::Partial { failed, .. } => Some(failed.iter().map(|(a, _)| *a).collect()),
-                Refusal::Said(_) | Refusal::Shared { .. } => None,
+                _ => None,
             },
         });
     }
