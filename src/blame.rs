@@ -3,7 +3,36 @@
 
 use crate::forward::{Endpoint, Forward, Kind};
 use crate::matcher::Failure;
-use crate::supervise::log::Refusal;
+use crate::plan::Verdict;
+use std::net::SocketAddr;
+
+/// How a forward failed after connecting, as ssh's log told it
+/// (supervise/log.rs reads it; [`reason`] words it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// ssh's failure line (through a master, the master's reason).
+    Said(Failure),
+    /// `Could not request local forwarding.` names no forward: the probe
+    /// found this one's port taken, as it says.
+    Held(Verdict),
+    /// A local forward that bound none of its addresses: each address ssh
+    /// named, and why.
+    Unbound {
+        port: u16,
+        failed: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// A local forward listening on some of its addresses only: channels.c
+    /// `channel_setup_fwd_listener_tcpip` counts a forward bound once as
+    /// set up. `failed` holds each address ssh could not bind, and why.
+    Partial {
+        bound: Vec<SocketAddr>,
+        failed: Vec<(SocketAddr, String)>,
+    },
+    /// ssh's line names a remote port only, and several remote forwards
+    /// share it (plan indexes): one of them was refused (blame.rs
+    /// `Attribution`).
+    Shared { among: Vec<usize>, port: u16 },
+}
 
 /// When a failed forward is reported: dropped before connecting, or failed
 /// after connecting.
@@ -37,8 +66,8 @@ pub fn warning(name: &str, reason: &str, require: bool, when: When) -> String {
 /// is free.
 pub fn partial(
     name: &str,
-    bound: &[std::net::SocketAddr],
-    failed: &[(std::net::SocketAddr, String)],
+    bound: &[SocketAddr],
+    failed: &[(SocketAddr, String)],
     completing: bool,
 ) -> String {
     let join = |v: Vec<String>| v.join(", ");

@@ -2,6 +2,7 @@
 //! the probe, the policy, what to drop, ssh's words, and the supervised run.
 
 use crate::argv::Args;
+use crate::blame::Refusal;
 use crate::blame::{self, When};
 use crate::child::{self, End};
 use crate::cli::Cli;
@@ -14,7 +15,7 @@ use crate::launch::{self, Dirs};
 use crate::plan::{Plan, argv_forwards};
 use crate::policy::{Inputs, Policy, Restore};
 use crate::say::{Level, Say};
-use crate::supervise::log::{Dest, Failed, LogReader, Refusal, Watch};
+use crate::supervise::log::{Dest, Failed, LogReader, Watch};
 use crate::supervise::restore::{Item, Restorer};
 use crate::supervise::{self, Parts, Report};
 use crate::{describe, ownmaster, quote};

@@ -10,10 +10,9 @@
 //! LogVerbose are held back from a user whose LogLevel would hide them, and
 //! so is what the master logs about a forward rosh-ssh is still restoring.
 
-use crate::blame;
+use crate::blame::{self, Refusal};
 use crate::forward::{Forward, Kind};
 use crate::matcher::{Failure, Matcher, Piece};
-use crate::plan::Verdict;
 use crate::probe::{self, Opts};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -69,33 +68,6 @@ pub struct Watch {
     pub probe: Opts,
     /// Drop lines with a LogVerbose tag: rosh-ssh forced them out.
     pub hide_forced: bool,
-}
-
-/// How a forward failed, as ssh's log told it (blame.rs words it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// ssh's failure line (through a master, the master's reason).
-    Said(Failure),
-    /// `Could not request local forwarding.` names no forward: the probe
-    /// found this one's port taken, as it says.
-    Held(Verdict),
-    /// A local forward that bound none of its addresses: each address ssh
-    /// named, and why.
-    Unbound {
-        port: u16,
-        failed: Vec<(Vec<u8>, Vec<u8>)>,
-    },
-    /// A local forward listening on some of its addresses only: channels.c
-    /// `channel_setup_fwd_listener_tcpip` counts a forward bound once as
-    /// set up. `failed` holds each address ssh could not bind, and why.
-    Partial {
-        bound: Vec<SocketAddr>,
-        failed: Vec<(SocketAddr, String)>,
-    },
-    /// ssh's line names a remote port only, and several remote forwards
-    /// share it (plan indexes): one of them was refused (blame.rs
-    /// `Attribution`).
-    Shared { among: Vec<usize>, port: u16 },
 }
 
 /// A forward that a line of ssh's log says failed: its plan index and how.

@@ -10,9 +10,10 @@
 pub mod log;
 pub mod restore;
 
+use crate::blame::Refusal;
 use crate::child::End;
 use crate::events::{self, Signals};
-use log::{Failed, LogReader, Refusal};
+use log::{Failed, LogReader};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{self, Signal};
