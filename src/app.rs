@@ -34,6 +34,12 @@ pub fn run() -> Result<End, Error> {
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()));
         }
+        Mode::Rosh(words) => {
+            return Ok(End::Exited(crate::rosh::run(
+                words.clone(),
+                cli.ssh.as_deref(),
+            )));
+        }
         Mode::Check { .. } | Mode::Ssh => {}
     }
     let depth = locate::depth(std::env::var_os(locate::DEPTH_VAR).as_deref());
