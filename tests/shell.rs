@@ -1337,3 +1337,110 @@ fn screen_with_a_tmux_socket_is_a_usage_error() {
         );
     }
 }
+
+/// Issue 20, 7: the loop against an sshd with PerSourcePenalties (on by
+/// default since OpenSSH 9.8; sshd_config(5): authfail 5 s, min 15 s).
+/// `ROSH_TEST_SSHD` names that sshd (`../shared/tools/openssh 10.5p1`
+/// builds one); without it the test says so and skips.
+///
+/// Reattaches never cost a penalty (sshd penalises only connections that
+/// end before logging in). Refused keys do, 5 s each: the loop's own
+/// retries, even with `-I 0`, never add up to the 15 s that make sshd refuse
+/// the address. When other clients of the same address have made it refuse
+/// (four refused logins in a row here), the loop sees the connection closed
+/// before the greeting, says why, and waits past the penalty.
+#[test]
+fn the_loop_never_locks_itself_out_of_an_sshd_with_penalties() {
+    let Some(sshd) = std::env::var_os("ROSH_TEST_SSHD").map(PathBuf::from) else {
+        eprintln!("skipping: ROSH_TEST_SSHD names no sshd 9.8+ (../shared/tools/openssh 10.5p1)");
+        return;
+    };
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(r) = rig_with(&shell, Some(&sshd)) else {
+        return;
+    };
+    let penalised = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("activating") || l.contains(" active ") || l.contains("drop connection")
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    r.rosh(&shell, "-V -I 0 -a 1", "pen");
+    let mut old = vec![r.new_client(&[])];
+    // Reattach after reattach: no penalty.
+    for _ in 0..4 {
+        r.kill_sshd_of(*old.last().unwrap());
+        let c = r.new_client(&old);
+        old.push(c);
+    }
+    assert!(penalised(&r.lab.sshd_log()).is_empty(), "{}", r.context());
+
+    // Refused keys: sshd counts a penalty for each, the loop backs off.
+    let keys = r.lab.path().join("authorized_keys");
+    let good = fs::read(&keys).unwrap();
+    fs::write(&keys, b"").unwrap();
+    r.kill_sshd_of(*old.last().unwrap());
+    r.wait_log("answered but the session did not start", 4, 40);
+    fs::write(&keys, &good).unwrap();
+    let back = wait_for(40, || {
+        r.remote.clients().into_iter().find(|c| !old.contains(c))
+    });
+    let back =
+        back.unwrap_or_else(|| panic!("no reattach after the keys came back{}", r.context()));
+    old.push(back);
+    let log = r.lab.sshd_log();
+    assert!(
+        log.contains("deferred penalty"),
+        "sshd counted no penalty: is {} 9.8 or newer?{}",
+        sshd.display(),
+        r.context()
+    );
+    assert!(
+        penalised(&log).is_empty(),
+        "the loop locked itself out: {:?}{}",
+        penalised(&log),
+        r.context()
+    );
+
+    // Other clients of this address make sshd refuse it: the loop waits
+    // past the penalty, and says why.
+    fs::write(&keys, b"").unwrap();
+    for _ in 0..4 {
+        let st = Command::new(lab::SSH)
+            .args(r.lab.args())
+            .arg("true")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!st.success());
+    }
+    let active = wait_for(10, || r.lab.sshd_log().contains("activating").then_some(()));
+    assert!(active.is_some(), "no penalty in force{}", r.context());
+    let start = std::time::Instant::now();
+    r.kill_sshd_of(back);
+    r.wait_log("PerSourcePenalties", 1, 20);
+    fs::write(&keys, &good).unwrap();
+    let again = wait_for(90, || {
+        r.remote.clients().into_iter().find(|c| !old.contains(c))
+    });
+    assert!(
+        again.is_some(),
+        "no reattach after the penalty{}",
+        r.context()
+    );
+    let dropped = penalised(&r.lab.sshd_log())
+        .iter()
+        .filter(|l| l.contains("drop connection"))
+        .count();
+    assert!(
+        dropped <= 3,
+        "{dropped} attempts refused in {:?}: the loop did not wait{}",
+        start.elapsed(),
+        r.context()
+    );
+}
