@@ -206,6 +206,12 @@ pub fn attempt(mut cmd: Command, mut watch: Watch, signals: &Signals) -> io::Res
     })
 }
 
+/// Standard error is a terminal in raw mode (a session runs).
+fn stderr_raw() -> bool {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    tcgetattr(io::stderr()).is_ok_and(|t| !t.local_flags.contains(LocalFlags::ICANON))
+}
+
 /// Passes on what the pipe holds now; false at its end.
 fn relay(r: &OwnedFd, watch: &mut Watch, out: &mut Vec<u8>) -> bool {
     let mut buf = [0u8; 8192];
@@ -213,7 +219,7 @@ fn relay(r: &OwnedFd, watch: &mut Watch, out: &mut Vec<u8>) -> bool {
         // SAFETY: reading into a local buffer of its length.
         let n = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n > 0 {
-            watch.feed(&buf[..n as usize], out);
+            watch.feed(&buf[..n as usize], stderr_raw(), out);
             let _ = io::stderr().write_all(out);
             out.clear();
             continue;

@@ -18,7 +18,7 @@
 //! 9.5), or the fatal `Connection closed by HOST port N` / `Connection
 //! reset by ...` that ends a connection which never logged in.
 
-/// Lines are matched on their first bytes only.
+/// Lines are matched on their first bytes only, and held at most this long.
 const KEEP: usize = 512;
 
 /// The scanner; `feed` the bytes as they come, `finish` at the end.
@@ -30,10 +30,13 @@ pub struct Watch {
     line: Vec<u8>,
     /// The current line's length so far.
     len: usize,
-    /// Bytes of the current line not passed on yet (it may be a tagged line).
+    /// Bytes of the current line not passed on yet.
     held: Vec<u8>,
-    /// The current line goes through whatever it turns out to be.
-    passing: bool,
+    /// The current line is held because it may be a tagged line.
+    hold_tag: bool,
+    /// The current line began while the terminal was in raw mode: it goes
+    /// out whole, on a line of its own.
+    hold_raw: bool,
     normal_end: bool,
     remote_closed: bool,
     dropped: bool,
@@ -43,7 +46,6 @@ impl Watch {
     pub fn new(hide_tagged: bool) -> Watch {
         Watch {
             hide_tagged,
-            passing: !hide_tagged,
             ..Watch::default()
         }
     }
@@ -59,10 +61,20 @@ impl Watch {
         self.dropped
     }
 
-    /// Takes `chunk`, appends what is to be passed on to `out`.
-    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+    /// Takes `chunk`, appends what is to be passed on to `out`. `raw`: the
+    /// terminal is in raw mode now (ICANON off), as ssh leaves it during a
+    /// session. ssh ends its lines there in `\r\n`; rosh-ssh's own lines
+    /// (a forward restored mid-session) would do the same on a terminal,
+    /// but see a pipe: a line of theirs that began in raw mode goes out on a
+    /// line of its own and ends in `\r\n` (what rosh-ssh writes when its
+    /// standard error is that terminal, supervise/log.rs).
+    pub fn feed(&mut self, chunk: &[u8], raw: bool, out: &mut Vec<u8>) {
         let mut rest = chunk;
         while !rest.is_empty() {
+            if self.len == 0 {
+                self.hold_tag = self.hide_tagged;
+                self.hold_raw = raw;
+            }
             let (part, newline) = match memchr::memchr(b'\n', rest) {
                 Some(i) => (&rest[..=i], true),
                 None => (rest, false),
@@ -71,32 +83,45 @@ impl Watch {
             let room = KEEP.saturating_sub(self.line.len());
             self.line.extend_from_slice(&part[..part.len().min(room)]);
             self.len += part.len();
-            if self.passing {
+            if !self.hold_tag && !self.hold_raw {
                 out.extend_from_slice(part);
             } else {
                 self.held.extend_from_slice(part);
-                let tag = if newline {
-                    Some(is_tagged(&self.line))
-                } else {
-                    tag_state(&self.line)
-                };
-                match tag {
-                    Some(true) if newline => self.held.clear(),
-                    Some(false) => {
-                        out.append(&mut self.held);
-                        self.passing = true;
-                    }
-                    _ if self.len > KEEP => {
-                        out.append(&mut self.held);
-                        self.passing = true;
-                    }
-                    _ => {}
+                if self.hold_tag && !newline && tag_state(&self.line) == Some(false) {
+                    self.hold_tag = false;
+                }
+                if self.len > KEEP && !newline {
+                    // Too long to be either: it goes as it is.
+                    self.hold_tag = false;
+                    self.hold_raw = false;
+                }
+                if newline {
+                    self.release(out);
+                } else if !self.hold_tag && !self.hold_raw {
+                    out.append(&mut self.held);
                 }
             }
             if newline {
                 self.end_line();
             }
         }
+    }
+
+    /// The whole held line goes out (or not, if rosh forced it out of ssh).
+    fn release(&mut self, out: &mut Vec<u8>) {
+        if self.hold_tag && is_tagged(&self.line) {
+            self.held.clear();
+            return;
+        }
+        if self.hold_raw && !self.held.ends_with(b"\r\n") {
+            let text = self.held.strip_suffix(b"\n").unwrap_or(&self.held);
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(text);
+            out.extend_from_slice(b"\r\n");
+            self.held.clear();
+            return;
+        }
+        out.append(&mut self.held);
     }
 
     /// The end of the stream: what is held goes out.
@@ -112,7 +137,6 @@ impl Watch {
         self.note(&line);
         self.len = 0;
         self.held.clear();
-        self.passing = !self.hide_tagged;
     }
 
     fn note(&mut self, line: &[u8]) {
@@ -243,6 +267,10 @@ mod tests {
     /// Feeds `input` split at every point (and a byte at a time); all must
     /// agree on what is passed on and what is known.
     fn scan(hide: bool, input: &[u8]) -> (Vec<u8>, bool, bool) {
+        scan_in(hide, false, input)
+    }
+
+    fn scan_in(hide: bool, raw: bool, input: &[u8]) -> (Vec<u8>, bool, bool) {
         let mut results = Vec::new();
         let splits: Vec<Vec<usize>> = (0..=input.len())
             .map(|i| vec![i])
@@ -253,7 +281,7 @@ mod tests {
             let mut out = Vec::new();
             let mut at = 0;
             for c in cuts.into_iter().chain(std::iter::once(input.len())) {
-                w.feed(&input[at..c], &mut out);
+                w.feed(&input[at..c], raw, &mut out);
                 at = c;
             }
             w.finish(&mut out);
@@ -336,6 +364,30 @@ mod tests {
     }
 
     #[test]
+    fn in_raw_mode_a_bare_line_goes_out_on_a_line_of_its_own() {
+        let input: &[u8] = b"rosh-ssh: LocalForward 3131 (x:1): restored\nssh: its own\r\n";
+        let (out, _, _) = scan_in(false, true, input);
+        assert_eq!(
+            out,
+            b"\r\nrosh-ssh: LocalForward 3131 (x:1): restored\r\nssh: its own\r\n"
+        );
+        // Cooked: untouched.
+        assert_eq!(scan_in(false, false, input).0, input);
+        // With forced lines hidden too.
+        let mut both = FREE.to_vec();
+        both.extend_from_slice(input);
+        assert_eq!(scan_in(true, true, &both).0, out);
+        // A partial line in raw mode goes out at the end, as it is.
+        assert_eq!(scan_in(false, true, b"half").0, b"half");
+        // The mode is taken when a line begins.
+        let mut w = Watch::new(false);
+        let mut o = Vec::new();
+        w.feed(b"abc", false, &mut o);
+        w.feed(b"def\n", true, &mut o);
+        assert_eq!(o, b"abcdef\n");
+    }
+
+    #[test]
     fn tag_prefixes() {
         let table: &[(&[u8], Option<bool>)] = &[
             (b"", None),
@@ -383,7 +435,7 @@ mod tests {
         assert_eq!(out, line);
         let mut w = Watch::new(true);
         let mut out = Vec::new();
-        w.feed(&b"x".repeat(KEEP + 1), &mut out);
+        w.feed(&b"x".repeat(KEEP + 1), false, &mut out);
         assert_eq!(out.len(), KEEP + 1, "a long undecided line goes out");
     }
 }
