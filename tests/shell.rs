@@ -641,6 +641,22 @@ fn rosh_sh_is_posix() {
     }
 }
 
+/// Issue 23: the function is a few lines (at most 25 of code, comments and
+/// blank lines aside) in sh and in fish; the logic is rosh-ssh's.
+#[test]
+fn the_function_is_a_few_lines() {
+    for f in ["shell/rosh.sh", "shell/rosh.fish"] {
+        let text = fs::read_to_string(repo().join(f)).unwrap();
+        let code = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count();
+        assert!(code <= 25, "{f}: {code} lines of code");
+        assert!(text.contains("rosh-ssh --rosh"), "{f}");
+    }
+}
+
 /// The loop across a link that really dies (tests/netlab: two network
 /// namespaces, sshd in one, the terminal in the other, an nftables
 /// blackhole between). Fields drop in order: terminals first, so nothing
