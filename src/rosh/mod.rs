@@ -135,26 +135,8 @@ fn attempt(dir: &Path, args: &[OsString], ssh: Option<&OsStr>) -> i32 {
 /// One attempt, and the pause after it when there is another.
 fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, String> {
     let signals = Signals::install().map_err(|e| format!("cannot catch signals: {e}"))?;
-    let real = crate::locate::real_ssh(ssh, std::env::var_os("PATH").as_deref())
-        .map_err(|e| e.to_string())?;
     let me = std::env::current_exe().map_err(|e| format!("cannot find rosh-ssh itself: {e}"))?;
-    let tool = if opts.screen {
-        Tool::Screen
-    } else {
-        Tool::Tmux
-    };
-    let d = defaults::query(&real, &opts.ssh, &opts.host, opts.alive);
-    let force = d.as_ref().is_some_and(|d| d.quiet && d.log_verbose_free) && !logs_elsewhere(opts);
-    let words = ssh_words(st, opts, d.as_ref(), &me, force, tool)?;
-    if opts.verbose {
-        let line = words
-            .iter()
-            .map(|w| String::from_utf8_lossy(&remote::quote(w.as_bytes())).into_owned());
-        say(format_args!(
-            "+ rosh-ssh {}",
-            line.collect::<Vec<_>>().join(" ")
-        ));
-    }
+    let (words, force) = prepare(st, opts, ssh, &me)?;
     if let Some(t) = &st.tty {
         tty::restore(t);
     }
@@ -177,23 +159,7 @@ fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, Stri
         dropped: ran.watch.dropped(),
         interrupted: ran.interrupted,
     };
-    let verdict = Verdict::of(&a);
-    let next = verdict.next(a.dropped);
-    let (sleep, wait) = match next {
-        Next::Again(retry) => backoff::next(retry, opts.pause, st.wait),
-        Next::End(_) => (0, st.wait),
-    };
-    let names = Words {
-        tool: tool.name(),
-        host: &opts.host.to_string_lossy(),
-        session: &opts.session.to_string_lossy(),
-    };
-    let what = verdict.words(&names, a.dropped, sleep);
-    match (opts.verbose, a.end) {
-        (true, End::Exited(c)) => say(format_args!("rosh-ssh exited {c}: {what}")),
-        (true, End::Signaled(s)) => say(format_args!("rosh-ssh was killed by signal {s}: {what}")),
-        (false, _) => say(what),
-    }
+    let (next, sleep, wait) = judge(&a, st, opts);
     if let Next::Again(_) = next {
         st.attempts = st.attempts.saturating_add(1);
         st.connected |= a.up;
@@ -205,6 +171,60 @@ fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, Stri
         }
     }
     Ok(next)
+}
+
+/// rosh-ssh's words for this attempt (printed with -V), and whether rosh
+/// forces ssh's end out of it (watch.rs).
+fn prepare(
+    st: &State,
+    opts: &Options,
+    ssh: Option<&OsStr>,
+    me: &Path,
+) -> Result<(Vec<OsString>, bool), String> {
+    let real = crate::locate::real_ssh(ssh, std::env::var_os("PATH").as_deref())
+        .map_err(|e| e.to_string())?;
+    let d = defaults::query(&real, &opts.ssh, &opts.host, opts.alive);
+    let force = d.as_ref().is_some_and(|d| d.quiet && d.log_verbose_free) && !logs_elsewhere(opts);
+    let words = ssh_words(st, opts, d.as_ref(), me, force, tool(opts))?;
+    if opts.verbose {
+        let line: Vec<String> = words
+            .iter()
+            .map(|w| String::from_utf8_lossy(&remote::quote(w.as_bytes())).into_owned())
+            .collect();
+        say(format_args!("+ rosh-ssh {}", line.join(" ")));
+    }
+    Ok((words, force))
+}
+
+fn tool(opts: &Options) -> Tool {
+    if opts.screen {
+        Tool::Screen
+    } else {
+        Tool::Tmux
+    }
+}
+
+/// The verdict on an attempt, said in one line; where the loop goes, the
+/// pause before the next attempt and the pause to remember.
+fn judge(a: &Attempt, st: &State, opts: &Options) -> (Next, u32, u32) {
+    let verdict = Verdict::of(a);
+    let next = verdict.next(a.dropped);
+    let (sleep, wait) = match next {
+        Next::Again(retry) => backoff::next(retry, opts.pause, st.wait),
+        Next::End(_) => (0, st.wait),
+    };
+    let names = Words {
+        tool: tool(opts).name(),
+        host: &opts.host.to_string_lossy(),
+        session: &opts.session.to_string_lossy(),
+    };
+    let what = verdict.words(&names, a.dropped, sleep);
+    match (opts.verbose, a.end) {
+        (true, End::Exited(c)) => say(format_args!("rosh-ssh exited {c}: {what}")),
+        (true, End::Signaled(s)) => say(format_args!("rosh-ssh was killed by signal {s}: {what}")),
+        (false, _) => say(what),
+    }
+    (next, sleep, wait)
 }
 
 /// The user sends ssh's log elsewhere (`-E`, `-y`): forced lines would land there.
