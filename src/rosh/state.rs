@@ -183,7 +183,9 @@ mod tests {
         s.save().unwrap();
         let again = State::open(&path).unwrap();
         assert_eq!(again, s);
-        assert_ne!(State::open(&State::create().unwrap()).unwrap().id, s.id);
+        let other = State::open(&State::create().unwrap()).unwrap();
+        assert_ne!(other.id, s.id);
+        other.remove();
         s.remove();
         assert!(!path.exists());
     }
