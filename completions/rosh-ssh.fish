@@ -32,6 +32,7 @@ complete -c rosh-ssh -n __rosh_ssh_own_options -l ssh -r -F -d 'The real ssh (RO
 complete -c rosh-ssh -n __rosh_ssh_own_options -l check -d 'Report forwards and probes, connect nowhere'
 complete -c rosh-ssh -n __rosh_ssh_own_options -l remote -d 'With --check: ask the server too'
 complete -c rosh-ssh -n __rosh_ssh_own_options -l proxy -d 'ProxyCommand mode: --proxy HOST PORT'
+complete -c rosh-ssh -n __rosh_ssh_own_options -l rosh -d "The rosh function's engine: --rosh [STATE ARGS]"
 complete -c rosh-ssh -n '__fish_seen_argument -l proxy' -l fdpass -d 'Hand the socket to ssh (ProxyUseFdpass)'
 complete -c rosh-ssh -n '__fish_seen_argument -l proxy' -l wait -x -d 'Retry an unreachable host for SECONDS'
 complete -c rosh-ssh -n '__fish_seen_argument -l proxy' -l connect-timeout -x -d 'Bound each attempt (ROSH_SSH_CONNECT_TIMEOUT)'

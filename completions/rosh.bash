@@ -18,13 +18,13 @@ _rosh_load_ssh() {
 }
 
 _rosh_ssh() {
-    local own='--help --version --verbose --dry-run --require-forward --no-restore --ssh --check --remote --proxy'
+    local own='--help --version --verbose --dry-run --require-forward --no-restore --ssh --check --remote --proxy --rosh'
     local cur=${COMP_WORDS[COMP_CWORD]} i=1 w
     # Skip rosh-ssh's own options; i ends at the first ssh argument.
     while ((i < COMP_CWORD)); do
         w=${COMP_WORDS[i]}
         case $w in
-            --help | --version) return 0 ;;
+            --help | --version | --rosh) return 0 ;;
             --verbose | --dry-run | --require-forward | --no-restore | --check | --remote | --ssh=?*) ;;
             --ssh)
                 # --ssh PATH, or --ssh=PATH (COMP_WORDBREAKS makes `=` a word)
@@ -78,45 +78,57 @@ _rosh_ssh() {
     fi
 }
 
+# rosh's grammar: its own letters (-V -S flags; -L -I -a -O with a value)
+# over ssh's getopt tables, as rosh-ssh reads it.
+_rosh_arg_letters=bceilmopwBDEFJQRWLIaO
+
 _rosh() {
+    # shellcheck disable=SC2034 # _init_completion sets prev too
     local cur prev words cword
     # Words whole across `=` and `:`, so that `-o Key=value` is two words.
     _init_completion -n =: || return
     _rosh_load_ssh || return 0
     # ssh -o Key=value: complete the value as ssh does.
     _ssh_suboption_check ssh && return 0
-    case $prev in
-        -*[LIap]) return 0 ;;
-        -*[Fi])
-            _filedir
-            return 0
-            ;;
-        -*J)
-            _known_hosts_real -a -- "$cur"
-            return 0
-            ;;
-        -*l)
-            COMPREPLY=($(compgen -u -- "$cur"))
-            return 0
-            ;;
-        -*o)
-            _ssh_options ssh
-            return 0
-            ;;
-    esac
-    local args=0 i
+    # Read the words as getopt does: which letter wants the current word,
+    # the config file -F names (the hosts come from it), how many operands.
+    local args=0 want='' i j w c config=()
     for ((i = 1; i < cword; i++)); do
-        case ${words[i]} in
-            -*[LIaFopJli]) ((i++)) ;;
-            -*) ;;
-            *) ((args++)) ;;
-        esac
+        w=${words[i]}
+        if ((args > 0)) || [[ $w != -?* ]]; then
+            ((args++))
+            continue
+        fi
+        [[ $w == -- ]] && continue
+        for ((j = 1; j < ${#w}; j++)); do
+            c=${w:j:1}
+            [[ $_rosh_arg_letters == *"$c"* ]] || continue
+            if ((j + 1 < ${#w})); then
+                [[ $c == F ]] && config=(-F "${w:j+1}")
+            elif ((i + 1 == cword)); then
+                want=$c
+            else
+                ((i++))
+                [[ $c == F ]] && config=(-F "${words[i]}")
+            fi
+            break
+        done
     done
+    # shellcheck disable=SC2088 # the tilde is matched, then expanded
+    [[ ${config[1]-} == "~/"* ]] && config[1]=$HOME/${config[1]#"~/"}
+    case $want in
+        '') ;;
+        [FiE]) _filedir ;;
+        J) _known_hosts_real -a "${config[@]}" -- "$cur" ;;
+        l) COMPREPLY=($(compgen -u -- "$cur")) ;;
+        o) _ssh_options ssh ;;
+    esac
+    [[ -n $want ]] && return 0
     if ((args == 0)); then
         if [[ $cur == -* ]]; then
             COMPREPLY=($(compgen -W '-V -S -L -I -a -F -o -p -J -l -i -A -4 -6 -C -v -O' -- "$cur"))
         else
-            _known_hosts_real -a -- "$cur"
+            _known_hosts_real -a "${config[@]}" -- "$cur"
         fi
     fi
 }

@@ -3,24 +3,19 @@
 #   rosh [-V] [-S] [-L SOCKET] [-I SECONDS] [-a SECONDS] [ssh options] HOST [SESSION]
 #
 # Source it from ~/.config/fish/config.fish (source ~/.local/share/rosh/rosh.fish)
-# or link it into ~/.config/fish/functions/. The loop itself is rosh.sh's,
-# run by sh: it lives in one place. rosh.sh is looked for next to this file
-# (symlinks followed), then in ../share/rosh/ beside rosh-ssh on PATH.
+# or link it into ~/.config/fish/functions/. The session's logic is
+# rosh-ssh's (found on PATH, `rosh-ssh --rosh`, see rosh(1)): each turn of
+# this loop is one attempt, and rosh-ssh exits 75 while there should be
+# another. It keeps the loop's state in a private directory it makes first
+# and removes at the end.
 
 function rosh --description 'ssh into a tmux session on HOST, reconnecting when the link drops'
-    set -l here (functions --details rosh)
-    set -l candidates
-    if test -f "$here"
-        set -a candidates (path dirname (path resolve $here))/rosh.sh
-    end
-    set -l bin (command -s rosh-ssh)
-    and set -a candidates (path dirname (path resolve $bin))/../share/rosh/rosh.sh
-    for f in $candidates
-        if test -f $f
-            command sh -c '. "$0" && rosh "$@"' $f $argv
-            return $status
+    set -l state (command rosh-ssh --rosh); or return
+    while true
+        command rosh-ssh --rosh $state $argv
+        set -l st $status
+        if test $st -ne 75; or not test -d $state
+            return $st
         end
     end
-    echo "rosh: cannot find rosh.sh (next to rosh.fish, or in share/rosh beside rosh-ssh)" >&2
-    return 1
 end

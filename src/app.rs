@@ -41,6 +41,10 @@ pub fn run() -> Result<End, Error> {
                 .map(End::Exited)
                 .map_err(|e| Error::Proxy(e.to_string()))
         }
+        Mode::Rosh(words) => Ok(End::Exited(crate::rosh::run(
+            words.clone(),
+            cli.ssh.as_deref(),
+        ))),
         Mode::Check { remote } => {
             let ssh = locate::real_ssh(cli.ssh.as_deref(), path.as_deref(), &chain.seen)?;
             check::run(&ssh, &cli.words, *remote, cli.dry_run)

@@ -14,6 +14,19 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 const FLAGS: &[u8] = b"1246afgknqstvxyACGKMNPTVXY";
 const WITH_ARG: &[u8] = b"bceilmopwBDEFIJLOQRSW";
 
+/// How ssh's getopt reads `letter`: `Some(true)` if it takes an argument,
+/// `Some(false)` for a flag, `None` if ssh does not know it. For grammars
+/// built on ssh's (the rosh function's options).
+pub fn arity(letter: u8) -> Option<bool> {
+    if WITH_ARG.contains(&letter) {
+        Some(true)
+    } else if FLAGS.contains(&letter) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// One option occurrence, located in the original words.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Opt {

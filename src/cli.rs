@@ -11,6 +11,7 @@ usage: rosh-ssh [--verbose] [--dry-run] [--require-forward] [--no-restore] [--ss
                 [ssh arguments]
        rosh-ssh --check [--remote] [ssh arguments]
        rosh-ssh --proxy HOST PORT [--fdpass] [--wait SECONDS] [--connect-timeout SECONDS]
+       rosh-ssh --rosh [STATE [rosh arguments]]
        rosh-ssh --help | --version
 
 rosh-ssh runs the real ssh with the same arguments, except that a forward
@@ -37,6 +38,9 @@ the connection or costing a second login.
                      while the host is unreachable or refuses;
                      --connect-timeout SECONDS, or ROSH_SSH_CONNECT_TIMEOUT,
                      bounds each connect attempt)
+  --rosh             the rosh function's engine: alone, makes a loop's state
+                     directory and prints its path; with STATE and rosh's
+                     arguments, makes one attempt (exit 75: make another)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +53,8 @@ pub enum Mode {
     Check {
         remote: bool,
     },
+    /// The words after `--rosh`.
+    Rosh(Vec<OsString>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,6 +113,11 @@ pub fn parse(args: Vec<OsString>, env: impl Fn(&str) -> Option<OsString>) -> Res
             b"--proxy" => {
                 it.next();
                 cli.mode = Mode::Proxy(it.collect());
+                return Ok(cli);
+            }
+            b"--rosh" => {
+                it.next();
+                cli.mode = Mode::Rosh(it.collect());
                 return Ok(cli);
             }
             _ if b.starts_with(b"--ssh=") => {
@@ -200,6 +211,10 @@ mod tests {
         let c = p(&["--check", "--remote", "h"], &[]).unwrap();
         assert_eq!(c.mode, Mode::Check { remote: true });
         assert_eq!(c.words, ["h"]);
+        assert_eq!(
+            p(&["--rosh", "/s", "-V", "--help"], &[]).unwrap().mode,
+            Mode::Rosh(vec!["/s".into(), "-V".into(), "--help".into()])
+        );
     }
 
     #[test]

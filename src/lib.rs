@@ -29,6 +29,7 @@ pub mod probe;
 pub mod procinfo;
 pub mod proxy;
 pub mod quote;
+pub mod rosh;
 pub mod say;
 pub mod supervise;
 pub mod switch;

@@ -83,6 +83,12 @@ impl PrivateDir {
         Ok(p)
     }
 
+    /// Keeps the directory past this value (no removal on drop) and returns its path: for state
+    /// that outlives this process, removed later by whoever owns it then.
+    pub fn keep(mut self) -> PathBuf {
+        self.path.take().unwrap_or_default()
+    }
+
     /// Removes the directory and everything in it now, reporting the error `Drop` would ignore.
     pub fn remove(mut self) -> io::Result<()> {
         match self.path.take() {

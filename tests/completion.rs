@@ -312,3 +312,57 @@ fn shipped_scripts_parse_and_pass_shellcheck() {
         );
     }
 }
+
+/// Issue 23, 4: the host after `rosh -F FILE` comes from FILE, as ssh would
+/// read it; and ssh's options rosh never listed (`-X`, `-t`) are read with
+/// ssh's grammar: the host still completes after them.
+#[test]
+fn rosh_completes_hosts_from_the_file_dash_f_names() {
+    let h = home();
+    let file = h.path().join("other.conf");
+    fs::write(
+        &file,
+        "Host gamma-three\n  HostName 127.0.0.1\nHost *.wild\n",
+    )
+    .unwrap();
+    let f = file.display().to_string();
+    let lines = [
+        format!("rosh -F {f} gam"),
+        format!("rosh -V -F {f} -o ServerAliveCountMax=2 gam"),
+        format!("rosh -XtF {f} gam"),
+    ];
+    if need("/usr/bin/bash") && need(BASH_COMPLETION) {
+        let ours = format!(". '{}'", repo().join("completions/rosh.bash").display());
+        let b = |line: &str| bash(h.path(), &ours, line);
+        for line in &lines {
+            assert_eq!(b(line), ["gamma-three"], "bash: {line}");
+        }
+        assert_eq!(b(&format!("rosh -F{f} gam")), ["gamma-three"]);
+        assert_eq!(b("rosh -X -e none al"), ["alpha-one"]);
+        assert!(b(&format!("rosh -F {f} gamma-three ")).is_empty());
+    }
+    if need("/usr/bin/zsh") && need("/usr/bin/timeout") {
+        let ours = repo().join("completions");
+        for line in &lines[..2] {
+            assert_eq!(
+                zsh(h.path(), &ours, ":", line),
+                ["gamma-three"],
+                "zsh: {line}"
+            );
+        }
+        assert_eq!(
+            zsh(h.path(), &ours, ":", "rosh -X -e none al"),
+            ["alpha-one"]
+        );
+    }
+    if need("/usr/bin/fish") {
+        let ours = format!(
+            "source '{}'",
+            repo().join("completions/rosh.fish").display()
+        );
+        for line in &lines {
+            assert_eq!(fish(h.path(), &ours, line), ["gamma-three"], "fish: {line}");
+        }
+        assert_eq!(fish(h.path(), &ours, "rosh -X -e none al"), ["alpha-one"]);
+    }
+}

@@ -77,11 +77,18 @@ fn rosh_ssh_help() -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The rosh function's usage, as `rosh --help` prints it (stdout or stderr).
+/// The rosh function's usage, as `rosh --help` prints it (stdout or stderr),
+/// with the rosh-ssh cargo built on PATH (the function runs it).
 fn rosh_usage() -> String {
+    let bin = lab::rosh_ssh().parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
     let out = Command::new("sh")
         .args(["-c", ". \"$1\"; rosh --help", "sh"])
         .arg(repo().join("shell/rosh.sh"))
+        .env("PATH", path)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -195,6 +202,40 @@ fn rosh_usage_man_page_readme_and_completions_agree() {
             let want = form.replace("{o}", o).replace("{c}", &o[1..]);
             assert!(text.contains(&want), "{file} does not offer {o} ({want:?})");
         }
+    }
+}
+
+/// The first number after `default ` in `text`.
+fn default_in(text: &str) -> Option<u32> {
+    let at = text.find("default ")? + "default ".len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Issue 23, 4: rosh(1) gives the defaults the code has (`-I` said 3, the
+/// code 1), as `rosh --help` does.
+#[test]
+fn rosh_man_page_gives_the_defaults_of_the_code() {
+    let usage = rosh_usage();
+    let page = read("man/rosh.1");
+    for letter in ["I", "a"] {
+        let help_line = usage
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("-{letter} SECONDS")))
+            .unwrap_or_else(|| panic!("-{letter} in rosh --help: {usage}"));
+        let item = page
+            .split(".It Fl ")
+            .find(|i| i.starts_with(&format!("{letter} Ar seconds")))
+            .unwrap_or_else(|| panic!("-{letter} in rosh(1)"));
+        let (help, man) = (default_in(help_line), default_in(item));
+        assert!(help.is_some(), "no default in {help_line:?}");
+        assert_eq!(
+            man, help,
+            "-{letter}: rosh(1) says {man:?}, rosh --help {help:?}"
+        );
     }
 }
 

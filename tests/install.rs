@@ -130,7 +130,9 @@ fn install_then_uninstall_leaves_nothing() {
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(tree(&prefix), first);
 
-    // The function loads in each shell (rosh without arguments: usage, 2).
+    // The function loads in each shell (rosh without arguments: usage, 2),
+    // with DIR/bin on PATH as the install's words say (it runs rosh-ssh).
+    let with_bin = format!("{p}/bin:{}", path());
     for (shell, script) in [
         ("sh", format!(". '{p}/share/rosh/rosh.sh'; rosh")),
         ("bash", format!(". '{p}/share/rosh/rosh.sh'; rosh")),
@@ -145,6 +147,7 @@ fn install_then_uninstall_leaves_nothing() {
         let out = Command::new(shell)
             .arg("-c")
             .arg(&script)
+            .env("PATH", &with_bin)
             .env("XDG_RUNTIME_DIR", lab::runtime_dir(&home))
             .stdin(Stdio::null())
             .output()

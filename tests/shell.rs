@@ -85,19 +85,38 @@ struct Rig {
 }
 
 fn rig(shell: &Shell) -> Option<Rig> {
+    rig_with(shell, None)
+}
+
+/// The rig, with the lab's sshd taken from `sshd` when given (another
+/// OpenSSH release). The remote side's screen sockets are the test's own
+/// (SCREENDIR).
+fn rig_with(shell: &Shell, sshd: Option<&Path>) -> Option<Rig> {
     which("tmux")?;
     let dir = TempDir::new("shell");
     let home = dir.path().join("remote-home");
     let tmpdir = dir.path().join("tmux");
+    let screendir = dir.path().join("screen");
     fs::create_dir_all(&home).unwrap();
     fs::create_dir_all(&tmpdir).unwrap();
+    fs::create_dir_all(&screendir).unwrap();
+    fs::set_permissions(
+        &screendir,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     // Sessions made by rosh must survive this.
     fs::write(home.join(".tmux.conf"), "set -g destroy-unattached on\n").unwrap();
-    let lab = Lab::start_with(&format!(
-        "SetEnv HOME={} TMUX_TMPDIR={}",
+    let env = format!(
+        "SetEnv HOME={} TMUX_TMPDIR={} SCREENDIR={}",
         home.display(),
-        tmpdir.display()
-    ))?;
+        tmpdir.display(),
+        screendir.display()
+    );
+    let lab = match sshd {
+        Some(bin) => Lab::start_sshd(bin, &env),
+        None => Lab::start_with(&env)?,
+    };
 
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
@@ -622,6 +641,22 @@ fn rosh_sh_is_posix() {
     }
 }
 
+/// Issue 23: the function is a few lines (at most 25 of code, comments and
+/// blank lines aside) in sh and in fish; the logic is rosh-ssh's.
+#[test]
+fn the_function_is_a_few_lines() {
+    for f in ["shell/rosh.sh", "shell/rosh.fish"] {
+        let text = fs::read_to_string(repo().join(f)).unwrap();
+        let code = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count();
+        assert!(code <= 25, "{f}: {code} lines of code");
+        assert!(text.contains("rosh-ssh --rosh"), "{f}");
+    }
+}
+
 /// The loop across a link that really dies (tests/netlab: two network
 /// namespaces, sshd in one, the terminal in the other, an nftables
 /// blackhole between). Fields drop in order: terminals first, so nothing
@@ -1011,4 +1046,423 @@ fn options_in_ksh() {
 #[test]
 fn options_in_fish() {
     options("fish");
+}
+
+/// The ssh processes (by pid) that descend from the local terminal's shell.
+fn local_ssh(term: &Term) -> Vec<i32> {
+    let pane: i32 = term
+        .tmux
+        .run(&["display-message", "-p", "#{pane_pid}"])
+        .and_then(|s| s.trim().parse().ok())
+        .expect("the local pane's pid");
+    let parent = |pid: i32| -> Option<(String, i32)> {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let (head, tail) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(')?.1.to_string();
+        Some((comm, tail.split_whitespace().nth(1)?.parse().ok()?))
+    };
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if parent(pid).is_none_or(|(comm, _)| comm != "ssh") {
+            continue;
+        }
+        let mut p = pid;
+        for _ in 0..10 {
+            match parent(p) {
+                Some((_, pp)) if pp == pane => {
+                    found.push(pid);
+                    break;
+                }
+                Some((_, pp)) if pp > 1 => p = pp,
+                _ => break,
+            }
+        }
+    }
+    found
+}
+
+/// The local terminal's mode as `stty -a` prints it for a command the shell
+/// runs, split into words.
+fn stty_words(r: &Rig) -> Vec<String> {
+    let out = r.dir.path().join(format!("stty-{}", unique("a")));
+    r.term.line(&format!("stty -a >'{}'", out.display()));
+    let text = wait_for(10, || {
+        fs::read_to_string(&out)
+            .ok()
+            .filter(|t| t.contains("opost"))
+    })
+    .unwrap_or_else(|| panic!("no stty output{}", r.context()));
+    text.split(|c: char| c.is_whitespace() || c == ';')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Issue 23, 1: an ssh killed by SIGKILL cannot put the terminal back; the
+/// next ssh would take its raw mode for the terminal's own, and leave it so
+/// after the detach. rosh saves the mode before the first attempt and puts
+/// it back before each attempt and at the end.
+#[test]
+fn the_terminal_is_put_back_after_an_ssh_killed_by_sigkill() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(r) = rig(&shell) else { return };
+    let sane = stty_words(&r);
+    for w in ["icanon", "echo", "opost"] {
+        assert!(sane.iter().any(|x| x == w), "{w} before: {sane:?}");
+    }
+    r.clear();
+    r.rosh(&shell, "-I 1 -a 1", "tty");
+    let c1 = r.new_client(&[]);
+    let ssh = wait_for(10, || {
+        let v = local_ssh(&r.term);
+        (v.len() == 1).then(|| v[0])
+    })
+    .unwrap_or_else(|| panic!("no local ssh{}", r.context()));
+    kill9(ssh);
+    let c2 = r.new_client(&[c1]);
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, c2)]);
+    assert_eq!(r.wait_end(), "0", "{}", r.context());
+    let after = stty_words(&r);
+    for w in ["icanon", "echo", "opost", "isig", "icrnl"] {
+        assert!(
+            after.iter().any(|x| x == w),
+            "the terminal was left with -{w}: {after:?}{}",
+            r.context()
+        );
+    }
+}
+
+/// Issue 23, 2: `~.` ends rosh and the session lives on, at ssh's default
+/// LogLevel and at the lab's LogLevel ERROR (where ssh prints nothing after
+/// `~.`). A lost link still reconnects: the scenarios above kill the
+/// server's side, the outage tests freeze the link.
+#[test]
+fn tilde_dot_ends_rosh_and_the_session_lives_on() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(r) = rig(&shell) else { return };
+    for (opts, session) in [
+        ("-I 1 -a 1", "quiet"),
+        ("-I 1 -a 1 -o LogLevel=INFO", "info"),
+    ] {
+        r.clear();
+        r.rosh(&shell, opts, session);
+        let c = r.new_client(&[]);
+        r.term.line("echo ready-$((6*7))");
+        r.wait_remote("ready-42");
+        r.term.keys(&["Enter"]);
+        let st = r
+            .term
+            .tmux
+            .cmd()
+            .args(["send-keys", "-l", "~."])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        assert_eq!(
+            r.wait_end(),
+            "0",
+            "rosh {opts}: exit after ~.{}",
+            r.context()
+        );
+        assert!(r.log().contains("(~.)"), "{}", r.context());
+        assert!(!r.log().contains("reconnecting"), "{}", r.context());
+        assert!(
+            r.remote.run(&["has-session", "-t", session]).is_some(),
+            "session {session} gone after ~.{}",
+            r.context()
+        );
+        assert!(!r.remote.clients().contains(&c));
+        // Nothing of what rosh forced out reached the user.
+        assert!(!r.log().contains("channel_free"), "{}", r.context());
+    }
+}
+
+/// The digit a `echo TAG=$?` printed on `screen`, if it did.
+fn answer(screen: &str, tag: &str) -> Option<char> {
+    screen.match_indices(&format!("{tag}=")).find_map(|(i, m)| {
+        screen[i + m.len()..]
+            .chars()
+            .next()
+            .filter(char::is_ascii_digit)
+    })
+}
+
+/// A local ssh-agent holding the lab's key, ended by pid on drop.
+struct Agent {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, key: &Path) -> Option<Agent> {
+        which("ssh-agent")?;
+        let sock = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .args(["-D", "-a"])
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = Agent { child, sock };
+        wait_for(10, || agent.sock.exists().then_some(())).expect("ssh-agent socket");
+        let st = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.sock)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "ssh-add");
+        Some(agent)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 23, 3: with -A, a shell that the session started on the first
+/// connection still reaches the agent after a reattach: the session uses a
+/// stable link that each connection repoints. tmux and screen.
+#[test]
+fn the_agent_survives_a_reattach() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(r) = rig(&shell) else { return };
+    let Some(_agent) = Agent::start(r.dir.path(), &r.lab.key()) else {
+        return;
+    };
+    r.clear();
+    r.term
+        .line(&format!("export SSH_AUTH_SOCK='{}'", _agent.sock.display()));
+    // tmux: the remote pane shows it.
+    r.rosh(&shell, "-A -I 1 -a 1", "agent");
+    let c1 = r.new_client(&[]);
+    let probe = |tag: &str| format!("ssh-add -l >/dev/null 2>&1; echo {tag}=$?");
+    r.term.line(&probe("agent-one"));
+    r.wait_remote("agent-one=0");
+    let ssh = wait_for(10, || local_ssh(&r.term).first().copied())
+        .unwrap_or_else(|| panic!("no local ssh{}", r.context()));
+    kill9(ssh);
+    let c2 = r.new_client(&[c1]);
+    r.term.line(&probe("agent-two"));
+    let two = wait_for(10, || answer(&r.remote_screen(), "agent-two"));
+    assert_eq!(two, Some('0'), "no agent after the reattach{}", r.context());
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, c2)]);
+    assert_eq!(r.wait_end(), "0", "{}", r.context());
+
+    // screen: the local terminal shows the window.
+    if which("screen").is_none() {
+        return;
+    }
+    r.clear();
+    let name = unique("scr");
+    let cmd = format!(
+        "rosh -S -A -I 1 -a 1 -F '{}' lab {name} 2>>'{}'; echo ROSH-END-$?",
+        r.lab.config().display(),
+        r.log.display()
+    );
+    let screendir = r.dir.path().join("screen");
+    let screen = |args: &[&str]| {
+        Command::new("screen")
+            .args(args)
+            .env("SCREENDIR", &screendir)
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    // Typed once the session runs: keys typed while ssh connects are dropped.
+    let attached = |logins: usize| {
+        let ok = wait_for(15, || {
+            (r.lab.logins() >= logins
+                && screen(&["-ls"])
+                    .lines()
+                    .any(|l| l.contains(&name) && l.contains("Attached")))
+            .then_some(())
+        });
+        assert!(ok.is_some(), "screen not attached{}", r.context());
+    };
+    let logins = r.lab.logins();
+    r.term.line(&cmd);
+    attached(logins + 1);
+    r.term.line(&probe("screen-one"));
+    let one = wait_for(10, || answer(&r.term.screen(), "screen-one"));
+    assert_eq!(one, Some('0'), "{}", r.context());
+    let ssh = wait_for(10, || local_ssh(&r.term).first().copied()).expect("local ssh");
+    kill9(ssh);
+    r.wait_log("reconnecting", 2, 15);
+    attached(logins + 2);
+    r.term.line(&probe("screen-two"));
+    let two = wait_for(10, || answer(&r.term.screen(), "screen-two"));
+    screen(&["-S", &name, "-X", "quit"]);
+    assert_eq!(
+        two,
+        Some('0'),
+        "no agent in screen after the reattach{}",
+        r.context()
+    );
+    r.wait_end();
+}
+
+/// Issue 23, 4: screen has no tmux socket to name: a usage error, 2, like
+/// every other (rosh(1)), in every shell.
+#[test]
+fn screen_with_a_tmux_socket_is_a_usage_error() {
+    for name in ["bash", "dash", "zsh", "ksh", "fish"] {
+        let Some(shell) = Shell::new(name) else {
+            continue;
+        };
+        let bin = TempDir::new("usage");
+        std::os::unix::fs::symlink(lab::rosh_ssh(), bin.path().join("rosh-ssh")).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut argv = shell.argv.clone();
+        argv.retain(|a| a != "-i");
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .arg("-c")
+            .arg(format!("{}; rosh -S -L foo host", shell.source()))
+            .env("PATH", &path)
+            .env("XDG_RUNTIME_DIR", lab::runtime_dir(bin.path()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}");
+        assert!(
+            err.contains("rosh: ") && err.contains("-L"),
+            "{name}: {err}"
+        );
+    }
+}
+
+/// Issue 20, 7: the loop against an sshd with PerSourcePenalties (on by
+/// default since OpenSSH 9.8; sshd_config(5): authfail 5 s, min 15 s).
+/// `ROSH_TEST_SSHD` names that sshd (`../shared/tools/openssh 10.5p1`
+/// builds one); without it the test says so and skips.
+///
+/// Reattaches never cost a penalty (sshd penalises only connections that
+/// end before logging in). Refused keys do, 5 s each: the loop's own
+/// retries, even with `-I 0`, never add up to the 15 s that make sshd refuse
+/// the address. When other clients of the same address have made it refuse
+/// (four refused logins in a row here), the loop sees the connection closed
+/// before the greeting, says why, and waits past the penalty.
+#[test]
+fn the_loop_never_locks_itself_out_of_an_sshd_with_penalties() {
+    let Some(sshd) = std::env::var_os("ROSH_TEST_SSHD").map(PathBuf::from) else {
+        eprintln!("skipping: ROSH_TEST_SSHD names no sshd 9.8+ (../shared/tools/openssh 10.5p1)");
+        return;
+    };
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(r) = rig_with(&shell, Some(&sshd)) else {
+        return;
+    };
+    let penalised = |log: &str| {
+        log.lines()
+            .filter(|l| {
+                l.contains("activating") || l.contains(" active ") || l.contains("drop connection")
+            })
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    r.rosh(&shell, "-V -I 0 -a 1", "pen");
+    let mut old = vec![r.new_client(&[])];
+    // Reattach after reattach: no penalty.
+    for _ in 0..4 {
+        r.kill_sshd_of(*old.last().unwrap());
+        let c = r.new_client(&old);
+        old.push(c);
+    }
+    assert!(penalised(&r.lab.sshd_log()).is_empty(), "{}", r.context());
+
+    // Refused keys: sshd counts a penalty for each, the loop backs off.
+    let keys = r.lab.path().join("authorized_keys");
+    let good = fs::read(&keys).unwrap();
+    fs::write(&keys, b"").unwrap();
+    r.kill_sshd_of(*old.last().unwrap());
+    r.wait_log("answered but the session did not start", 4, 40);
+    fs::write(&keys, &good).unwrap();
+    let back = wait_for(40, || {
+        r.remote.clients().into_iter().find(|c| !old.contains(c))
+    });
+    let back =
+        back.unwrap_or_else(|| panic!("no reattach after the keys came back{}", r.context()));
+    old.push(back);
+    let log = r.lab.sshd_log();
+    assert!(
+        log.contains("deferred penalty"),
+        "sshd counted no penalty: is {} 9.8 or newer?{}",
+        sshd.display(),
+        r.context()
+    );
+    assert!(
+        penalised(&log).is_empty(),
+        "the loop locked itself out: {:?}{}",
+        penalised(&log),
+        r.context()
+    );
+
+    // Other clients of this address make sshd refuse it: the loop waits
+    // past the penalty, and says why.
+    fs::write(&keys, b"").unwrap();
+    for i in 0..8 {
+        let st = Command::new(lab::SSH)
+            .args(r.lab.args())
+            .arg("true")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!st.success());
+        // sshd counts the failure once its child has gone, a moment later;
+        // four 5 s penalties are the first to exceed 15 s.
+        if i >= 3 && wait_for(1, || r.lab.sshd_log().contains("activating").then_some(())).is_some()
+        {
+            break;
+        }
+    }
+    let active = wait_for(10, || r.lab.sshd_log().contains("activating").then_some(()));
+    assert!(active.is_some(), "no penalty in force{}", r.context());
+    let start = std::time::Instant::now();
+    r.kill_sshd_of(back);
+    r.wait_log("PerSourcePenalties", 1, 20);
+    fs::write(&keys, &good).unwrap();
+    let again = wait_for(90, || {
+        r.remote.clients().into_iter().find(|c| !old.contains(c))
+    });
+    assert!(
+        again.is_some(),
+        "no reattach after the penalty{}",
+        r.context()
+    );
+    let dropped = penalised(&r.lab.sshd_log())
+        .iter()
+        .filter(|l| l.contains("drop connection"))
+        .count();
+    assert!(
+        dropped <= 3,
+        "{dropped} attempts refused in {:?}: the loop did not wait{}",
+        start.elapsed(),
+        r.context()
+    );
 }

@@ -206,6 +206,11 @@ impl Lab {
         if !require(SSHD) || !require(SSH) {
             return None;
         }
+        Some(Lab::start_sshd(Path::new(SSHD), extra))
+    }
+
+    /// Like `start_with`, with another sshd (another OpenSSH release).
+    pub fn start_sshd(sshd_bin: &Path, extra: &str) -> Lab {
         let extra = with_shlvl(extra);
         let dir = TempDir::new("lab");
         let d = dir.path().to_path_buf();
@@ -227,7 +232,7 @@ impl Lab {
                 d = d.display()
             );
             fs::write(d.join("sshd_config"), conf).unwrap();
-            let sshd = Command::new(SSHD)
+            let sshd = Command::new(sshd_bin)
                 .arg("-D")
                 .arg("-f")
                 .arg(d.join("sshd_config"))
@@ -247,7 +252,7 @@ impl Lab {
                     sshd,
                 };
                 lab.write_client_config();
-                return Some(lab);
+                return lab;
             }
             // Lost the port race, or sshd refused its config: try again.
             let _ = sshd.kill();
