@@ -43,7 +43,6 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
         }
     }
     let config = config.unwrap_or_else(|| Config::load(&sources));
-
     let eff = match effective::query(ssh, &cli.words) {
         Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
         Ok(Ok(eff)) => eff,
@@ -60,40 +59,91 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
         }
     };
     say.level = Level::of(&eff.log_level);
-    let mut plan = Plan::make(&args, &eff, &config, ssh);
-    let master = ask_master(ssh, &eff, &plan);
-    if let Some(pid) = master.filter(|_| rides_master(&eff)) {
-        plan.keep_held_by(pid);
-    }
-    let names: Vec<String> = plan
-        .decisions
-        .iter()
-        .map(|d| describe::forward(d, &args))
-        .collect();
-    for (d, name) in plan.decisions.iter().zip(&names) {
-        say.verbose(format_args!("forward {name}: {}", describe::state(d)));
-    }
-    let kept = || plan.decisions.iter().filter(|d| !d.verdict.drops());
-    let policy = Policy::decide(&Inputs {
-        require: cli.require_forward,
-        restore: !cli.no_restore,
-        eff: &eff,
-        dash_s: args.has(b'S'),
-        master,
-        dropped: plan.decisions.iter().any(|d| d.verdict.drops()),
-        kept: kept().count(),
-        kept_remote: kept().filter(|d| d.forward.kind == Kind::Remote).count(),
-    });
-    if let Restore::No(why) = &policy.restore {
-        say.verbose(format_args!("restore: no ({why:?})"));
-    }
-    let mut dirs = Dirs::default();
-
+    let run = Decided::new(cli, ssh, args, eff, config, say);
     if cli.dry_run {
-        let w = launch::words(&args, &plan, &config, &policy, &mut dirs, false, false)?;
-        print_command(ssh, &w.words);
-        let mut out = std::io::stdout().lock();
+        run.dry_run()
+    } else {
+        run.live()
+    }
+}
+
+/// A run once `ssh -G` has spoken: the plan, each forward's name as the
+/// user wrote it, and the policy.
+struct Decided<'a> {
+    ssh: &'a Path,
+    args: Args,
+    eff: Effective,
+    config: Config,
+    plan: Plan,
+    names: Vec<String>,
+    policy: Policy,
+    say: Say,
+}
+
+impl<'a> Decided<'a> {
+    fn new(
+        cli: &Cli,
+        ssh: &'a Path,
+        args: Args,
+        eff: Effective,
+        config: Config,
+        say: Say,
+    ) -> Decided<'a> {
+        let mut plan = Plan::make(&args, &eff, &config, ssh);
+        let master = ask_master(ssh, &eff, &plan);
+        if let Some(pid) = master.filter(|_| rides_master(&eff)) {
+            plan.keep_held_by(pid);
+        }
+        let names: Vec<String> = plan
+            .decisions
+            .iter()
+            .map(|d| describe::forward(d, &args))
+            .collect();
         for (d, name) in plan.decisions.iter().zip(&names) {
+            say.verbose(format_args!("forward {name}: {}", describe::state(d)));
+        }
+        let kept = || plan.decisions.iter().filter(|d| !d.verdict.drops());
+        let policy = Policy::decide(&Inputs {
+            require: cli.require_forward,
+            restore: !cli.no_restore,
+            eff: &eff,
+            dash_s: args.has(b'S'),
+            master,
+            dropped: plan.decisions.iter().any(|d| d.verdict.drops()),
+            kept: kept().count(),
+            kept_remote: kept().filter(|d| d.forward.kind == Kind::Remote).count(),
+        });
+        if let Restore::No(why) = &policy.restore {
+            say.verbose(format_args!("restore: no ({why:?})"));
+        }
+        Decided {
+            ssh,
+            args,
+            eff,
+            config,
+            plan,
+            names,
+            policy,
+            say,
+        }
+    }
+
+    /// `--dry-run`: the command line, then each forward's fate.
+    fn dry_run(&self) -> Result<End, Error> {
+        let mut dirs = Dirs::default();
+        let plan = &self.plan;
+        let w = launch::words(
+            &self.args,
+            plan,
+            &self.config,
+            &self.policy,
+            &mut dirs,
+            false,
+            false,
+        )?;
+        print_command(self.ssh, &w.words);
+        let mut out = std::io::stdout().lock();
+        for (d, name) in plan.decisions.iter().zip(&self.names) {
             let fate: &[u8] = if d.verdict.drops() {
                 b"drop "
             } else {
@@ -109,56 +159,130 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
         if let Some(top) = &w.config {
             print_copy(&mut out, top, dirs.main.as_ref().map(|d| d.path()));
         }
-        return Ok(End::Exited(0));
+        Ok(End::Exited(0))
     }
 
-    for (d, name) in plan.decisions.iter().zip(&names) {
-        if d.verdict.drops() {
+    /// One line per dropped forward; whether the run is refused for it
+    /// (`--require-forward`).
+    fn refused(&self) -> bool {
+        let mut dropped = false;
+        for (d, name) in self.plan.decisions.iter().zip(&self.names) {
+            if !d.verdict.drops() {
+                continue;
+            }
+            dropped = true;
             let reason = describe::reason(&d.verdict).unwrap_or_default();
-            let line = blame::warning(name, &reason, policy.refuse_if_dropped, When::Probe);
-            if policy.refuse_if_dropped {
-                say.fatal(&line);
+            let require = self.policy.refuse_if_dropped;
+            let line = blame::warning(name, &reason, require, When::Probe);
+            if require {
+                self.say.fatal(&line);
             } else {
-                say.forward(&line);
+                self.say.forward(&line);
             }
         }
-    }
-    if policy.refuse_if_dropped && plan.decisions.iter().any(|d| d.verdict.drops()) {
-        return Ok(End::Exited(255));
+        dropped && self.policy.refuse_if_dropped
     }
 
-    // One run, one login: a forward that fails from here on costs the
-    // forward and one line, never the connection. Signals first: no
-    // SIGCHLD of the children below goes missing.
-    let signals = Signals::install().map_err(|e| Error::Io("cannot handle signals".into(), e))?;
-    let dest = if policy.read_log {
-        match args.last_arg(b'E') {
-            None => Some(Dest::Stderr),
-            // If it can't be opened, ssh says so itself: leave -E alone.
-            Some(p) => Dest::file(Path::new(p)).ok(),
+    /// The run: ssh supervised, one connection and one login, whatever
+    /// fails from here on costing that forward and one line.
+    fn live(&self) -> Result<End, Error> {
+        if self.refused() {
+            return Ok(End::Exited(255));
         }
-    } else {
-        None
-    };
-    let w = launch::words(
-        &args,
-        &plan,
-        &config,
-        &policy,
-        &mut dirs,
-        true,
-        dest.is_some(),
-    )?;
-    let log = match (w.fifo.as_deref(), dest) {
-        (Some(fifo), Some(dest)) => Some(
-            LogReader::open(fifo, dest, watch(&plan, &eff, &policy))
-                .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
-        ),
-        _ => None,
-    };
-    let restorer = w.ctl.clone().map(|ctl| {
-        let mut r = Restorer::new(ssh.to_path_buf(), ctl, eff.probe);
-        for (index, d) in plan.decisions.iter().enumerate() {
+        // Signals first: no SIGCHLD of the children below goes missing.
+        let signals =
+            Signals::install().map_err(|e| Error::Io("cannot handle signals".into(), e))?;
+        let dest = if self.policy.read_log {
+            match self.args.last_arg(b'E') {
+                None => Some(Dest::Stderr),
+                // If it can't be opened, ssh says so itself: leave -E alone.
+                Some(p) => Dest::file(Path::new(p)).ok(),
+            }
+        } else {
+            None
+        };
+        let mut dirs = Dirs::default();
+        let w = launch::words(
+            &self.args,
+            &self.plan,
+            &self.config,
+            &self.policy,
+            &mut dirs,
+            true,
+            dest.is_some(),
+        )?;
+        let log = match (w.fifo.as_deref(), dest) {
+            (Some(fifo), Some(dest)) => Some(
+                LogReader::open(fifo, dest, self.watch())
+                    .map_err(|e| Error::Io("cannot read the log FIFO".into(), e))?,
+            ),
+            _ => None,
+        };
+        let restorer = w.ctl.clone().map(|ctl| self.restorer(ctl));
+        let answers_wanted = match self.policy.wait_answers {
+            true => self
+                .plan
+                .decisions
+                .iter()
+                .filter(|d| !d.verdict.drops() && d.forward.kind == Kind::Remote)
+                .count(),
+            false => 0,
+        };
+        if self.say.verbose {
+            let line = quote::line(
+                std::iter::once(self.ssh.as_os_str()).chain(w.words.iter().map(|w| w.as_os_str())),
+            );
+            self.say
+                .verbose(format_args!("running: {}", String::from_utf8_lossy(&line)));
+        }
+        let mut lines = Lines {
+            say: &self.say,
+            names: &self.names,
+            require: self.policy.refuse_if_dropped,
+            restoring: restorer.is_some(),
+        };
+        let parts = Parts {
+            log,
+            restorer,
+            answers_wanted,
+        };
+        let outcome = supervise::run(
+            child::command(self.ssh, &w.words),
+            signals,
+            parts,
+            &mut lines,
+        )
+        .map_err(|e| Error::Spawn(self.ssh.to_path_buf(), e))?;
+        self.say
+            .verbose(format_args!("ssh ended: {}", outcome.end.describe()));
+        for &i in &outcome.failed {
+            if !self.plan.decisions[i].verdict.drops() {
+                let name = &self.names[i];
+                self.say
+                    .verbose(format_args!("failed after connecting: {name}"));
+            }
+        }
+        drop(dirs);
+        Ok(outcome.end)
+    }
+
+    /// What the log reader watches for.
+    fn watch(&self) -> Watch {
+        let plan = &self.plan;
+        Watch {
+            forwards: plan.decisions.iter().map(|d| d.forward.clone()).collect(),
+            reported: (0..plan.decisions.len())
+                .filter(|&i| plan.decisions[i].verdict.drops())
+                .collect(),
+            probe: self.eff.probe,
+            hide_forced: self.policy.hide_forced,
+        }
+    }
+
+    /// The restorer on control socket `ctl`, with the dropped forwards.
+    fn restorer(&self, ctl: PathBuf) -> Restorer {
+        let mut r = Restorer::new(self.ssh.to_path_buf(), ctl, self.eff.probe);
+        for (index, d) in self.plan.decisions.iter().enumerate() {
             if d.verdict.drops() {
                 r.add(Item {
                     index,
@@ -170,54 +294,6 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
             }
         }
         r
-    });
-    let answers_wanted = if policy.wait_answers {
-        kept().filter(|d| d.forward.kind == Kind::Remote).count()
-    } else {
-        0
-    };
-    if say.verbose {
-        let line = quote::line(
-            std::iter::once(ssh.as_os_str()).chain(w.words.iter().map(|w| w.as_os_str())),
-        );
-        say.verbose(format_args!("running: {}", String::from_utf8_lossy(&line)));
-    }
-    let mut lines = Lines {
-        say: &say,
-        names: &names,
-        require: policy.refuse_if_dropped,
-        restoring: restorer.is_some(),
-    };
-    let outcome = supervise::run(
-        child::command(ssh, &w.words),
-        signals,
-        Parts {
-            log,
-            restorer,
-            answers_wanted,
-        },
-        &mut lines,
-    )
-    .map_err(|e| Error::Spawn(ssh.to_path_buf(), e))?;
-    say.verbose(format_args!("ssh ended: {}", outcome.end.describe()));
-    for &i in &outcome.failed {
-        if !plan.decisions[i].verdict.drops() {
-            say.verbose(format_args!("failed after connecting: {}", names[i]));
-        }
-    }
-    drop(dirs);
-    Ok(outcome.end)
-}
-
-/// What the log reader watches for.
-fn watch(plan: &Plan, eff: &Effective, policy: &Policy) -> Watch {
-    Watch {
-        forwards: plan.decisions.iter().map(|d| d.forward.clone()).collect(),
-        reported: (0..plan.decisions.len())
-            .filter(|&i| plan.decisions[i].verdict.drops())
-            .collect(),
-        probe: eff.probe,
-        hide_forced: policy.hide_forced,
     }
 }
 
