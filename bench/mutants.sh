@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Mutation testing with cargo-mutants, in two parts, each with the tests
 # named in its config:
-#   leaves      argv, forward, plan, config, matcher   (.cargo/mutants.toml)
-#   supervisor  launch, blame, supervise/*            (.cargo/mutants-supervisor.toml)
+#   leaves      argv, forward, plan, policy, config, matcher, plumbing,
+#               switch                                 (.cargo/mutants.toml)
+#   supervisor  connect, launch, blame, say, events/*, supervise/*
+#                                                      (.cargo/mutants-supervisor.toml)
 # Not part of CI. On two cores the first part takes about 29 minutes, the
 # second about 15 (bench/RESULTS.md); at the lowest CPU priority, two mutants at a time
 # (JOBS=1 for one). Each part writes mutants.out.PART/mutants.out/
@@ -30,8 +32,8 @@ unset CARGO_TARGET_DIR
 # count a skipped test as a pass.
 export CI=true
 
-leaves=(argv forward plan config matcher)
-supervisor=(launch blame supervise/mod supervise/log supervise/restore)
+leaves=(argv forward plan policy config matcher plumbing switch)
+supervisor=(connect launch blame say events/mod events/linux events/portable supervise/mod supervise/log supervise/restore)
 want=""
 extra=()
 while [ "$#" -gt 0 ]; do
