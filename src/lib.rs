@@ -17,6 +17,7 @@ pub mod holder;
 pub mod launch;
 pub mod locate;
 pub mod matcher;
+pub mod mux;
 pub mod ownmaster;
 pub mod plan;
 pub mod probe;
