@@ -23,5 +23,6 @@ pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod quote;
+pub mod sockdiag;
 pub mod supervise;
 pub mod tmpdir;
