@@ -60,7 +60,7 @@ pub fn run() -> Result<End, Error> {
         }
     }
 
-    let eff = match effective::query(&ssh, &cli.words) {
+    let mut eff = match effective::query(&ssh, &cli.words) {
         Err(e) => return Err(Error::Spawn(ssh, e)),
         Ok(Ok(eff)) => eff,
         Ok(Err(rejected)) => {
@@ -75,6 +75,9 @@ pub fn run() -> Result<End, Error> {
             return Err(child::exec(&ssh, &cli.words, depth));
         }
     };
+    // The live master this ssh would ride, asked over its control socket:
+    // a port it holds is no conflict, and it is looked at first.
+    let master = ownmaster::note_master(&mut eff);
     let sources = config::sources(last_arg(&args, b'F'));
     let mut session = Session::new(
         &args,
@@ -84,7 +87,7 @@ pub fn run() -> Result<End, Error> {
         cli.require_forward,
         !cli.no_restore,
     );
-    for i in ownmaster::keep_held(&ssh, &eff, &mut session.decisions) {
+    for i in ownmaster::keep_held(master, &mut session.decisions) {
         say.line(format_args!(
             "forward {}: held by this host's ControlMaster",
             describe::forward(&session.decisions[i], &args)

@@ -163,20 +163,21 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
         None
     };
     match busy {
-        Some(busy) => busy_verdict(busy),
+        Some(busy) => busy_verdict(busy, opts.look_first),
         None => Verdict::Free,
     }
 }
 
 /// A busy listen side's verdict, naming the holder where there is one:
-/// reading /proc is done only for what is busy.
-fn busy_verdict(busy: Busy) -> Verdict {
+/// reading /proc is done only for what is busy (process `first` looked at
+/// before the others).
+fn busy_verdict(busy: Busy, first: Option<u32>) -> Verdict {
     let found = match &busy {
         // A privilege problem, not a conflict: there is no holder to name.
         Busy::Tcp { err, .. } if *err != nix::errno::Errno::EADDRINUSE => None,
         Busy::NotLocal { .. } => None,
-        Busy::Tcp { addr, .. } => Some(holder::tcp_listener(*addr)),
-        Busy::PathLive { path } => Some(holder::unix_listener(path)),
+        Busy::Tcp { addr, .. } => Some(holder::tcp_listener_first(*addr, first)),
+        Busy::PathLive { path } => Some(holder::unix_listener_first(path, first)),
         Busy::PathExists { .. } => None,
     };
     Verdict::Busy {
@@ -287,10 +288,13 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let me = std::process::id();
-        let v = busy_verdict(Busy::Tcp {
-            addr,
-            err: nix::errno::Errno::EADDRINUSE,
-        });
+        let v = busy_verdict(
+            Busy::Tcp {
+                addr,
+                err: nix::errno::Errno::EADDRINUSE,
+            },
+            None,
+        );
         assert_eq!(v.holder_pid(), Some(me), "{v:?}");
         let Verdict::Busy { held_by, .. } = &v else {
             panic!("{v:?}")
@@ -310,7 +314,7 @@ mod tests {
             },
             Busy::NotLocal { addr },
         ] {
-            let v = busy_verdict(busy);
+            let v = busy_verdict(busy, None);
             assert!(
                 matches!(
                     v,
