@@ -115,13 +115,7 @@ fn connect(path: &Path, deadline: Instant) -> Result<OwnedFd, Failure> {
         return Err(Failure::TooLong);
     }
     let addr = UnixAddr::new(path).map_err(|_| Failure::TooLong)?;
-    let sock = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .map_err(Failure::Connect)?;
+    let sock = stream_socket().map_err(Failure::Connect)?;
     loop {
         match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr) {
             Ok(()) => return Ok(sock),
@@ -136,6 +130,36 @@ fn connect(path: &Path, deadline: Instant) -> Result<OwnedFd, Failure> {
         }
     }
 }
+
+/// A close-on-exec, non-blocking unix stream socket.
+#[cfg(not(target_vendor = "apple"))]
+fn stream_socket() -> nix::Result<OwnedFd> {
+    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+    socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)
+}
+
+/// Darwin's socket(2) takes no flags: set them after.
+#[cfg(target_vendor = "apple")]
+fn stream_socket() -> nix::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    let s = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
+    fcntl(&s, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    fcntl(&s, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok(s)
+}
+
+/// MSG_NOSIGNAL: a peer that has gone must cost an error, not the SIGPIPE
+/// that would end a caller that does not ignore it (rosh-ssh's `main`
+/// does). Darwin has no such flag.
+#[cfg(not(target_vendor = "apple"))]
+const NO_SIGPIPE: MsgFlags = MsgFlags::MSG_NOSIGNAL;
+#[cfg(target_vendor = "apple")]
+const NO_SIGPIPE: MsgFlags = MsgFlags::empty();
 
 /// Waits until `fd` is ready for `what` or the deadline passes.
 fn wait(
@@ -164,8 +188,7 @@ fn wait(
     }
 }
 
-/// Writes all of `bytes`. MSG_NOSIGNAL: a peer that has gone must cost an
-/// error, not the SIGPIPE that would end rosh-ssh.
+/// Writes all of `bytes`.
 fn send(
     fd: std::os::fd::BorrowedFd<'_>,
     mut bytes: &[u8],
@@ -173,7 +196,7 @@ fn send(
 ) -> Result<(), Failure> {
     use std::os::fd::AsRawFd;
     while !bytes.is_empty() {
-        match socket::send(fd.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+        match socket::send(fd.as_raw_fd(), bytes, NO_SIGPIPE) {
             Ok(n) => bytes = &bytes[n..],
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => wait(fd, PollFlags::POLLOUT, deadline)?,
