@@ -22,6 +22,10 @@ use std::path::Path;
 /// prints it: tokens and `~` already expanded). `_ssh` is no longer run;
 /// callers keep passing it.
 pub fn master_pid(_ssh: &Path, control_path: &str) -> Option<u32> {
+    alive(control_path)
+}
+
+fn alive(control_path: &str) -> Option<u32> {
     mux::alive_check(Path::new(control_path), mux::TIMEOUT).ok()
 }
 
@@ -41,7 +45,7 @@ pub fn note_master(eff: &mut Effective) -> Option<u32> {
     if !rides(eff) || eff.forwards.iter().all(|f| f.kind == Kind::Remote) {
         return None;
     }
-    let pid = master_pid(Path::new("ssh"), &eff.control_path);
+    let pid = alive(&eff.control_path);
     eff.probe.look_first = pid;
     pid
 }
