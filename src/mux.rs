@@ -408,9 +408,18 @@ mod tests {
 
     #[test]
     fn a_newer_masters_hello_extensions_are_skipped() {
-        // 10.3p1 and later: "info" = "0".
+        // 10.3p1 and later: "info" = "0"; a later one may say more.
         let ok = framed(&words(&[MUX_S_ALIVE, REQUEST_ID, 7]));
-        let (_d, path, _rx) = master(hello(4, &[(b"info", b"0"), (b"x", b"")]), ok);
+        let long = vec![b'v'; 8 * 1024];
+        let ext: [(&[u8], &[u8]); 3] = [(b"info", b"0"), (b"x", b""), (b"long", &long)];
+        let (_d, path, _rx) = master(hello(4, &ext), ok.clone());
+        assert_eq!(alive_check(&path, TIMEOUT), Ok(7));
+        // The longest message read: type, version, one name of 1 byte and
+        // a value filling the rest.
+        let fill = vec![b'v'; MAX_PACKET as usize - 8 - 5 - 4];
+        let greeting = hello(4, &[(b"x", &fill)]);
+        assert_eq!(greeting.len(), 4 + MAX_PACKET as usize);
+        let (_d, path, _rx) = master(greeting, ok);
         assert_eq!(alive_check(&path, TIMEOUT), Ok(7));
     }
 
@@ -492,6 +501,34 @@ mod tests {
         let path = dir.path().join("ctl");
         let _l = UnixListener::bind(&path).unwrap();
         assert_eq!(bounded(&path).0, Err(Failure::TimedOut));
+    }
+
+    #[test]
+    fn a_full_backlog_is_waited_on_until_the_deadline_no_longer() {
+        use nix::sys::socket::{Backlog, bind, listen};
+        use std::os::fd::AsRawFd;
+        let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
+        let path = dir.path().join("ctl");
+        let addr = UnixAddr::new(&path).unwrap();
+        let l = stream_socket().unwrap();
+        bind(l.as_raw_fd(), &addr).unwrap();
+        listen(&l, Backlog::new(0).unwrap()).unwrap();
+        // Nobody accepts: connect until the queue is full (EAGAIN).
+        let mut queued = Vec::new();
+        let full = (0..64).any(|_| {
+            let s = stream_socket().unwrap();
+            match socket::connect(s.as_raw_fd(), &addr) {
+                Ok(()) => {
+                    queued.push(s);
+                    false
+                }
+                Err(e) => e == Errno::EAGAIN,
+            }
+        });
+        assert!(full, "{} queued and never EAGAIN", queued.len());
+        let (got, took) = bounded(&path);
+        assert_eq!(got, Err(Failure::TimedOut));
+        assert!(took >= Duration::from_millis(300), "{took:?}");
     }
 
     #[test]
