@@ -447,6 +447,12 @@ mod tests {
                 vec![],
                 Failure::Malformed("broken hello extension"),
             ),
+            // A name and no value.
+            (
+                framed(&[&words(&[1, 4])[..], &[0, 0, 0, 1, b'x']].concat()),
+                vec![],
+                Failure::Malformed("broken hello extension"),
+            ),
             (
                 hello(4, &[]),
                 framed(&words(&[MUX_S_ALIVE, 99, 5])),

@@ -313,11 +313,61 @@ mod tests {
         assert!(parse(&msg(3, 1, &[0; 4]), 1, 3131, &mut out).unwrap());
         let err = parse(&msg(2, 1, &(-2i32).to_ne_bytes()), 1, 3131, &mut out).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+        // A bare header is a whole message; one of odd length is padded
+        // to four bytes before the next (NLMSG_ALIGN).
+        assert!(parse(&msg(3, 1, &[]), 1, 3131, &mut out).unwrap());
+        out.clear();
+        let odd = [msg(20, 9, &[0; 5]), msg(20, 1, &diag(10, 3131, 81))].concat();
+        assert!(!parse(&odd, 1, 3131, &mut out).unwrap());
+        assert_eq!(out.iter().map(|l| l.inode).collect::<Vec<_>>(), [81]);
         for broken in [
             vec![],
+            // Longer than the datagram; shorter than its own header.
             vec![200, 0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            vec![8, 0, 0, 0, 20, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+            // An answer too short to be an inet_diag_msg.
+            msg(20, 1, &[0; 10]),
         ] {
             assert!(parse(&broken, 1, 3131, &mut out).is_err(), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn many_listeners_on_one_port_span_datagrams_and_are_all_listed() {
+        use nix::sys::socket::{
+            AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, setsockopt,
+            socket, sockopt,
+        };
+        use std::os::fd::AsRawFd;
+        // SO_REUSEPORT: sixty listeners of one user on one port, more than
+        // one netlink datagram holds (a page, 88 bytes each).
+        let open = |port: u16| {
+            let s = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            setsockopt(&s, sockopt::ReusePort, &true).unwrap();
+            bind(s.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port)).unwrap();
+            listen(&s, Backlog::new(1).unwrap()).unwrap();
+            s
+        };
+        let first = open(0);
+        let port = nix::sys::socket::getsockname::<SockaddrIn>(first.as_raw_fd())
+            .unwrap()
+            .port();
+        let mut all = vec![first];
+        all.extend((1..60).map(|_| open(port)));
+        let mut want: Vec<u64> = all.iter().map(inode_of).collect();
+        let mut got: Vec<u64> = tcp_listeners(port)
+            .unwrap()
+            .iter()
+            .map(|l| l.inode)
+            .collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
     }
 }
