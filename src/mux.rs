@@ -387,10 +387,19 @@ mod tests {
     }
 
     /// Each bad peer fails within the time allowed, and says why.
+    /// On a thread of its own: a check that would block for good fails the
+    /// test instead of hanging it.
     fn bounded(path: &Path) -> (Result<u32, Failure>, Duration) {
-        let t = Instant::now();
-        let r = alive_check(path, Duration::from_millis(300));
-        let took = t.elapsed();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = alive_check(&path, Duration::from_millis(300));
+            let _ = tx.send((r, t.elapsed()));
+        });
+        let (r, took) = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the check ended within 5 s");
         assert!(took < Duration::from_secs(2), "{r:?} took {took:?}");
         (r, took)
     }
@@ -516,13 +525,18 @@ mod tests {
         let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
         let path = dir.path().join("ctl");
         let addr = UnixAddr::new(&path).unwrap();
-        let l = stream_socket().unwrap();
+        // The test's own sockets, non-blocking whatever stream_socket does.
+        let nonblocking = || {
+            let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
+            socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap()
+        };
+        let l = nonblocking();
         bind(l.as_raw_fd(), &addr).unwrap();
         listen(&l, Backlog::new(0).unwrap()).unwrap();
         // Nobody accepts: connect until the queue is full (EAGAIN).
         let mut queued = Vec::new();
         let full = (0..64).any(|_| {
-            let s = stream_socket().unwrap();
+            let s = nonblocking();
             match socket::connect(s.as_raw_fd(), &addr) {
                 Ok(()) => {
                     queued.push(s);
