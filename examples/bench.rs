@@ -3,13 +3,16 @@
 //! path, the wrapper's peak memory while it supervises ssh, matcher
 //! throughput on ssh's `-vvv` log lines, and the stripped binary size.
 //!
-//! `cargo run --release --example bench [-- REPS]` (REPS: connects each way,
-//! default 60). It builds `target/release/rosh-ssh` first. Timings are
-//! medians of interleaved repetitions (rosh-ssh and the baseline alternate,
-//! and which goes first alternates too), so drift on the machine hits both.
-//! Run it on a quiet machine: two CPUs shared with a build make noise.
-//! It prints when and where it ran, then its figures as a Markdown table:
-//! `bench/record.sh bench` files them in bench/RESULTS.md and the README.
+//! `cargo run --release --example bench [-- REPS] [--only ride]` (REPS:
+//! connects each way, default 60; `--only ride` runs only the rows of
+//! calls through a live ControlMaster, issue 25). It builds
+//! `target/release/rosh-ssh` first (or times `$ROSH_BENCH_BIN`). Timings
+//! are medians of interleaved repetitions (rosh-ssh and the baseline
+//! alternate, and which goes first alternates too), so drift on the
+//! machine hits both. Run it on a quiet machine: two CPUs shared with a
+//! build make noise. It prints when and where it ran, then its figures as
+//! a Markdown table: `bench/record.sh bench` files them in bench/RESULTS.md
+//! and the README.
 
 #[path = "shared/lab.rs"]
 mod lab;
@@ -35,19 +38,33 @@ fn main() {
     }
 }
 
+/// The groups of rows `--only` can pick.
+const GROUPS: [&str; 2] = ["all", "ride"];
+
 fn run() -> Result<(), String> {
-    let reps: usize = std::env::args()
-        .nth(1)
-        .map(|a| {
-            a.parse()
-                .ok()
-                .filter(|&n: &usize| n > 0)
-                .ok_or(format!("REPS must be a positive number: {a}"))
-        })
-        .transpose()?
-        .unwrap_or(60);
+    let mut reps: usize = 60;
+    let mut only = "all".to_string();
+    let mut words = std::env::args().skip(1);
+    while let Some(a) = words.next() {
+        if a == "--only" {
+            only = words.next().unwrap_or_default();
+            if !GROUPS.contains(&only.as_str()) {
+                return Err(format!("--only takes one of {GROUPS:?}: {only:?}"));
+            }
+            continue;
+        }
+        reps = a
+            .parse()
+            .ok()
+            .filter(|&n: &usize| n > 0)
+            .ok_or(format!("REPS must be a positive number: {a}"))?;
+    }
     println!("{}", run::line("bench"));
-    let rosh = build_release()?;
+    // ROSH_BENCH_BIN: time another build (an older commit's) instead.
+    let rosh = match std::env::var_os("ROSH_BENCH_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => build_release()?,
+    };
     drop_cargo_library_path(&rosh);
     let mut table = Table::default();
 
@@ -56,6 +73,12 @@ fn run() -> Result<(), String> {
         "sshd lab on 127.0.0.1:{}; {reps} interleaved connects each way per line",
         lab.port
     );
+    if only == "ride" {
+        ride_rows(&lab, &rosh, reps, &mut table)?;
+        drop(lab);
+        table.print();
+        return Ok(());
+    }
 
     // 1. No forward anywhere: rosh-ssh reads the config files, finds no
     // forward line and execs ssh.
@@ -169,6 +192,9 @@ fn run() -> Result<(), String> {
             connect_ms,
         );
     }
+
+    // 4c. Calls through a live ControlMaster (issue 25).
+    ride_rows(&lab, &rosh, reps, &mut table)?;
 
     // 5. Peak memory of the rosh-ssh process while it supervises a real
     // session (a forward in the config, ssh's log through the matcher).
@@ -310,13 +336,57 @@ fn side_by_side(
             ta.push(a()?);
         }
     }
+    Ok(pair_of(ta, tb))
+}
+
+/// The medians of two series timed in pairs (`a[i]` next to `b[i]`).
+fn pair_of(ta: Vec<Duration>, tb: Vec<Duration>) -> Pair {
     let (paired_ms, paired_ci) = paired_ms(&ta, &tb);
-    Ok(Pair {
+    Pair {
         paired_ms,
         paired_ci,
         a: median(ta),
         b: median(tb),
-    })
+    }
+}
+
+/// Runs every command once a round, `n` rounds, in an order shuffled
+/// afresh each round (a fixed seed): no command always follows the same
+/// neighbour, whose tail (sshd ending a session) would slow it. Returns
+/// each command's times.
+fn shuffled_rounds(
+    n: usize,
+    cmds: &mut [Box<dyn FnMut() -> Result<Duration, String> + '_>],
+) -> Result<Vec<Vec<Duration>>, String> {
+    // One of each first, untimed: page cache, the master's first channel.
+    for c in cmds.iter_mut() {
+        c()?;
+    }
+    let k = cmds.len();
+    let mut times = vec![Vec::with_capacity(n); k];
+    let mut order: Vec<usize> = (0..k).collect();
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..n {
+        // Fisher-Yates with xorshift64.
+        for i in (1..k).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        for &c in &order {
+            times[c].push(cmds[c]()?);
+        }
+    }
+    Ok(times)
+}
+
+/// The median and the interquartile range, in ms.
+fn spread(v: &[Duration]) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
+    v.sort_by(f64::total_cmp);
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.25), at(0.75))
 }
 
 /// Medians of the two sides, and the median paired difference.
@@ -357,6 +427,270 @@ fn paired_ms(a: &[Duration], b: &[Duration]) -> (f64, (f64, f64)) {
         .floor()
         .max(1.0) as usize;
     (med, (d[r - 1], d[n - r]))
+}
+
+/// Rows for issue 25: tools that make many short calls through a live
+/// ControlMaster (Ansible: `-o ControlMaster=auto -o ControlPersist=60s -o
+/// ControlPath=...`), with a `LocalForward` in ssh_config whose port is
+/// taken: (A) by another process (this bench), so rosh-ssh drops it and
+/// rides the master, where plain ssh would give the master up and log in
+/// anew; (B) by the master itself, which started with that forward (the
+/// common case: Ansible's first call made the master), so the forward is
+/// kept and both ride. Each row is `true` through the master, at least 100
+/// rounds, every command of a round run back to back; then where rosh-ssh's
+/// time goes, each step timed in the same rounds.
+fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(), String> {
+    use rosh_ssh::{config, holder, mux};
+    let n = reps.max(100);
+    let ansible = |ctl: &str| -> Vec<OsString> {
+        [
+            "-o",
+            "ControlMaster=auto",
+            "-o",
+            "ControlPersist=60s",
+            "-o",
+            &format!("ControlPath={}", lab.dir.join(ctl).display()),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect()
+    };
+    let words = |cfg: &Path, ctl: &str| -> Vec<OsString> {
+        let mut w = vec!["-F".into(), cfg.into()];
+        w.extend(ansible(ctl));
+        w.push("lab".into());
+        w
+    };
+    // (A) The forward's port held by this process.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let held_addr = held.local_addr().map_err(|e| e.to_string())?;
+    let cfg_a = lab.config_with(
+        "ride-a",
+        &format!("Host lab\n  LocalForward {held_addr} localhost:22\n"),
+    )?;
+    let rosh_a = words(&cfg_a, "cm-a");
+    let plain_a = words(&lab.config, "cm-a");
+    // (B) The forward's port held by the master, started with it.
+    let port_b = free_port()?;
+    let cfg_b = lab.config_with(
+        "ride-b",
+        &format!("Host lab\n  LocalForward 127.0.0.1:{port_b} localhost:22\n"),
+    )?;
+    let both_b = words(&cfg_b, "cm-b");
+    let masters = [(&plain_a, "cm-a"), (&both_b, "cm-b")];
+    for (w, _) in masters {
+        // Ansible's first call: ssh makes the master and ControlPersist
+        // sends it to the background (its stdio to /dev/null).
+        let st = Command::new(SSH)
+            .args(w.iter())
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| e.to_string())?;
+        if !st.success() {
+            return Err(format!("the first call through {w:?} failed: {st}"));
+        }
+    }
+    let ctl_a = lab.dir.join("cm-a");
+    let ctl_b = lab.dir.join("cm-b");
+    let master_a = mux::alive_check(&ctl_a, mux::TIMEOUT).map_err(|e| format!("master A: {e}"))?;
+    let master_b = mux::alive_check(&ctl_b, mux::TIMEOUT).map_err(|e| format!("master B: {e}"))?;
+    let addr_b: std::net::SocketAddr = format!("127.0.0.1:{port_b}").parse().unwrap();
+    if holder::tcp_listener(addr_b).map(|h| h.pid) != Ok(master_b) {
+        return Err(format!("master B ({master_b}) does not hold {addr_b}"));
+    }
+    // What rosh-ssh gives ssh in (A): its copy of the config without the
+    // forward, the log (a file here, a FIFO in rosh-ssh), LogVerbose.
+    let copy_dir = lab.dir.join("ride-copy");
+    fs::create_dir_all(&copy_dir).map_err(|e| e.to_string())?;
+    let sources = config::sources(Some(cfg_a.as_os_str()));
+    let copy = config::rewrite(&sources, &config::forwards(&sources), &copy_dir)
+        .map_err(|e| e.to_string())?;
+    let mut child_a: Vec<OsString> = [
+        "-o",
+        "ExitOnForwardFailure=no",
+        "-E",
+        &lab.dir.join("ride-log").display().to_string(),
+        "-o",
+        &format!("LogVerbose={}", rosh_ssh::plumbing::FORCED),
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    child_a.extend(words(&copy, "cm-a"));
+    let g_a: Vec<OsString> = std::iter::once(OsString::from("-G"))
+        .chain(rosh_a.iter().cloned())
+        .chain(std::iter::once("true".into()))
+        .collect();
+    let check_a: Vec<OsString> = ["-F", "/dev/null", "-o", "BatchMode=yes", "-S"]
+        .iter()
+        .map(OsString::from)
+        .chain([ctl_a.clone().into()])
+        .chain(["-O", "check", "rosh-ssh-master-check"].map(OsString::from))
+        .collect();
+    let dropped = format!("LocalForward {held_addr} localhost:22 (");
+
+    let before = lab.logins();
+    let ssh = Path::new(SSH);
+    // The rows: each pair side by side as in the rows above.
+    let pa = side_by_side(
+        n,
+        || connect_warned(rosh, &rosh_a, &dropped),
+        || connect(ssh, &plain_a),
+    )?;
+    let pb = side_by_side(n, || connect(rosh, &both_b), || connect(ssh, &both_b))?;
+    let noise = side_by_side(n, || connect(ssh, &plain_a), || connect(ssh, &plain_a))?;
+    // Where the time goes: every step once a round, in a shuffled order.
+    let mut steps: Vec<Box<dyn FnMut() -> Result<Duration, String>>> = vec![
+        Box::new(|| connect(ssh, &plain_a)),
+        Box::new(|| connect_warned(rosh, &rosh_a, &dropped)),
+        Box::new(|| spawn_wait_quiet(ssh, &g_a)),
+        Box::new(|| connect(ssh, &child_a)),
+        Box::new(|| spawn_wait_quiet(ssh, &check_a)),
+        Box::new(|| {
+            let t = Instant::now();
+            mux::alive_check(&ctl_a, mux::TIMEOUT).map_err(|e| e.to_string())?;
+            Ok(t.elapsed())
+        }),
+        Box::new(|| {
+            let t = Instant::now();
+            holder::tcp_listener_first(held_addr, Some(master_a)).map_err(|e| e.to_string())?;
+            Ok(t.elapsed())
+        }),
+        Box::new(|| {
+            let t = Instant::now();
+            holder::tcp_listener_first(addr_b, Some(master_b)).map_err(|e| e.to_string())?;
+            Ok(t.elapsed())
+        }),
+        Box::new(|| {
+            // What naming read before sock_diag, per busy port.
+            let t = Instant::now();
+            for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                fs::read(table).map_err(|e| e.to_string())?;
+            }
+            Ok(t.elapsed())
+        }),
+    ];
+    steps.push(Box::new(|| spawn_wait_quiet(rosh, &["--version".into()])));
+    steps.push(Box::new(|| {
+        // The config tree's one read in a run, and what the run asks of
+        // it: the fast path's look for forward lines, the plan's forwards
+        // and their origins, the private copy without the dropped one.
+        let t = Instant::now();
+        let tree = config::Config::load(&config::sources(Some(cfg_a.as_os_str())));
+        let _ = tree.mentions_forward();
+        let fwds = tree.forwards();
+        let _ = tree.origins_of(&fwds);
+        let dir = rosh_ssh::tmpdir::PrivateDir::new_in(&lab.dir).map_err(|e| e.to_string())?;
+        tree.rewrite(&fwds, dir.path()).map_err(|e| e.to_string())?;
+        Ok(t.elapsed())
+    }));
+    steps.push(Box::new(|| {
+        let t = Instant::now();
+        let busy = rosh_ssh::probe::tcp(Some(b"127.0.0.1"), held_addr.port(), &Default::default());
+        if busy.is_ok() {
+            return Err("the held port probed free".into());
+        }
+        Ok(t.elapsed())
+    }));
+    let t = shuffled_rounds(n, &mut steps)?;
+    drop(steps);
+    let after = lab.logins();
+    for (_, ctl) in masters {
+        let _ = Command::new(SSH)
+            .args(["-F", "/dev/null", "-S"])
+            .arg(lab.dir.join(ctl))
+            .args(["-O", "exit", "lab"])
+            .stdin(Stdio::null())
+            .output();
+    }
+    drop(held);
+    if after != before {
+        return Err(format!(
+            "{} logins during the ride rows: something did not ride its master",
+            after - before
+        ));
+    }
+    table.ratio(
+        &format!("ride a master, config forward held by another process ({n} pairs)"),
+        &pa,
+        1.5,
+    );
+    table.ratio(
+        "ride a master, config forward held by the master itself",
+        &pb,
+        1.5,
+    );
+    table.noise("  noise: plain ssh riding, against itself", &noise);
+    let names = [
+        "  where it goes (medians of one shuffled round each): plain ssh riding",
+        "  ... rosh-ssh, forward held by another process",
+        "  ... ssh -G (rosh-ssh's first step)",
+        "  ... ssh with rosh-ssh's words for it, alone (log to a file)",
+        "  ... ssh -O check (spawned at each call before issue 25)",
+        "  ... mux alive check on the control socket (mux.rs)",
+        "  ... naming the holder: another process (sock_diag, /proc walk)",
+        "  ... naming the holder: the master (its own fds first)",
+        "  ... reading /proc/net/tcp and tcp6 (how naming began before)",
+        "  ... rosh-ssh --version (its own exec and exit)",
+        "  ... config reads: forward lines, origins, the private copy",
+        "  ... the bind probe of the held port",
+    ];
+    for (what, v) in names.iter().zip(&t) {
+        let (m, q1, q3) = spread(v);
+        table.info(
+            what,
+            format!("IQR {q1:.3}..{q3:.3} ms"),
+            format!("{m:.3} ms"),
+        );
+    }
+    Ok(())
+}
+
+/// [`connect`] for a run that must warn once: stderr is exactly one
+/// `rosh-ssh:` line naming `forward` as dropped.
+fn connect_warned(program: &Path, args: &[OsString], forward: &str) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = Command::new(program)
+        .args(args)
+        .arg("true")
+        .env_remove("ROSH_SSH")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let d = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let one = lines.len() == 1
+        && lines[0].starts_with(&format!("rosh-ssh: {forward}"))
+        && lines[0].ends_with("forward dropped");
+    if !out.status.success() || !one {
+        return Err(format!(
+            "{} {args:?} true: {}; stderr: {err}",
+            program.display(),
+            out.status
+        ));
+    }
+    Ok(d)
+}
+
+/// [`spawn_wait`] with stderr and stdout discarded (`ssh -O check` talks).
+fn spawn_wait_quiet(program: &Path, args: &[OsString]) -> Result<Duration, String> {
+    let t = Instant::now();
+    let st = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("{}: {e}", program.display()))?;
+    let d = t.elapsed();
+    if !st.success() {
+        return Err(format!("{} {args:?}: {st}", program.display()));
+    }
+    Ok(d)
 }
 
 /// One `PROGRAM ARGS true` connect, timed from spawn to exit; it must succeed.
@@ -586,6 +920,12 @@ impl Table {
 
     fn value(&mut self, what: &str, got: String, target: String, ok: bool) {
         self.value_with(what, String::new(), got, target, ok);
+    }
+
+    /// A figure with no target: how a measured whole divides.
+    fn info(&mut self, what: &str, note: String, got: String) {
+        self.rows
+            .push([what.into(), note, got, String::new(), String::new()]);
     }
 
     fn value_with(&mut self, what: &str, note: String, got: String, target: String, ok: bool) {

@@ -85,13 +85,20 @@ impl<'a> Decided<'a> {
         cli: &Cli,
         ssh: &'a Path,
         args: Args,
-        eff: Effective,
+        mut eff: Effective,
         config: Config,
         say: Say,
     ) -> Decided<'a> {
+        // The live master on the ControlPath, asked once: a port the
+        // master this ssh rides holds is no conflict (its fds are looked at
+        // first), and the policy knows where a restore can go.
+        let master = ownmaster::master(&eff);
+        let rides = ownmaster::rides(&eff);
+        if rides {
+            eff.probe.look_first = master;
+        }
         let mut plan = Plan::make(&args, &eff, &config, ssh);
-        let master = ask_master(ssh, &eff, &plan);
-        if let Some(pid) = master.filter(|_| rides_master(&eff)) {
+        if let Some(pid) = master.filter(|_| rides) {
             plan.keep_held_by(pid);
         }
         let names: Vec<String> = plan
@@ -328,29 +335,6 @@ impl Report for Lines<'_> {
         let name = self.names.get(index).map_or("", String::as_str);
         self.say.forward(&blame::restored(name));
     }
-}
-
-/// Whether ssh rides a live master on its ControlPath rather than making
-/// one (ssh.c: ControlMaster no, auto, autoask).
-fn rides_master(eff: &Effective) -> bool {
-    matches!(eff.control_master.as_str(), "false" | "auto" | "autoask")
-}
-
-/// The live master on the effective ControlPath, asked only when its
-/// answer can change something: a local forward dropped that it might
-/// hold, or a restore that might go through it.
-fn ask_master(ssh: &Path, eff: &Effective, plan: &Plan) -> Option<u32> {
-    if eff.control_path == "none" {
-        return None;
-    }
-    let restore_matters = plan
-        .decisions
-        .iter()
-        .any(|d| d.verdict.drops() || (d.forward.kind == Kind::Remote && !d.verdict.drops()));
-    let held_matters = rides_master(eff) && plan.drops_local();
-    (held_matters || restore_matters)
-        .then(|| ownmaster::master_pid(ssh, &eff.control_path))
-        .flatten()
 }
 
 /// Why nothing can set up a forward, if so: then the real ssh is exec'd

@@ -30,11 +30,14 @@ pub const NAMED: bool = cfg!(any(target_os = "linux", target_vendor = "apple"));
 mod sys {
     use super::{Holder, Unknown};
 
-    pub fn tcp_listener(_addr: std::net::SocketAddr) -> Result<Holder, Unknown> {
+    pub fn tcp_listener(
+        _addr: std::net::SocketAddr,
+        _first: Option<u32>,
+    ) -> Result<Holder, Unknown> {
         Err(Unknown::NotFound)
     }
 
-    pub fn unix_listener(_path: &[u8]) -> Result<Holder, Unknown> {
+    pub fn unix_listener(_path: &[u8], _first: Option<u32>) -> Result<Holder, Unknown> {
         Err(Unknown::NotFound)
     }
 }
@@ -43,13 +46,25 @@ mod sys {
 /// very address, or a wildcard (`0.0.0.0`, `::`) on the same port, or the
 /// v4-mapped form of a v4 address on a v6 socket. An exact match wins.
 pub fn tcp_listener(addr: SocketAddr) -> Result<Holder, Unknown> {
-    sys::tcp_listener(addr)
+    sys::tcp_listener(addr, None)
+}
+
+/// [`tcp_listener`], looking at process `first` before any other: when it
+/// holds the socket (the question is often only "is it that master?"), no
+/// walk of every process at all.
+pub fn tcp_listener_first(addr: SocketAddr, first: Option<u32>) -> Result<Holder, Unknown> {
+    sys::tcp_listener(addr, first)
 }
 
 /// The process holding a listening unix socket at `path` (bytes as given to
 /// bind; on Linux a leading NUL names an abstract socket).
 pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
-    sys::unix_listener(path)
+    sys::unix_listener(path, None)
+}
+
+/// [`unix_listener`], looking at process `first` before any other.
+pub fn unix_listener_first(path: &[u8], first: Option<u32>) -> Result<Holder, Unknown> {
+    sys::unix_listener(path, first)
 }
 
 /// Who holds the busy addresses of one TCP listen side: each distinct
@@ -59,9 +74,10 @@ pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
 pub struct Holders(pub Vec<(Vec<SocketAddr>, Result<Holder, Unknown>)>);
 
 impl Holders {
-    /// Looks up the holder of each address (the probe's busy ones).
-    pub fn of(addrs: &[SocketAddr]) -> Holders {
-        Holders::group(addrs.iter().map(|&a| (a, tcp_listener(a))))
+    /// Looks up the holder of each address (the probe's busy ones),
+    /// looking at process `first` before any other.
+    pub fn of(addrs: &[SocketAddr], first: Option<u32>) -> Holders {
+        Holders::group(addrs.iter().map(|&a| (a, tcp_listener_first(a, first))))
     }
 
     /// Groups per-address answers: equal answers (the same pid, the same

@@ -184,22 +184,25 @@ pub fn verdict(f: &Forward, opts: &probe::Opts) -> Verdict {
         None
     };
     match busy {
-        Some(busy) => busy_verdict(busy),
+        Some(busy) => busy_verdict(busy, opts.look_first),
         None => Verdict::Free,
     }
 }
 
 /// A busy listen side's verdict, naming the holder where there is one:
-/// reading /proc is done only for what is busy.
-pub fn busy_verdict(busy: Busy) -> Verdict {
+/// reading the system's process table is done only for what is busy
+/// (process `first`, the user's master, looked at before the others).
+pub fn busy_verdict(busy: Busy, first: Option<u32>) -> Verdict {
     // Every address another process holds, each holder named once; a
     // privilege problem is not a conflict: there is no holder to name.
     let holders = match &busy {
         // A system that cannot name holders says "in use" alone.
         _ if !holder::NAMED => Holders(Vec::new()),
         Busy::NotLocal { .. } | Busy::PathExists { .. } => Holders(Vec::new()),
-        Busy::Tcp { .. } => Holders::of(&busy.in_use()),
-        Busy::PathLive { path } => Holders(vec![(Vec::new(), holder::unix_listener(path))]),
+        Busy::Tcp { .. } => Holders::of(&busy.in_use(), first),
+        Busy::PathLive { path } => {
+            Holders(vec![(Vec::new(), holder::unix_listener_first(path, first))])
+        }
     };
     Verdict::Busy { busy, holders }
 }
@@ -313,9 +316,12 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let me = std::process::id();
-        let v = busy_verdict(Busy::Tcp {
-            addrs: vec![(addr, nix::errno::Errno::EADDRINUSE)],
-        });
+        let v = busy_verdict(
+            Busy::Tcp {
+                addrs: vec![(addr, nix::errno::Errno::EADDRINUSE)],
+            },
+            None,
+        );
         assert_eq!(v.holder_pid(), Some(me), "{v:?}");
         // A privilege problem, a path, an address not on this host: no holder to look for.
         for busy in [
@@ -327,7 +333,7 @@ mod tests {
             },
             Busy::NotLocal { addr },
         ] {
-            let v = busy_verdict(busy);
+            let v = busy_verdict(busy, None);
             assert!(
                 matches!(&v, Verdict::Busy { holders, .. } if holders.0.is_empty()),
                 "{v:?}"

@@ -33,13 +33,17 @@ pub enum Family {
     Inet6,
 }
 
-/// The effective options that decide what ssh binds.
+/// The effective options that decide what ssh binds, and where to look
+/// first for the holder of what is taken.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Opts {
     pub gateway_ports: bool,
     pub family: Family,
     /// `StreamLocalBindUnlink`: ssh removes a stale socket file first.
     pub stream_local_bind_unlink: bool,
+    /// Not an ssh option: the pid of the live ControlMaster this ssh would
+    /// ride (ownmaster.rs), looked at first when naming a holder.
+    pub look_first: Option<u32>,
 }
 
 /// Why a forward's listen side can't be had.

@@ -387,3 +387,53 @@ fn dry_run_line_with(words: &[&str]) -> String {
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     stdout.lines().nth(1).unwrap_or_default().to_string()
 }
+
+#[test]
+fn the_process_asked_about_first_is_named_when_it_shares_the_socket() {
+    use std::os::unix::process::CommandExt;
+    // This process and a child of it hold one listener (the child keeps
+    // the fd across its exec): the lowest pid, this one, is the holder,
+    // unless the caller asks about the child first.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let fd = l.as_raw_fd();
+    let mut cmd = Command::new("sleep");
+    cmd.arg("30").stdin(Stdio::null());
+    // SAFETY: fcntl is async-signal-safe; without FD_CLOEXEC the fd
+    // survives the exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let shared = format!("/proc/{}/fd/{fd}", child.id());
+    // Bounded: the exec of sleep keeps fd 3; wait until it shows.
+    for _ in 0..100 {
+        if std::fs::read_link(&shared).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let kept =
+        std::fs::read_link(&shared).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"));
+    let me = std::process::id();
+    let got = |first| holder::tcp_listener_first(addr, first).map(|h| h.pid);
+    let table = [
+        (None, Ok(me)),
+        (Some(child.id()), Ok(child.id())),
+        (Some(me), Ok(me)),
+        // One that does not hold it: the walk names the lowest.
+        (Some(1), Ok(me)),
+    ];
+    let results: Vec<_> = table.iter().map(|(first, _)| got(*first)).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(kept, "the child kept the listener across its exec");
+    for ((first, want), got) in table.iter().zip(results) {
+        assert_eq!(&got, want, "first: {first:?}");
+    }
+}

@@ -136,6 +136,17 @@ impl Lab {
     }
 }
 
+impl Lab {
+    /// How many logins sshd has accepted so far (sshd logs them at INFO).
+    #[allow(dead_code)]
+    pub fn logins(&self) -> usize {
+        fs::read_to_string(self.dir.join("sshd.log"))
+            .unwrap_or_default()
+            .matches("Accepted publickey for ")
+            .count()
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = self.sshd.kill();

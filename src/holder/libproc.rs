@@ -278,13 +278,15 @@ fn best(sockets: impl IntoIterator<Item = (u32, Listener)>, want: &Listener) -> 
         .map(|(_, pid)| pid)
 }
 
+/// (`_first`, the process to look at first, is Linux's shortcut past a
+/// walk of /proc; libproc lists every process's sockets in one pass.)
 #[cfg(target_vendor = "apple")]
-pub fn tcp_listener(addr: SocketAddr) -> Result<Holder, Unknown> {
+pub fn tcp_listener(addr: SocketAddr, _first: Option<u32>) -> Result<Holder, Unknown> {
     search(&Listener::Tcp(addr))
 }
 
 #[cfg(target_vendor = "apple")]
-pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
+pub fn unix_listener(path: &[u8], _first: Option<u32>) -> Result<Holder, Unknown> {
     search(&Listener::Unix(path.to_vec()))
 }
 

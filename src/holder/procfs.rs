@@ -1,9 +1,12 @@
 //! Linux: the holder through /proc, as `ss -p` and `lsof` find it.
 //!
-//! Done only for a port that is already known to be busy: it reads
-//! `/proc/net/tcp`, `/proc/net/tcp6` (or `/proc/net/unix`) for the listening
+//! Done only for a port that is already known to be busy: it asks the
+//! kernel for the port's listening sockets (sock_diag, sockdiag.rs; else
+//! `/proc/net/tcp` and `tcp6`), or reads `/proc/net/unix`, for the listening
 //! socket's inode, then walks `/proc/PID/fd/*` for the process whose fd is
-//! `socket:[INODE]`. A holder of another user cannot be seen without
+//! `socket:[INODE]`. A caller that only asks "is it this process?" (the
+//! user's ControlMaster) names it first, and when it holds the socket
+//! nothing else is walked. A holder of another user cannot be seen without
 //! privilege: that degrades to its uid, never an error that stops rosh-ssh.
 
 use super::{Holder, Unknown, covers, unmapped};
@@ -21,37 +24,64 @@ const SO_ACCEPTCON: u32 = 0x10000;
 /// The process holding a TCP listener that covers `addr`: one bound to that
 /// very address, or a wildcard (`0.0.0.0`, `::`) on the same port, or the
 /// v4-mapped form of a v4 address on a v6 socket. An exact match wins.
-pub fn tcp_listener(addr: SocketAddr) -> Result<Holder, Unknown> {
+/// Process `first`, when given, is looked at before any other.
+pub fn tcp_listener(addr: SocketAddr, first: Option<u32>) -> Result<Holder, Unknown> {
     let (want, port) = (unmapped(addr.ip()), addr.port());
-    let mut tables = 0;
+    // sock_diag lists the port's listeners without walking the kernel's
+    // established table as /proc/net/tcp does (sockdiag.rs); /proc/net
+    // stays for a kernel without inet_diag.
+    let listeners = match crate::sockdiag::tcp_listeners(port) {
+        Ok(ls) => ls.into_iter().map(|l| (l.addr, l.uid, l.inode)).collect(),
+        Err(_) => proc_net_listeners(port)?,
+    };
     // (rank, uid, inode); rank 0 = exact address, 1 = wildcard.
-    let mut found: Vec<(u8, u32, u64)> = Vec::new();
+    let mut found: Vec<(u8, u32, u64)> = listeners
+        .into_iter()
+        .filter_map(|(local, uid, inode)| Some((covers(local.ip(), want)?, uid, inode)))
+        .collect();
+    found.sort_by_key(|&(rank, _, _)| rank);
+    let sockets: Vec<(u32, u64)> = found.iter().map(|&(_, uid, inode)| (uid, inode)).collect();
+    holder_of(&sockets, None, first)
+}
+
+/// The TCP listeners on `port` from /proc/net/tcp and tcp6: (address, uid,
+/// inode).
+pub(super) fn proc_net_listeners(port: u16) -> Result<Vec<(SocketAddr, u32, u64)>, Unknown> {
+    let mut tables = 0;
+    let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read(table) else { continue };
+        let Ok(text) = read_whole(table) else {
+            continue;
+        };
         tables += 1;
         for line in text.split(|&b| b == b'\n').skip(1) {
             let Some(entry) = parse_tcp_line(line) else {
                 continue;
             };
-            if entry.state != TCP_LISTEN || entry.local.port() != port {
-                continue;
-            }
-            if let Some(rank) = covers(entry.local.ip(), want) {
-                found.push((rank, entry.uid, entry.inode));
+            if entry.state == TCP_LISTEN && entry.local.port() == port {
+                out.push((entry.local, entry.uid, entry.inode));
             }
         }
     }
     if tables == 0 {
         return Err(Unknown::NoProc);
     }
-    found.sort_by_key(|&(rank, _, _)| rank);
-    let sockets: Vec<(u32, u64)> = found.iter().map(|&(_, uid, inode)| (uid, inode)).collect();
-    holder_of(&sockets, None)
+    Ok(out)
+}
+
+/// A /proc file read in large pieces: each read(2) of /proc/net/tcp that
+/// reaches the end walks the kernel's whole connection table, and
+/// `fs::read` starts with 32-byte probes.
+fn read_whole(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(64 * 1024);
+    fs::File::open(path)?.read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// The process holding a listening unix socket at `path` (bytes as given to
 /// bind; a leading NUL names an abstract socket, shown `@name` by the kernel).
-pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
+pub fn unix_listener(path: &[u8], first: Option<u32>) -> Result<Holder, Unknown> {
     let text = fs::read("/proc/net/unix").map_err(|_| Unknown::NoProc)?;
     let wanted: Vec<u8> = match path.split_first() {
         Some((0, rest)) => [b"@", rest].concat(),
@@ -71,25 +101,43 @@ pub fn unix_listener(path: &[u8]) -> Result<Holder, Unknown> {
         .filter(|e| e.flags & SO_ACCEPTCON != 0 && e.path == wanted.as_slice())
         .map(|e| (uid.unwrap_or(u32::MAX), e.inode))
         .collect();
-    holder_of(&sockets, uid)
+    holder_of(&sockets, uid, first)
 }
 
 /// Finds the lowest pid whose fds include one of `sockets` (tried in order);
 /// the lowest is usually the parent that listened before forking workers.
-fn holder_of(sockets: &[(u32, u64)], known_uid: Option<u32>) -> Result<Holder, Unknown> {
+/// Process `first`, when given, is looked at before the others, and named
+/// when it holds the socket.
+fn holder_of(
+    sockets: &[(u32, u64)],
+    known_uid: Option<u32>,
+    first: Option<u32>,
+) -> Result<Holder, Unknown> {
     let Some(&(first_uid, _)) = sockets.first() else {
         return Err(Unknown::NotFound);
     };
-    let mut pids: Vec<u32> = match fs::read_dir("/proc") {
-        Ok(dir) => dir
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect(),
-        Err(_) => return Err(Unknown::NoProc),
-    };
-    pids.sort_unstable();
+    let first_links = first.map(fd_links).unwrap_or_default();
+    // Listed only when `first` does not hold the socket.
+    let mut pids: Option<Vec<u32>> = None;
     for &(_, inode) in sockets {
         let link = format!("socket:[{inode}]");
-        for &pid in &pids {
+        if let Some(pid) = first.filter(|_| first_links.iter().any(|l| l == link.as_bytes())) {
+            return Ok(Holder {
+                pid,
+                cmdline: cmdline_of(pid),
+            });
+        }
+        if pids.is_none() {
+            let mut all: Vec<u32> = match fs::read_dir("/proc") {
+                Ok(dir) => dir
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect(),
+                Err(_) => return Err(Unknown::NoProc),
+            };
+            all.sort_unstable();
+            pids = Some(all);
+        }
+        for &pid in pids.iter().flatten() {
             if process_has_fd(pid, link.as_bytes()) {
                 return Ok(Holder {
                     pid,
@@ -107,6 +155,19 @@ fn holder_of(sockets: &[(u32, u64)], known_uid: Option<u32>) -> Result<Holder, U
     } else {
         Err(Unknown::Hidden { uid })
     }
+}
+
+/// Where each of a process's fds links to (`socket:[INODE]`, a path, ...);
+/// nothing for a process that cannot be read (gone, another user's).
+fn fd_links(pid: u32) -> Vec<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|fd| fs::read_link(fd.path()).ok())
+        .map(|l| l.into_os_string().into_vec())
+        .collect()
 }
 
 fn process_has_fd(pid: u32, link: &[u8]) -> bool {

@@ -382,7 +382,7 @@ fn waited_free(item: &Item, o: &Opts) -> bool {
 fn local_side(item: &Item, o: &Opts) -> Side {
     let v = match &item.addrs {
         Some(addrs) => match addrs.iter().find_map(|&a| probe::tcp_addr(a).err()) {
-            Some(busy) => crate::plan::busy_verdict(busy),
+            Some(busy) => crate::plan::busy_verdict(busy, o.look_first),
             None => crate::plan::Verdict::Free,
         },
         None => crate::plan::verdict(&item.forward, o),
