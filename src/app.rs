@@ -9,7 +9,7 @@ use crate::effective;
 use crate::error::Error;
 use crate::launch::{Session, last_arg};
 use crate::plan::{Plan, argv_forwards};
-use crate::{blame, check, describe, locate, ownmaster, quote};
+use crate::{blame, check, describe, locate, ownmaster, quote, release};
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,21 +46,29 @@ pub fn run() -> Result<End, Error> {
     }
     let say = Say(cli.verbose);
     say.line(format_args!("real ssh: {}", ssh.display()));
-    let args = Args::parse(cli.words.clone());
-
-    if let Some(why) = fast_path(&args) {
+    // ssh's grammar is its release's, unknown before ssh -G: the words are
+    // read with each (one reading unless -P or -Z is among the options),
+    // and ssh is exec'd unasked only when every reading says so.
+    let readings = release::Readings::new(&cli.words);
+    let fast: Vec<Option<&str>> = readings.all().iter().map(fast_path).collect();
+    if fast.iter().all(Option::is_some) {
+        let why = fast[0].unwrap_or_default();
         if !cli.dry_run {
             say.line(format_args!("fast path ({why}): exec {}", ssh.display()));
             return Err(child::exec(&ssh, &cli.words, depth));
         }
-        if why != "no forward options" && !args.error {
+        let modes = readings.all().iter().zip(&fast);
+        if modes
+            .clone()
+            .all(|(a, w)| *w != Some("no forward options") && !a.error)
+        {
             // A mode, or ClearAllForwardings: ssh -G has nothing to say.
             print_command(&ssh, &cli.words);
             return Ok(End::Exited(0));
         }
     }
 
-    let eff = match effective::query(&ssh, &cli.words) {
+    let mut eff = match effective::query(&ssh, &cli.words) {
         Err(e) => return Err(Error::Spawn(ssh, e)),
         Ok(Ok(eff)) => eff,
         Ok(Err(rejected)) => {
@@ -75,6 +83,22 @@ pub fn run() -> Result<End, Error> {
             return Err(child::exec(&ssh, &cli.words, depth));
         }
     };
+    // The reading of this release; with -P or -Z it may be a fast one.
+    let pick = readings.pick(&eff);
+    let args = readings.take(pick);
+    release::fill_in(&mut eff, &args);
+    let eff = eff;
+    say.line(format_args!("OpenSSH {} or later", eff.caps.at_least()));
+    if let Some(why) = fast.get(pick).copied().flatten() {
+        if !cli.dry_run {
+            say.line(format_args!("fast path ({why}): exec {}", ssh.display()));
+            return Err(child::exec(&ssh, &cli.words, depth));
+        }
+        if why != "no forward options" {
+            print_command(&ssh, &cli.words);
+            return Ok(End::Exited(0));
+        }
+    }
     let sources = config::sources(last_arg(&args, b'F'));
     let mut session = Session::new(
         &args,
@@ -233,13 +257,14 @@ fn fast_path(args: &Args) -> Option<&'static str> {
 fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent> {
     let ssh = locate::real_ssh(explicit, std::env::var_os("PATH").as_deref()).ok()?;
     let words = parent_ssh_words(&ssh)?;
-    let args = Args::parse(words.clone());
-    if args.error {
+    let readings = release::Readings::new(&words);
+    if readings.all().iter().all(|a| a.error) {
         return None;
     }
     let Ok(Ok(eff)) = effective::query(&ssh, &words) else {
         return None;
     };
+    let args = readings.pick_for(&eff);
     let sources = config::sources(last_arg(&args, b'F'));
     for d in Plan::make(&args, &eff, &sources)
         .decisions

@@ -33,6 +33,8 @@ pub struct Effective {
     pub control_path: String,
     /// `ConnectTimeout`, when set.
     pub connect_timeout: Option<std::time::Duration>,
+    /// What the release that printed this can do, from its keywords.
+    pub caps: crate::release::Caps,
 }
 
 /// ssh rejected the arguments: its stderr and exit status, to pass on.
@@ -60,6 +62,7 @@ impl Effective {
                 Some(p) => (&line[..p], &line[p + 1..]),
                 None => (line, &b""[..]),
             };
+            e.caps.saw(key);
             match key {
                 b"localforward" | b"remoteforward" | b"dynamicforward" => {
                     e.forward_lines.push(line.to_vec());

@@ -14,7 +14,7 @@ use crate::plan::{Decision, Plan};
 use crate::supervise::log::{Dest, LogPipe, Watch};
 use crate::supervise::restore::{self, Item, Restorer};
 use crate::tmpdir::PrivateDir;
-use crate::{blame, describe};
+use crate::{blame, describe, release};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
@@ -125,7 +125,16 @@ impl<'a> Session<'a> {
         }
         // With a restore pending the log is read too: a restore that loses
         // a race makes the master log a failure, which is rosh-ssh's to hide.
-        if live && (!kept.is_empty() || restorer.is_some()) {
+        // What the log can show depends on the release (release::Watch).
+        let remote = kept.iter().filter(|(_, f)| f.kind == Kind::Remote).count();
+        let seen = release::Watch::plan(
+            &self.eff.caps,
+            &self.eff.log_level,
+            self.eff.fork_after_authentication,
+            remote > 0,
+            self.require,
+        );
+        if live && (!kept.is_empty() || restorer.is_some()) && seen.take_log {
             // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
             // too, and rosh-ssh does not manage tun devices: leave it be.
             if self.eff.tunnel == "false" {
@@ -143,9 +152,8 @@ impl<'a> Session<'a> {
                 let fifo = dir
                     .fifo("log")
                     .map_err(|e| Error::Io("cannot make the log FIFO".into(), e))?;
-                let force = blame::must_force(&self.eff.log_level);
+                let force = seen.force;
                 let own = self.eff.log_verbose != "none";
-                let remote = kept.iter().filter(|(_, f)| f.kind == Kind::Remote).count();
                 let watch = Watch {
                     forwards: self
                         .decisions
@@ -171,7 +179,10 @@ impl<'a> Session<'a> {
                     // ssh -f with ExitOnForwardFailure=no goes to the
                     // background before the server answers its remote
                     // forwards: rosh-ssh waits for the answers instead.
-                    answers_wanted: if self.eff.fork_after_authentication && !self.require {
+                    answers_wanted: if self.eff.fork_after_authentication
+                        && !self.require
+                        && seen.answers
+                    {
                         remote
                     } else {
                         0
@@ -293,9 +304,10 @@ mod tests {
     }
 
     fn prepare_and_end(words: Vec<OsString>, live: bool) -> (Vec<String>, bool) {
-        let ssh = Path::new("/usr/bin/ssh");
-        let eff = crate::effective::query(ssh, &words).unwrap().unwrap();
-        let args = Args::parse(words);
+        let ssh = &release::ssh_under_test();
+        let mut eff = crate::effective::query(ssh, &words).unwrap().unwrap();
+        let args = release::Readings::new(&words).pick_for(&eff);
+        release::fill_in(&mut eff, &args);
         let sources = config::sources(last_arg(&args, b'F'));
         let mut s = Session::new(&args, &eff, &sources, ssh, false, true);
         let run = s.prepare(live).unwrap();
@@ -346,5 +358,12 @@ mod tests {
         );
         assert!(live.iter().any(|x| x == "-E"), "{live:?}");
         assert!(live.ends_with(&w.map(String::from)), "{live:?}");
+        // LogVerbose only where the release knows it (8.5 on): an older
+        // ssh refuses the whole command line for it.
+        let words: Vec<OsString> = w.iter().map(OsString::from).collect();
+        let eff = crate::effective::query(&release::ssh_under_test(), &words);
+        let knows = eff.unwrap().unwrap().caps.log_verbose;
+        let forced = live.iter().any(|x| x.starts_with("LogVerbose="));
+        assert_eq!(forced, knows, "{live:?}");
     }
 }

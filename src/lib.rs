@@ -22,5 +22,6 @@ pub mod plan;
 pub mod probe;
 pub mod proxy;
 pub mod quote;
+pub mod release;
 pub mod supervise;
 pub mod tmpdir;

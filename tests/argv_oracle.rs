@@ -114,7 +114,7 @@ fn forward_lines(out: &[u8]) -> Vec<u8> {
 
 #[test]
 fn generated_argv_shapes_agree_with_ssh_g() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let home = lab::TempDir::new("argv-oracle");
@@ -122,7 +122,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
     let (mut accepted, mut rejected) = (0, 0);
     for n in 0..2000 {
         let argv = generate(&mut rng);
-        let out = Command::new(lab::SSH)
+        let out = Command::new(lab::ssh())
             .arg("-G")
             .args(["-F", "/dev/null"])
             .args(&argv)
@@ -184,7 +184,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
 /// printing no forward at all.
 #[test]
 fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     const SPECIAL: &[(&str, &str)] = &[
@@ -204,7 +204,7 @@ fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
     let mut rng = Rng(0x0005_eed0_2513_u64);
     let mut checked = 0;
     let run_g = |words: &[OsString]| {
-        Command::new(lab::SSH)
+        Command::new(lab::ssh())
             .arg("-G")
             .args(words)
             .env("HOME", home.path())

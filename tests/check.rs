@@ -69,7 +69,7 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let plain_r = || {
-        Command::new(lab::SSH)
+        Command::new(lab::ssh())
             // The lab's own config: check.conf's LocalForward is held.
             .args(lab.args())
             .args(["-o", "ExitOnForwardFailure=yes", "-R", &r, "true"])
@@ -231,7 +231,7 @@ fn proxy_mode_names_the_forward_of_its_parent_ssh_that_will_fail() {
         ),
     );
     // The real ssh, as an editor's remote extension would run it.
-    let out = Command::new(lab::SSH)
+    let out = Command::new(lab::ssh())
         .args(["-F", cfg.to_str().unwrap(), "lab", "echo", "proxied"])
         .stdin(Stdio::null())
         .output()

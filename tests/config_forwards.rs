@@ -82,7 +82,7 @@ fn the_incident_local_and_remote_forward_taken_session_survives() {
     let input = b"stdin-once\n";
 
     let plain = run_with_input(
-        Path::new(lab::SSH),
+        Path::new(lab::ssh()),
         &["-F", cfg_s, "grav", &remote_cmd],
         input,
     );
@@ -183,7 +183,7 @@ fn forwards_through_includes_and_match_blocks_are_honoured() {
     .unwrap();
     let tmp = private_tmp();
     let top_s = top.to_str().unwrap();
-    let plain = Command::new(lab::SSH)
+    let plain = Command::new(lab::ssh())
         .args(["-F", top_s, "grav", "true"])
         .stdin(Stdio::null())
         .output()
@@ -265,7 +265,7 @@ fn vagrant_argv_shape_and_quiet_retry_without_extra_lines() {
             key.to_str().unwrap(),
             "echo vagrant-ok",
         ]);
-        let plain = Command::new(lab::SSH)
+        let plain = Command::new(lab::ssh())
             .args(&args)
             .stdin(Stdio::null())
             .output()
@@ -556,7 +556,7 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
     let cfg_s = cfg.to_str().unwrap();
     let sock = lab.path().join("cm");
     let sock_s = sock.to_str().unwrap();
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-M", "-S", sock_s, "-fN", "grav"])
         .stdin(Stdio::null())
         .status()
@@ -578,14 +578,14 @@ fn a_remote_forward_refused_through_a_control_master_is_retried_without_it() {
         "grav",
         "echo via-master",
     ];
-    let plain = Command::new(lab::SSH)
+    let plain = Command::new(lab::ssh())
         .args(args)
         .stdin(Stdio::null())
         .output()
         .unwrap();
     let tmp = private_tmp();
     let out = rosh_in(&tmp, &args).output().unwrap();
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-S", sock_s, "-O", "exit", "grav"])
         .output();
     assert_eq!(plain.status.code(), Some(255), "{}", text(&plain.stderr));

@@ -375,7 +375,7 @@ fn all_cases() -> Option<&'static (Vec<String>, Stats)> {
     static RESULTS: std::sync::OnceLock<Option<(Vec<String>, Stats)>> = std::sync::OnceLock::new();
     RESULTS
         .get_or_init(|| {
-            if !lab::require(lab::SSH) {
+            if !lab::require(lab::ssh()) {
                 return None;
             }
             let base = std::env::temp_dir().join(format!("rosh-oracle-{}", std::process::id()));
@@ -447,7 +447,7 @@ fn generated_ssh_g_outputs_read_back_whole() {
 /// generator above leaves the host name `socks` out so that this one case is reported once.)
 #[test]
 fn a_forward_to_a_host_named_socks_is_dropped_as_ssh_prints_it() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let root = std::env::temp_dir().join(format!("rosh-oracle-socks-{}", std::process::id()));

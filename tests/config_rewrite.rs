@@ -195,7 +195,7 @@ fn check_tree(main: &Path, home: &Path, home_env: Option<&Path>, sub: &str) {
 
 #[test]
 fn rewrite_keeps_meaning_with_a_temp_home() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let home = PrivateDir::new().unwrap();
@@ -222,7 +222,7 @@ impl Drop for RealSshDir {
 
 #[test]
 fn rewrite_keeps_meaning_with_the_real_home() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     // ssh's glob expands `~` to $HOME, as config::sources does.
@@ -252,7 +252,7 @@ fn rewrite_keeps_meaning_with_the_real_home() {
 
 #[test]
 fn system_branch_rebases_relative_includes() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let t = PrivateDir::new().unwrap();
@@ -335,7 +335,7 @@ fn system_branch_rebases_relative_includes() {
 
 #[test]
 fn default_sources_round_trip_on_this_machine() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let src = config::sources(None);
@@ -369,7 +369,7 @@ fn dash_f_none_and_last_sources() {
 
 #[test]
 fn a_world_writable_dash_f_file_is_copied_not_included() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let t = PrivateDir::new().unwrap();
@@ -461,7 +461,7 @@ fn mentions_forward_table() {
 
 #[test]
 fn include_depth_limit_matches_ssh() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let t = PrivateDir::new().unwrap();

@@ -130,7 +130,7 @@ fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
     let cfg = lab.config();
     assert_eq!(
         lines[0],
-        format!("{} -F {} lab echo ok", lab::SSH, cfg.display()),
+        format!("{} -F {} lab echo ok", lab::ssh(), cfg.display()),
         "{dry}"
     );
     assert!(
@@ -203,7 +203,7 @@ fn stdout_stderr_and_stdin_are_byte_exact() {
     let remote = r"cat; printf '\377\000\r\nout'; printf '\001err\n' >&2; exit 3";
     let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let go = |cmd: &mut Command| lab::run_with_input(cmd, &input);
-    let mut plain = Command::new(lab::SSH);
+    let mut plain = Command::new(lab::ssh());
     plain.args(lab.args()).args(["-L", &fwd, remote]);
     let want = go(&mut plain);
     let got = go(&mut rosh(&lab, &["-L", &fwd, remote]));
@@ -456,7 +456,10 @@ fn dry_run_prints_the_command_and_each_forward() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(
         lines[0],
-        "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls"
+        format!(
+            "{} -F /dev/null -fN -R 8082:localhost:8082 h ls",
+            lab::ssh()
+        )
     );
     let drop = format!(
         "drop -L 127.0.0.1:{p}:localhost:{p} # in use: 127.0.0.1:{p}, held by pid {me} (",
@@ -487,7 +490,7 @@ fn dry_run_prints_the_command_and_each_forward() {
 #[test]
 fn bad_forward_gets_ssh_own_error() {
     let out = run(Command::new(rosh_ssh()).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
-    let plain = run(Command::new(lab::SSH).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
+    let plain = run(Command::new(lab::ssh()).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
     assert_eq!(out.status.code(), plain.status.code());
     assert_eq!(out.stderr, plain.stderr);
     assert_eq!(

@@ -152,7 +152,7 @@ fn a_percent_token_in_a_socket_path_is_probed_expanded_and_cut_as_written() {
         "echo",
         "cfg-ran",
     ];
-    let plain = Command::new(lab::SSH)
+    let plain = Command::new(lab::ssh())
         .args(base)
         .stdin(Stdio::null())
         .output()
@@ -382,7 +382,7 @@ fn socket_to_socket_and_dollar_var_forwards_are_one_line_each() {
             .output()
             .unwrap()
     };
-    let plain = run(&[], std::path::Path::new(lab::SSH));
+    let plain = run(&[], std::path::Path::new(lab::ssh()));
     assert_eq!(plain.status.code(), Some(255), "plain ssh");
     let out = run(&[], &rosh_ssh());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -234,7 +234,7 @@ fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
     // answers it as already there (mux.c "found existing forwarding").
     let held2 = PortHolder::both();
     let r = format!("{}:localhost:22", held2.port);
-    let refused = Command::new(lab::SSH)
+    let refused = Command::new(lab::ssh())
         .args([
             "-F",
             cfg.to_str().unwrap(),
@@ -247,12 +247,12 @@ fn control_persist_master_made_by_the_run_with_a_held_remote_forward() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let check = Command::new(lab::SSH)
+    let check = Command::new(lab::ssh())
         .args(["-F", cfg.to_str().unwrap(), "-O", "check", "lab"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let exit = Command::new(lab::SSH)
+    let exit = Command::new(lab::ssh())
         .args(["-F", cfg.to_str().unwrap(), "-O", "exit", "lab"])
         .stdin(Stdio::null())
         .output()
@@ -296,7 +296,7 @@ fn the_users_live_master_holding_the_same_local_forward_is_no_conflict() {
     );
     let cfg_s = cfg.to_str().unwrap();
     let l = format!("127.0.0.1:{local}:127.0.0.1:{}", lab.port);
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-fN", "-L", &l, "lab"])
         .stdin(Stdio::null())
         .status()
@@ -307,7 +307,7 @@ fn the_users_live_master_holding_the_same_local_forward_is_no_conflict() {
         .output()
         .unwrap();
     let banner = lab.banner_through(local);
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-O", "exit", "lab"])
         .stdin(Stdio::null())
         .output();
@@ -327,7 +327,7 @@ fn passphrase_asked_once_in_a_real_terminal_with_a_refused_remote_forward() {
     }
     let dir = TempDir::new("pass");
     let key = dir.path().join("pkey");
-    let st = Command::new("ssh-keygen")
+    let st = Command::new(lab::keygen())
         .args(["-q", "-t", "ed25519", "-N", "secret-words", "-f"])
         .arg(&key)
         .stdin(Stdio::null())
@@ -389,7 +389,7 @@ fn words_for(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
         format!(
             "#!/bin/sh\ncase \"$1\" in -G) exec {} \"$@\";; esac\nprintf '%s\\n' \"$@\" > {}\n\
              while [ $# -gt 0 ]; do [ \"$1\" = -E ] && : > \"$2\"; shift; done\n",
-            lab::SSH,
+            lab::ssh(),
             out.display()
         ),
     )
@@ -411,7 +411,7 @@ fn words_for(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
 
 #[test]
 fn the_words_ssh_gets() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let dir = TempDir::new("words");
@@ -553,7 +553,7 @@ fn the_users_own_log_verbose_lines_are_shown() {
         "lab",
         "true",
     ];
-    let plain = Command::new(lab::SSH)
+    let plain = Command::new(lab::ssh())
         .args(args)
         .stdin(Stdio::null())
         .output()

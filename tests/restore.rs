@@ -287,7 +287,7 @@ fn the_users_own_master_is_the_control_socket() {
         ),
     );
     let cfg_s = cfg.to_str().unwrap();
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-fN", "lab"])
         .stdin(Stdio::null())
         .status()
@@ -304,7 +304,7 @@ fn the_users_own_master_is_the_control_socket() {
     let through = banner_within(&lab, port, Duration::from_secs(10));
     let restored = s.wait_for("restored", Duration::from_secs(5));
     let err = s.end();
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-O", "exit", "lab"])
         .stdin(Stdio::null())
         .output();

@@ -883,7 +883,7 @@ fn effective_of(words: &[String]) -> String {
         .iter()
         .position(|w| w == "--")
         .expect("-- before host");
-    let out = Command::new(lab::SSH)
+    let out = Command::new(lab::ssh())
         .arg("-G")
         .args(&words[..dash + 2])
         .stdin(Stdio::null())
