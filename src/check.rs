@@ -386,16 +386,16 @@ fn report(
         );
         let verdict = if d.verdict.drops() {
             "drops it".to_string()
-        } else if remote && !watch.take_log {
-            "keeps it; with -f before OpenSSH 8.5 the server's answer comes after ssh forks: \
-             ssh's own ExitOnForwardFailure decides"
-                .into()
         } else if remote && !watch.remote_refusals {
             format!(
                 "keeps it; if the server refuses it, ssh goes on without it, unreported \
                  (LogLevel {} hides ssh's warning, and LogVerbose needs OpenSSH 8.5)",
                 eff.log_level
             )
+        } else if remote && !watch.take_log {
+            "keeps it; if the server refuses it, ssh goes on without it and warns by itself \
+             (with -f before OpenSSH 8.5 the answer comes after ssh goes to the background)"
+                .into()
         } else if remote {
             "keeps it; if the server refuses it, ssh goes on without it".into()
         } else {

@@ -134,7 +134,7 @@ impl<'a> Session<'a> {
             remote > 0,
             self.require,
         );
-        if live && (!kept.is_empty() || restorer.is_some()) && seen.take_log {
+        if live && (!kept.is_empty() || restorer.is_some()) {
             // ssh.c: a tunnel's failure is ExitOnForwardFailure's business
             // too, and rosh-ssh does not manage tun devices: leave it be.
             if self.eff.tunnel == "false" {
@@ -143,6 +143,7 @@ impl<'a> Session<'a> {
                 plumbing.push(format!("ExitOnForwardFailure={eoff}").into());
             }
             let dest = match last_arg(self.args, b'E') {
+                _ if !seen.take_log => None,
                 None => Some(Dest::Stderr),
                 // If it can't be opened, ssh says so itself: leave -E alone.
                 Some(p) => Dest::file(Path::new(p)).ok(),

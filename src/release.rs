@@ -75,10 +75,12 @@ pub struct Watch {
     /// A refused remote forward shows in the log: forced, or ssh's own
     /// `Warning: remote port forwarding failed` (logit: INFO and up).
     pub remote_refusals: bool,
-    /// Take the log and run with ExitOnForwardFailure=no. Not for `-f` with
-    /// a remote forward when the answers can't be seen: ssh would go to the
-    /// background before them and nobody would read its log, so ssh keeps
-    /// its own ExitOnForwardFailure and its log, as plain ssh.
+    /// Read ssh's log through the FIFO. Not for `-f` with a remote forward
+    /// when the answers can't be seen: ssh (with ExitOnForwardFailure=no)
+    /// goes to the background before the server answers, and after
+    /// rosh-ssh returns nobody would read the FIFO: ssh keeps its own log
+    /// (stderr or the user's -E), so its own `Warning: remote port
+    /// forwarding failed` reaches the user later, as with plain `ssh -f`.
     pub take_log: bool,
 }
 

@@ -135,6 +135,21 @@ pub fn keygen() -> &'static str {
     &openssh().keygen
 }
 
+/// ssh's exit status when SIGTERM, SIGHUP or SIGINT ends it (clientloop.c
+/// `if (received_signal)`): 255 from 8.6, 0 before (`cleanup_exit(0)`).
+pub fn killed_by_signal_exit() -> i32 {
+    if client_at_least(8, 6) { 255 } else { 0 }
+}
+
+/// Whether rosh-ssh can name a remote forward the server refused when the
+/// client runs at LogLevel `level`: from 8.5 at every level (LogVerbose
+/// forces ssh's line out); before, only where ssh prints its own `Warning:
+/// remote port forwarding failed` line (ssh.c ssh_confirm_remote_forward:
+/// logit, INFO and more verbose).
+pub fn refusal_named_at(level: &str) -> bool {
+    client_at_least(8, 5) || !matches!(level, "QUIET" | "FATAL" | "ERROR")
+}
+
 /// Whether the client under test is `major.minor` or newer.
 pub fn client_at_least(major: u32, minor: u32) -> bool {
     openssh().release >= (major, minor)
