@@ -230,8 +230,10 @@ fn fast_path(args: &Args) -> Option<&'static str> {
         return Some("ssh will print its usage");
     }
     // ssh.c: -G prints the config, -V and -Q print and exit, -O talks to a
-    // running master; none of them sets up a forward.
-    if [b'G', b'V', b'Q', b'O'].iter().any(|&l| args.has(l)) {
+    // running master, -Z (10.5) prints the keys ssh would offer and exits;
+    // none of them sets up a forward of its own. (-Z riding a live master
+    // is a session through it, as plain ssh makes it: exec'd all the same.)
+    if [b'G', b'V', b'Q', b'O', b'Z'].iter().any(|&l| args.has(l)) {
         return Some("a mode that sets up no forward");
     }
     // The first value ssh obtains for an option is the one it keeps.

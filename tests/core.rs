@@ -295,6 +295,10 @@ fn fast_path_execs_without_a_child() {
         &["-o", "ClearAllForwardings=yes", "-L", "1:h:2", "host"][..],
         &["-G", "-L", "1:h:2", "host"][..],
         &["-O", "check", "-L", "1:h:2", "host"][..],
+        // A mode from 10.5, a usage error before: ssh at once either way,
+        // with no ssh -G to learn which.
+        &["-Z", "-L", "1:h:2", "host"][..],
+        &["host", "-Z", "-L", "1:h:2"][..],
     ] {
         let child = Command::new(rosh_ssh())
             .env("ROSH_SSH", &ssh)
@@ -477,15 +481,54 @@ fn dry_run_prints_the_command_and_each_forward() {
         "Bad local forwarding specification '0:h:1'\n"
     );
     // A usage error too.
-    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-Z", "h"]));
+    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-U", "h"]));
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(text(&out.stdout), "");
     assert!(
-        text(&out.stderr).starts_with("unknown option -- Z")
+        text(&out.stderr).starts_with("unknown option -- U")
             && text(&out.stderr).contains("usage: ssh"),
         "{}",
         text(&out.stderr)
     );
+    // -P: a flag up to 9.3 (then -L is a forward, dropped), the tag's
+    // option from 9.4 (then `-L` is the tag and the spec the destination).
+    let spec = format!("127.0.0.1:{p}:h:1");
+    let out = run(Command::new(rosh_ssh()).args([
+        "--dry-run",
+        "-F",
+        "/dev/null",
+        "-P",
+        "-L",
+        &spec,
+        "h",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    if lab::client_at_least(9, 4) {
+        assert_eq!(
+            lines,
+            [format!("{} -F /dev/null -P -L {spec} h", lab::ssh())]
+        );
+    } else {
+        assert_eq!(lines[0], format!("{} -F /dev/null -P h", lab::ssh()));
+        assert_eq!(lines.len(), 2, "{stdout}");
+        assert!(
+            lines[1].starts_with(&format!("drop -L {spec} # in use")),
+            "{stdout}"
+        );
+    }
+    // -Z: a mode from 10.5 (print the keys ssh would offer; no forward, so
+    // the command as it is), a usage error before.
+    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-Z", "-L", "1:h:2", "h"]));
+    if lab::client_at_least(10, 5) {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{} -Z -L 1:h:2 h\n", lab::ssh()));
+    } else {
+        assert_eq!(out.status.code(), Some(255));
+        assert_eq!(text(&out.stdout), "");
+        assert!(text(&out.stderr).starts_with("unknown option -- Z"));
+    }
 }
 
 #[test]
