@@ -99,7 +99,8 @@ pub fn run() -> Result<End, Error> {
             return Ok(End::Exited(0));
         }
     }
-    let sources = config::sources(last_arg(&args, b'F'));
+    let mut sources = config::sources(last_arg(&args, b'F'));
+    sources.argv_split = eff.caps.argv_split_config();
     let mut session = Session::new(
         &args,
         &eff,
@@ -267,7 +268,8 @@ fn warn_parent_forwards(explicit: Option<&OsStr>) -> Option<crate::proxy::Parent
         return None;
     };
     let args = readings.pick_for(&eff);
-    let sources = config::sources(last_arg(&args, b'F'));
+    let mut sources = config::sources(last_arg(&args, b'F'));
+    sources.argv_split = eff.caps.argv_split_config();
     for d in Plan::make(&args, &eff, &sources)
         .decisions
         .iter()

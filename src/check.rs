@@ -235,13 +235,14 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Resul
     } else {
         None
     };
-    let sources = config::sources(
+    let mut sources = config::sources(
         args.opts
             .iter()
             .rev()
             .find(|o| o.letter == b'F')
             .and_then(|o| o.arg.as_deref()),
     );
+    sources.argv_split = eff.caps.argv_split_config();
     let plan = Plan::make(&args, &eff, &sources);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());

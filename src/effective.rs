@@ -56,6 +56,7 @@ impl Effective {
             control_path: "none".into(),
             ..Effective::default()
         };
+        let mut dumped = false;
         for line in out.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let (key, value) = match line.iter().position(|&b| b == b' ') {
@@ -63,6 +64,7 @@ impl Effective {
                 None => (line, &b""[..]),
             };
             e.caps.saw(key);
+            dumped |= key == b"hostname";
             match key {
                 b"localforward" | b"remoteforward" | b"dynamicforward" => {
                     e.forward_lines.push(line.to_vec());
@@ -97,6 +99,9 @@ impl Effective {
                 }
                 _ => {}
             }
+        }
+        if !dumped {
+            e.caps = crate::release::Caps::CURRENT;
         }
         // dump_cfg_forwards prints a local forward to a unix path twice, as
         // a dynamicforward line too: that shadow is not a forward of its own.

@@ -309,7 +309,8 @@ mod tests {
         let mut eff = crate::effective::query(ssh, &words).unwrap().unwrap();
         let args = release::Readings::new(&words).pick_for(&eff);
         release::fill_in(&mut eff, &args);
-        let sources = config::sources(last_arg(&args, b'F'));
+        let mut sources = config::sources(last_arg(&args, b'F'));
+        sources.argv_split = eff.caps.argv_split_config();
         let mut s = Session::new(&args, &eff, &sources, ssh, false, true);
         let run = s.prepare(live).unwrap();
         let logged = run.log.is_some();

@@ -32,6 +32,14 @@ pub struct Caps {
 }
 
 impl Caps {
+    /// What rosh-ssh assumes of an ssh whose `ssh -G` printed no dump (no
+    /// `hostname` line: a stub ssh in tests): a current release.
+    pub const CURRENT: Caps = Caps {
+        log_verbose: true,
+        fork_keyword: true,
+        tag: false,
+    };
+
     /// Notes one `ssh -G` keyword (lowercase, as printed).
     pub fn saw(&mut self, keyword: &[u8]) {
         match keyword {
@@ -204,10 +212,11 @@ mod tests {
         ws.iter().map(OsString::from).collect()
     }
 
-    /// `ssh -G` output with these keywords (values don't matter here).
+    /// `ssh -G` output with these keywords (values don't matter here), and
+    /// the `hostname` every dump has.
     fn eff(keywords: &[&str]) -> Effective {
         let out: String = keywords.iter().map(|k| format!("{k} x\n")).collect();
-        Effective::parse(out.as_bytes())
+        Effective::parse(format!("hostname h\n{out}").as_bytes())
     }
 
     /// What each release's `ssh -G -F /dev/null h` prints of the keywords
@@ -247,6 +256,12 @@ mod tests {
                 "9.4",
             ),
         ];
+        // No dump at all (a stub ssh): a current release is assumed.
+        assert_eq!(Effective::parse(b"").caps, Caps::CURRENT);
+        assert_eq!(
+            Effective::parse(b"localforward 1 [h]:2\n").caps,
+            Caps::CURRENT
+        );
         for (what, kws, want, since) in table {
             let e = eff(kws);
             assert_eq!(e.caps, *want, "{what}");
