@@ -596,5 +596,25 @@ mod tests {
         assert!(w[w.len() - 1].starts_with("sh -c '"));
         assert!(!REMOTE_SCRIPT.contains('\''));
         assert!(w.contains(&"ConnectTimeout=15".to_string()));
+        // Stdin from /dev/null as -n, which every release knows; the
+        // keywords of 8.7 only where `ssh -G` shows an 8.7 or later.
+        assert_eq!(w[..2], ["-T", "-n"]);
+        for (caps, newer) in [
+            (crate::release::Caps::default(), false),
+            (crate::release::Caps::CURRENT, true),
+        ] {
+            let eff = Effective {
+                caps,
+                ..Effective::default()
+            };
+            let w: Vec<String> = server_words(&args, &eff)
+                .iter()
+                .map(|w| w.to_string_lossy().into_owned())
+                .collect();
+            for k in ["ForkAfterAuthentication=no", "SessionType=default"] {
+                assert_eq!(w.contains(&k.to_string()), newer, "{caps:?}: {w:?}");
+            }
+            assert!(!w.iter().any(|x| x.starts_with("StdinNull")), "{w:?}");
+        }
     }
 }

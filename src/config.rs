@@ -2,7 +2,8 @@
 //!
 //! Mirrors OpenSSH 9.2p1: ssh.c `process_config_files` (which files), readconf.c
 //! `read_config_file_depth` / `process_config_line_depth` (line grammar, `Include`), misc.c
-//! `strdelim` / `argv_split` (tokens) and openbsd-compat/glob.c (`Include` patterns: the portable
+//! `strdelim` / `argv_split` (tokens; before 8.7 strdelim alone, [`Sources::argv_split`]) and
+//! openbsd-compat/glob.c (`Include` patterns: the portable
 //! build uses its own glob on glibc, so `~` is `$HOME` first, then the passwd entry).
 //!
 //! [`rewrite`] keeps meaning: its top file is read by `ssh -F` as a user config and `Include`s the

@@ -55,6 +55,14 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         text.contains("  probe: on the server (check with --check --remote)"),
         "{text}"
     );
+    // At the lab's LogLevel ERROR a refusal is named from OpenSSH 8.5 only.
+    let verdict = if lab::refusal_named_at("ERROR") {
+        "  rosh-ssh: keeps it; if the server refuses it, ssh goes on without it\n"
+    } else {
+        "  rosh-ssh: keeps it; if the server refuses it, ssh goes on without it, unreported \
+         (LogLevel ERROR hides ssh's warning, and LogVerbose needs OpenSSH 8.5)\n"
+    };
+    assert!(text.contains(verdict), "{text}");
 
     // --remote: one connection. The server (this machine) has the port
     // on 127.0.0.1 only: sshd binds ::1 too, so plain ssh's -R succeeds,
