@@ -57,11 +57,8 @@ pub fn run() -> Result<End, Error> {
             say.line(format_args!("fast path ({why}): exec {}", ssh.display()));
             return Err(child::exec(&ssh, &cli.words, depth));
         }
-        let modes = readings.all().iter().zip(&fast);
-        if modes
-            .clone()
-            .all(|(a, w)| *w != Some("no forward options") && !a.error)
-        {
+        let mut modes = readings.all().iter().zip(&fast);
+        if modes.all(|(a, w)| *w != Some("no forward options") && !a.error) {
             // A mode, or ClearAllForwardings: ssh -G has nothing to say.
             print_command(&ssh, &cli.words);
             return Ok(End::Exited(0));
@@ -87,7 +84,6 @@ pub fn run() -> Result<End, Error> {
     let pick = readings.pick(&eff);
     let args = readings.take(pick);
     release::fill_in(&mut eff, &args);
-    let eff = eff;
     say.line(format_args!("OpenSSH {} or later", eff.caps.at_least()));
     if let Some(why) = fast.get(pick).copied().flatten() {
         if !cli.dry_run {
