@@ -8,19 +8,67 @@
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
-/// ssh.c (OpenSSH 9.2): `"1246ab:c:e:fgi:kl:m:no:p:qstvx"
-/// "AB:CD:E:F:GI:J:KL:MNO:PQ:R:S:TVw:W:XYy"`, split into the letters that are
-/// flags and those that take an argument. `-P` is a deprecated flag in 9.2.
-const FLAGS: &[u8] = b"1246afgknqstvxyACGKMNPTVXY";
-const WITH_ARG: &[u8] = b"bceilmopwBDEFIJLOQRSW";
+/// One release range's getopt string (ssh.c main), split into the letters
+/// that are flags and those that take an argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grammar {
+    /// The releases that read argv this way, for messages and tests.
+    pub releases: &'static str,
+    flags: &'static [u8],
+    with_arg: &'static [u8],
+}
 
-/// How ssh's getopt reads `letter`: `Some(true)` if it takes an argument,
-/// `Some(false)` for a flag, `None` if ssh does not know it. For grammars
-/// built on ssh's (the rosh function's options).
+/// 8.0p1 to 9.3p1: `"1246ab:c:e:fgi:kl:m:no:p:qstvx"
+/// "AB:CD:E:F:GI:J:KL:MNO:PQ:R:S:TVw:W:XYy"`; `-P` is a deprecated flag.
+pub const DEPRECATED_P: Grammar = Grammar {
+    releases: "8.0-9.3",
+    flags: b"1246afgknqstvxyACGKMNPTVXY",
+    with_arg: b"bceilmopwBDEFIJLOQRSW",
+};
+
+/// 9.4p1 to 10.4p1: the same string with `P:`: `-P TAG` (ssh.c `options.tag`).
+pub const TAG_P: Grammar = Grammar {
+    releases: "9.4-10.4",
+    flags: b"1246afgknqstvxyACGKMNTVXY",
+    with_arg: b"bceilmopwBDEFIJLOPQRSW",
+};
+
+/// 10.5p1 on: `"1246ACGKMNTVXYZafgknqstvxy"
+/// "B:D:E:F:I:J:L:O:P:Q:R:S:W:b:c:e:i:l:m:o:p:w:"`; `-Z` prints the public
+/// keys ssh would offer and exits (ssh.c `dump_pubkeys`), a mode like -G.
+pub const DUMP_PUBKEYS_Z: Grammar = Grammar {
+    releases: "10.5-",
+    flags: b"1246afgknqstvxyACGKMNTVXYZ",
+    with_arg: b"bceilmopwBDEFIJLOPQRSW",
+};
+
+/// Every grammar from 8.0p1 on, oldest first.
+pub const GRAMMARS: [Grammar; 3] = [DEPRECATED_P, TAG_P, DUMP_PUBKEYS_Z];
+
+impl Grammar {
+    /// The grammar of OpenSSH `major.minor` (8.0 and older read as 8.0).
+    pub fn of(major: u32, minor: u32) -> Grammar {
+        match (major, minor) {
+            v if v >= (10, 5) => DUMP_PUBKEYS_Z,
+            v if v >= (9, 4) => TAG_P,
+            _ => DEPRECATED_P,
+        }
+    }
+
+    /// Whether `-P` takes an argument (the tag) in this grammar.
+    pub fn p_takes_a_tag(&self) -> bool {
+        self.with_arg.contains(&b'P')
+    }
+}
+
+/// How the newest ssh's getopt reads `letter`: `Some(true)` if it takes an
+/// argument, `Some(false)` for a flag, `None` if ssh does not know it. For
+/// grammars built on ssh's (the rosh function's options, which a release
+/// older than 9.4 reads otherwise only for `-P`, a deprecated no-op there).
 pub fn arity(letter: u8) -> Option<bool> {
-    if WITH_ARG.contains(&letter) {
+    if DUMP_PUBKEYS_Z.with_arg.contains(&letter) {
         Some(true)
-    } else if FLAGS.contains(&letter) {
+    } else if DUMP_PUBKEYS_Z.flags.contains(&letter) {
         Some(false)
     } else {
         None
@@ -42,7 +90,7 @@ pub struct Opt {
 }
 
 /// ssh's arguments as ssh's getopt loop reads them.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Args {
     /// The words after argv\[0\], exactly as given.
     pub words: Vec<OsString>,
@@ -54,17 +102,29 @@ pub struct Args {
     pub command: usize,
     /// getopt or the destination check would make ssh print its usage.
     pub error: bool,
+    /// The grammar the words were read with.
+    pub grammar: Grammar,
 }
 
 impl Args {
+    /// [`Args::parse_as`] with the newest release's grammar. A caller that
+    /// runs a real ssh reads the words with every grammar and lets that
+    /// ssh's `ssh -G` pick (`release::Readings`).
+    pub fn parse(words: Vec<OsString>) -> Args {
+        Args::parse_as(words, DUMP_PUBKEYS_Z)
+    }
+
     /// Reads `words` (argv without argv\[0\]) the way ssh.c does: getopt up to
     /// the first non-option, the destination, then getopt again after it
     /// (`goto again`) unless the first pass ended on `--`.
-    pub fn parse(words: Vec<OsString>) -> Args {
+    pub fn parse_as(words: Vec<OsString>, grammar: Grammar) -> Args {
         let mut args = Args {
             command: words.len(),
             words,
-            ..Args::default()
+            opts: Vec::new(),
+            host: None,
+            error: false,
+            grammar,
         };
         // First pass: getopt's av[0] is argv[0], so word i is av[i + 1].
         let stop = args.getopt(0);
@@ -109,7 +169,7 @@ impl Args {
             let mut at = 1;
             loop {
                 let c = w[at];
-                if FLAGS.contains(&c) {
+                if self.grammar.flags.contains(&c) {
                     self.opts.push(Opt {
                         letter: c,
                         arg: None,
@@ -122,7 +182,7 @@ impl Args {
                         i += 1;
                         break;
                     }
-                } else if WITH_ARG.contains(&c) {
+                } else if self.grammar.with_arg.contains(&c) {
                     let (arg, next) = if at + 1 < w.len() {
                         (OsStr::from_bytes(&w[at + 1..]).to_owned(), false)
                     } else if i + 1 < self.words.len() {
@@ -493,20 +553,97 @@ mod tests {
                 2,
                 false,
             ),
-            (&["-P", "h"], &["P"], Some(1), 2, false),
             (&["ssh://u@h:2222", "-v"], &["v"], Some(0), 2, false),
             // Errors: ssh prints its usage.
             (&[], &[], None, 0, true),
             (&["-v"], &["v"], None, 1, true),
-            (&["-Z", "h"], &[], None, 2, true),
             (&["--help"], &[], None, 1, true),
             (&["-L"], &[], None, 1, true),
             (&["h", "-L"], &[], Some(0), 2, true),
             (&["@h"], &[], Some(0), 1, true),
             (&["-:", "h"], &[], None, 2, true),
+            (&["-U", "h"], &[], None, 2, true),
         ];
+        for g in GRAMMARS {
+            check_rows(g, table);
+        }
+    }
+
+    /// Where the releases differ: `-P` (a flag up to 9.3, `-P TAG` from
+    /// 9.4) and `-Z` (unknown up to 10.4, a mode from 10.5).
+    #[test]
+    fn grammar_table_per_release() {
+        let deprecated_p: &[GrammarRow] = &[
+            (&["-P", "h"], &["P"], Some(1), 2, false),
+            (&["-vP", "h", "-P"], &["v", "P", "P"], Some(1), 3, false),
+            (
+                &["-P", "tag", "-L", "1:h:2", "host"],
+                &["P", "L=1:h:2"],
+                Some(1),
+                4,
+                false,
+            ),
+            (&["h", "-P"], &["P"], Some(0), 2, false),
+            (&["-Z", "h"], &[], None, 2, true),
+            (&["h", "-Z"], &[], Some(0), 2, true),
+        ];
+        let tag_p: &[GrammarRow] = &[
+            (&["-P", "h"], &[], None, 2, true),
+            (&["-vP", "h", "-P"], &[], None, 3, true),
+            (
+                &["-P", "tag", "-L", "1:h:2", "host"],
+                &["P=tag", "L=1:h:2"],
+                Some(4),
+                5,
+                false,
+            ),
+            (
+                &["-Ptag", "host", "-P", "t2"],
+                &["P=tag", "P=t2"],
+                Some(1),
+                4,
+                false,
+            ),
+            (&["h", "-P"], &[], Some(0), 2, true),
+            (&["-Z", "h"], &[], None, 2, true),
+            (&["-PZ", "h"], &["P=Z"], Some(1), 2, false),
+        ];
+        let dump_pubkeys_z: &[GrammarRow] = &[
+            (
+                &["-P", "tag", "-L", "1:h:2", "host"],
+                &["P=tag", "L=1:h:2"],
+                Some(4),
+                5,
+                false,
+            ),
+            (&["-Z", "h"], &["Z"], Some(1), 2, false),
+            (&["-vZ", "h", "ls"], &["v", "Z"], Some(1), 2, false),
+            (&["h", "-Z"], &["Z"], Some(0), 2, false),
+            (&["h", "ls", "-Z"], &[], Some(0), 1, false),
+            (&["-PZ", "h"], &["P=Z"], Some(1), 2, false),
+        ];
+        check_rows(DEPRECATED_P, deprecated_p);
+        check_rows(TAG_P, tag_p);
+        check_rows(DUMP_PUBKEYS_Z, dump_pubkeys_z);
+        // Which grammar a release reads with.
+        for (v, g) in [
+            ((7, 9), DEPRECATED_P),
+            ((8, 0), DEPRECATED_P),
+            ((9, 3), DEPRECATED_P),
+            ((9, 4), TAG_P),
+            ((10, 4), TAG_P),
+            ((10, 5), DUMP_PUBKEYS_Z),
+            ((11, 0), DUMP_PUBKEYS_Z),
+        ] {
+            assert_eq!(Grammar::of(v.0, v.1), g, "{v:?}");
+        }
+        assert!(!DEPRECATED_P.p_takes_a_tag() && TAG_P.p_takes_a_tag());
+    }
+
+    fn check_rows(g: Grammar, table: &[GrammarRow]) {
         for (argv, opts, host, command, error) in table {
-            let a = parse(argv);
+            let a = Args::parse_as(words(argv), g);
+            let argv = (g.releases, argv);
             let got: Vec<String> = a
                 .opts
                 .iter()

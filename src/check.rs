@@ -218,8 +218,8 @@ impl fmt::Display for RemoteVerdict {
 /// `dry_run` with `remote`: the report without the server, and the
 /// command the server check would run; nothing connects.
 pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Result<End, Error> {
-    let args = Args::parse(words.to_vec());
-    let eff = match effective::query(ssh, words) {
+    let readings = crate::release::Readings::new(words);
+    let mut eff = match effective::query(ssh, words) {
         Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
         Ok(Err(rejected)) => {
             let _ = std::io::stderr().write_all(&rejected.stderr);
@@ -227,13 +227,17 @@ pub fn run(ssh: &Path, words: &[OsString], remote: bool, dry_run: bool) -> Resul
         }
         Ok(Ok(eff)) => eff,
     };
+    let args = readings.pick_for(&eff);
+    crate::release::fill_in(&mut eff, &args);
     let server_words = server_words(&args, &eff);
     let server = if remote && !dry_run {
         Some(ask_server(ssh, &server_words, deadline(&eff))?)
     } else {
         None
     };
-    let config = config::Config::load(&config::sources(args.last_arg(b'F')));
+    let mut sources = config::sources(args.last_arg(b'F'));
+    sources.argv_split = eff.caps.argv_split_config();
+    let config = config::Config::load(&sources);
     let plan = Plan::make(&args, &eff, &config, ssh);
     let mut out = std::io::stdout().lock();
     let _ = report(&mut out, ssh, &args, &eff, &plan, server.as_ref());
@@ -265,9 +269,6 @@ const CHECK_OPTIONS: &[&str] = &[
     "ClearAllForwardings=yes",
     "ControlMaster=no",
     "ControlPersist=no",
-    "ForkAfterAuthentication=no",
-    "SessionType=default",
-    "StdinNull=yes",
     "RemoteCommand=none",
     "RequestTTY=no",
     "PermitLocalCommand=no",
@@ -280,8 +281,17 @@ const CHECK_OPTIONS: &[&str] = &[
 /// one per word, the destination, and REMOTE_SCRIPT as the command (the
 /// user's remote command is not run).
 fn server_words(args: &Args, eff: &Effective) -> Vec<OsString> {
-    let mut w: Vec<OsString> = vec!["-T".into()];
-    for o in CHECK_OPTIONS {
+    // -n is StdinNull (8.7 added the keyword, and ForkAfterAuthentication
+    // and SessionType, which a config can set only from then on: an older
+    // ssh rejects the keywords).
+    let mut w: Vec<OsString> = vec!["-T".into(), "-n".into()];
+    let newer = ["ForkAfterAuthentication=no", "SessionType=default"];
+    let newer = if eff.caps.fork_keyword {
+        &newer[..]
+    } else {
+        &[]
+    };
+    for o in CHECK_OPTIONS.iter().chain(newer) {
         w.push("-o".into());
         w.push((*o).into());
     }
@@ -363,8 +373,25 @@ fn report(
             let reason = describe::reason(&d.verdict);
             writeln!(out, "  probe: {}", reason.as_deref().unwrap_or("free"))?;
         }
+        let watch = crate::release::Watch::plan(
+            &eff.caps,
+            &eff.log_level,
+            eff.fork_after_authentication,
+            true,
+            false,
+        );
         let verdict = if d.verdict.drops() {
             "drops it".to_string()
+        } else if remote && !watch.remote_refusals {
+            format!(
+                "keeps it; if the server refuses it, ssh goes on without it, unreported \
+                 (LogLevel {} hides ssh's warning, and LogVerbose needs OpenSSH 8.5)",
+                eff.log_level
+            )
+        } else if remote && !watch.take_log {
+            "keeps it; if the server refuses it, ssh goes on without it and warns by itself \
+             (with -f before OpenSSH 8.5 the answer comes after ssh goes to the background)"
+                .into()
         } else if remote {
             "keeps it; if the server refuses it, ssh goes on without it".into()
         } else {
@@ -564,5 +591,25 @@ mod tests {
         assert!(w[w.len() - 1].starts_with("sh -c '"));
         assert!(!REMOTE_SCRIPT.contains('\''));
         assert!(w.contains(&"ConnectTimeout=15".to_string()));
+        // Stdin from /dev/null as -n, which every release knows; the
+        // keywords of 8.7 only where `ssh -G` shows an 8.7 or later.
+        assert_eq!(w[..2], ["-T", "-n"]);
+        for (caps, newer) in [
+            (crate::release::Caps::default(), false),
+            (crate::release::Caps::CURRENT, true),
+        ] {
+            let eff = Effective {
+                caps,
+                ..Effective::default()
+            };
+            let w: Vec<String> = server_words(&args, &eff)
+                .iter()
+                .map(|w| w.to_string_lossy().into_owned())
+                .collect();
+            for k in ["ForkAfterAuthentication=no", "SessionType=default"] {
+                assert_eq!(w.contains(&k.to_string()), newer, "{caps:?}: {w:?}");
+            }
+            assert!(!w.iter().any(|x| x.starts_with("StdinNull")), "{w:?}");
+        }
     }
 }

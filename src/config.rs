@@ -2,7 +2,8 @@
 //!
 //! Mirrors OpenSSH 9.2p1: ssh.c `process_config_files` (which files), readconf.c
 //! `read_config_file_depth` / `process_config_line_depth` (line grammar, `Include`), misc.c
-//! `strdelim` / `argv_split` (tokens) and openbsd-compat/glob.c (`Include` patterns: the portable
+//! `strdelim` / `argv_split` (tokens; before 8.7 strdelim alone, [`Sources::argv_split`]) and
+//! openbsd-compat/glob.c (`Include` patterns: the portable
 //! build uses its own glob on glibc, so `~` is `$HOME` first, then the passwd entry).
 //!
 //! [`rewrite`] keeps meaning: its top file is read by `ssh -F` as a user config and `Include`s the
@@ -43,6 +44,11 @@ pub struct Sources {
     pub sshdir: PathBuf,
     /// `~` in `Include` patterns: `$HOME` if set, else the passwd dir (openbsd-compat glob.c).
     pub home: Option<PathBuf>,
+    /// ssh splits a line's arguments with misc.c argv_split (quotes of both kinds, `\` escapes,
+    /// `#` ends the line): OpenSSH 8.7 on. Before, with strdelim alone (double quotes only, a
+    /// trailing `# ...` is "garbage at end of line"). `sources` assumes 8.7 on; a run sets it from
+    /// what `ssh -G` printed (release::Caps).
+    pub argv_split: bool,
 }
 
 /// One config line that sets up a forward.
@@ -82,6 +88,7 @@ pub fn sources(dash_f: Option<&OsStr>) -> Sources {
             system: None,
             sshdir,
             home,
+            argv_split: true,
         },
         Some(f) => Sources {
             user: Some(absolute(Path::new(f))),
@@ -89,6 +96,7 @@ pub fn sources(dash_f: Option<&OsStr>) -> Sources {
             system: None,
             sshdir,
             home,
+            argv_split: true,
         },
         None => Sources {
             user: pw_dir.map(|d| d.join(".ssh/config")),
@@ -96,6 +104,7 @@ pub fn sources(dash_f: Option<&OsStr>) -> Sources {
             system: Some(PathBuf::from(SYSTEM_CONFIG)),
             sshdir,
             home,
+            argv_split: true,
         },
     }
 }
@@ -105,13 +114,23 @@ pub fn sources(dash_f: Option<&OsStr>) -> Sources {
 /// there are and where, the rewrite what to copy.
 pub struct Config {
     tree: Result<Tree, Trouble>,
+    /// How ssh splits the lines' arguments ([`Sources::argv_split`]).
+    argv_split: bool,
 }
 
 impl Config {
     pub fn load(src: &Sources) -> Config {
         Config {
             tree: Tree::load(src),
+            argv_split: src.argv_split,
         }
+    }
+
+    /// Whether the files were read with this release's line grammar: a
+    /// run reads them before `ssh -G` has named the release (assuming 8.7
+    /// or later), and again only for an older one.
+    pub fn read_as(&self, argv_split: bool) -> bool {
+        self.argv_split == argv_split
     }
 
     /// Whether any file ssh would read (all `Include`s followed, whatever
@@ -190,6 +209,7 @@ impl Config {
         let mut w = Writer {
             t,
             edit,
+            argv_split: self.argv_split,
             dir: &dir,
             copy: vec![None; t.nodes.len()],
             written: vec![None; t.nodes.len()],
@@ -207,7 +227,7 @@ impl Config {
                 node.path.clone()
             };
             top.extend_from_slice(b"Include ");
-            top.extend_from_slice(&include_arg(&p)?);
+            top.extend_from_slice(&include_arg(&p, self.argv_split)?);
             top.push(b'\n');
         }
         create_unique(&dir, "ssh_config", &top)
@@ -455,7 +475,7 @@ impl Loader<'_> {
         for (n, raw) in bytes.split_inclusive(|&c| c == b'\n').enumerate() {
             let range = start..start + raw.len();
             start += raw.len();
-            let what = match parse_line(raw) {
+            let what = match parse_line(raw, self.src.argv_split) {
                 Directive::Other => What::Other,
                 Directive::Forward(kind, args) => What::Forward(args.ok().and_then(|a| {
                     let a: Vec<&[u8]> = a.iter().map(Vec::as_slice).collect();
@@ -553,6 +573,8 @@ fn absolute(p: &Path) -> PathBuf {
 struct Writer<'a> {
     t: &'a Tree,
     edit: Edit<'a>,
+    /// How the ssh reading the copies splits arguments ([`Sources::argv_split`]).
+    argv_split: bool,
     dir: &'a Path,
     copy: Vec<Option<bool>>,
     written: Vec<Option<PathBuf>>,
@@ -611,7 +633,7 @@ impl Writer<'_> {
                             Some(n) if self.needs_copy(n) => self.write(n)?,
                             _ => m.path.clone(),
                         };
-                        args.push(include_arg(&p)?);
+                        args.push(include_arg(&p, self.argv_split)?);
                     }
                     if args.is_empty() {
                         // An Include with no argument is an error; one that matched nothing is not.
@@ -667,9 +689,11 @@ fn line_end(raw: &[u8]) -> &'static [u8] {
 
 /// `path` as one `Include` argument that argv_split and glob give back unchanged: glob
 /// metacharacters escaped, then double-quoted with `\` and `"` escaped.
-fn include_arg(path: &Path) -> io::Result<Vec<u8>> {
+fn include_arg(path: &Path, argv_split: bool) -> io::Result<Vec<u8>> {
     let b = path.as_os_str().as_bytes();
-    if !b.starts_with(b"/") || b.contains(&b'\n') || b.contains(&b'\r') {
+    // strdelim (before 8.7) has no escape: a `"` can't be inside a quoted token.
+    let quote = !argv_split && b.contains(&b'"');
+    if !b.starts_with(b"/") || b.contains(&b'\n') || b.contains(&b'\r') || quote {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("cannot name {} in an Include line", path.display()),
@@ -678,9 +702,12 @@ fn include_arg(path: &Path) -> io::Result<Vec<u8>> {
     let mut out = vec![b'"'];
     for &c in b {
         match c {
-            b'\\' => out.extend_from_slice(b"\\\\\\\\"),
-            b'*' | b'?' | b'[' => out.extend_from_slice(&[b'\\', b'\\', c]),
+            // Escaped for glob, then for argv_split.
+            b'\\' if argv_split => out.extend_from_slice(b"\\\\\\\\"),
+            b'*' | b'?' | b'[' if argv_split => out.extend_from_slice(&[b'\\', b'\\', c]),
             b'"' => out.extend_from_slice(b"\\\""),
+            // strdelim hands the token to glob as it is.
+            b'\\' | b'*' | b'?' | b'[' => out.extend_from_slice(&[b'\\', c]),
             _ => out.push(c),
         }
     }
@@ -717,7 +744,7 @@ enum Directive {
     Include(Result<Vec<Vec<u8>>, ()>),
 }
 
-fn parse_line(raw: &[u8]) -> Directive {
+fn parse_line(raw: &[u8], argv_split: bool) -> Directive {
     // getline then strlen: a NUL ends the line.
     let line = raw.split(|&c| c == 0).next().unwrap_or_default();
     if line.is_empty() {
@@ -748,6 +775,9 @@ fn parse_line(raw: &[u8]) -> Directive {
         b"include" => None,
         _ => return Directive::Other,
     };
+    if !argv_split {
+        return strdelim_args(kind, &mut buf, &mut s);
+    }
     let rest = match s {
         Some(p) => {
             let p = p + span(&buf, p, WHITESPACE);
@@ -764,6 +794,37 @@ fn parse_line(raw: &[u8]) -> Directive {
     match kind {
         Some(k) => Directive::Forward(k, args),
         None => Directive::Include(args),
+    }
+}
+
+/// readconf.c before 8.7: a line's arguments are strdelim's tokens (a
+/// quote left open ends them), read as the keyword reads them, then one
+/// more token: if it is not empty, "garbage at end of line" (a `#` too).
+/// Given to the callers as argv_split's arguments would mean the same.
+fn strdelim_args(kind: Option<Kind>, buf: &mut Vec<u8>, s: &mut Option<usize>) -> Directive {
+    let mut toks: Vec<Vec<u8>> = Vec::new();
+    while let Some(t) = strdelim(buf, s) {
+        toks.push(t);
+    }
+    let garbage = |at: usize| toks.get(at).is_some_and(|t| !t.is_empty());
+    match kind {
+        // oInclude: `while ((arg = strdelim(&s)) != NULL && *arg != '\0')`.
+        None => {
+            let n = toks.iter().take_while(|t| !t.is_empty()).count();
+            if garbage(n + 1) {
+                return Directive::Include(Err(()));
+            }
+            toks.truncate(n);
+            Directive::Include(Ok(toks))
+        }
+        // oLocalForward and the others: `arg`, then `arg2` unless dynamic
+        // (an empty `arg2` makes a RemoteForward a remote dynamic one).
+        Some(k) => {
+            let consumed = if k == Kind::Dynamic { 1 } else { 2 };
+            let extra = garbage(consumed);
+            toks.truncate(consumed + usize::from(extra));
+            Directive::Forward(k, Ok(toks))
+        }
     }
 }
 
@@ -1113,6 +1174,52 @@ mod tests {
         Ok(v.iter().map(|s| s.as_bytes().to_vec()).collect())
     }
 
+    /// Before 8.7 (`argv_split` false) ssh split arguments with strdelim:
+    /// double quotes only, no escapes, and one token past the arguments is
+    /// checked for "garbage at end of line" (checked against 8.0p1's ssh -G).
+    #[test]
+    fn line_grammar_before_8_7() {
+        use Directive::*;
+        let local = |a: &[&str]| Forward(Kind::Local, args(a));
+        let remote = |a: &[&str]| Forward(Kind::Remote, args(a));
+        let cases: Vec<(&str, Directive)> = vec![
+            ("LocalForward 1 h:2\n", local(&["1", "h:2"])),
+            ("localforward=1 \"h:2\"", local(&["1", "h:2"])),
+            ("LocalForward 1 'h:2'", local(&["1", "'h:2'"])),
+            ("LocalForward 1 h\\:2", local(&["1", "h\\:2"])),
+            // A comment after the arguments is garbage: passed on as an
+            // extra argument, which parse_keyword rejects as ssh does.
+            ("LocalForward 1 h:2 # note", local(&["1", "h:2", "#"])),
+            ("LocalForward 1 h:2 \"\" x", local(&["1", "h:2"])),
+            ("RemoteForward 8082", remote(&["8082"])),
+            (
+                "RemoteForward \"ssh\" \"\" \"extra\"",
+                remote(&["ssh", "", "extra"]),
+            ),
+            (
+                "DynamicForward 1080 x",
+                Forward(Kind::Dynamic, args(&["1080", "x"])),
+            ),
+            ("LocalForward 1 \"h:2", local(&["1"])),
+            ("Include a b\n", Include(args(&["a", "b"]))),
+            ("Include 'x\n", Include(args(&["'x"]))),
+            ("Include a # c\n", Include(args(&["a", "#", "c"]))),
+            ("Include a \"\" b\n", Include(Err(()))),
+            ("Include a \"\"\n", Include(args(&["a"]))),
+            ("Include\n", Include(args(&[]))),
+            ("# LocalForward 1 h:2\n", Other),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_line(line.as_bytes(), false), want, "{line:?}");
+        }
+        let f = |a: &[&str]| {
+            let a: Vec<&[u8]> = a.iter().map(|s| s.as_bytes()).collect();
+            forward::parse_keyword(Kind::Remote, &a).map(|f| f.ssh_g())
+        };
+        assert_eq!(f(&["ssh", "", "extra"]), None);
+        assert_eq!(f(&["8082"]), Some(b"remoteforward 8082 [socks]:0".to_vec()));
+    }
+
     #[test]
     fn line_grammar() {
         use Directive::*;
@@ -1191,7 +1298,7 @@ mod tests {
             ("INCLUDE 'x\n", Include(Err(()))),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_line(line.as_bytes()), want, "{line:?}");
+            assert_eq!(parse_line(line.as_bytes(), true), want, "{line:?}");
         }
     }
 
@@ -1276,20 +1383,28 @@ mod tests {
             "plain", "sp ace", "q\"uote", "b\\ack", "st*r", "qu?", "br[1]", "t'ick", "h#ash",
         ] {
             let p = d.file(name, b"").unwrap();
-            let arg = include_arg(&p).unwrap();
-            let line = [b"Include ".as_slice(), &arg, b"\n"].concat();
-            let Directive::Include(Ok(a)) = parse_line(&line) else {
-                panic!("{line:?}")
-            };
-            assert_eq!(a.len(), 1);
-            assert_eq!(
-                glob(&a[0], None),
-                vec![p.as_os_str().as_bytes().to_vec()],
-                "{name:?}"
-            );
+            for argv_split in [true, false] {
+                let Ok(arg) = include_arg(&p, argv_split) else {
+                    // strdelim has no way to quote a quote.
+                    assert!(!argv_split && name.contains('"'), "{name:?}");
+                    continue;
+                };
+                let line = [b"Include ".as_slice(), &arg, b"\n"].concat();
+                let Directive::Include(Ok(a)) = parse_line(&line, argv_split) else {
+                    panic!("{line:?}")
+                };
+                assert_eq!(a.len(), 1, "{name:?} {argv_split}");
+                assert_eq!(
+                    glob(&a[0], None),
+                    vec![p.as_os_str().as_bytes().to_vec()],
+                    "{name:?} {argv_split}"
+                );
+            }
         }
-        assert!(include_arg(Path::new("relative")).is_err());
-        assert!(include_arg(Path::new("/new\nline")).is_err());
+        for argv_split in [true, false] {
+            assert!(include_arg(Path::new("relative"), argv_split).is_err());
+            assert!(include_arg(Path::new("/new\nline"), argv_split).is_err());
+        }
     }
 
     #[test]
@@ -1359,6 +1474,7 @@ mod tests {
             system: None,
             sshdir: user.parent().unwrap().to_path_buf(),
             home: None,
+            argv_split: true,
         }
     }
 
@@ -1577,6 +1693,7 @@ mod tests {
             system: Some(sys.join("ssh_config")),
             sshdir: sys.clone(),
             home: None,
+            argv_split: true,
         };
         let out = crate::tmpdir::PrivateDir::new().unwrap();
         let top = rewrite(&system, &[], out.path()).unwrap();

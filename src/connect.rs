@@ -6,7 +6,7 @@ use crate::blame::Refusal;
 use crate::blame::{self, When};
 use crate::child::{self, End};
 use crate::cli::Cli;
-use crate::config::{self, Config};
+use crate::config::{self, Config, Sources};
 use crate::effective::{self, Effective};
 use crate::error::Error;
 use crate::events::Signals;
@@ -18,7 +18,7 @@ use crate::say::{Level, Say};
 use crate::supervise::log::{Dest, Failed, LogReader, Watch};
 use crate::supervise::restore::{Item, Restorer};
 use crate::supervise::{self, Parts, Report};
-use crate::{describe, ownmaster, quote};
+use crate::{describe, ownmaster, quote, release};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,23 +27,33 @@ use std::path::{Path, PathBuf};
 pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
     let mut say = Say::new(cli.verbose);
     say.verbose(format_args!("real ssh: {}", ssh.display()));
-    let args = Args::parse(cli.words.clone());
-    let sources = config::sources(args.last_arg(b'F'));
-    let mut config = None;
-    if let Some(why) = fast_path(&args, || config.insert(Config::load(&sources))) {
+    // ssh's grammar is its release's, unknown before ssh -G: the words are
+    // read with each (one reading unless -P or -Z is among the options),
+    // and ssh is exec'd unasked only when every reading says so.
+    let readings = release::Readings::new(&cli.words);
+    let mut trees = Trees::default();
+    let fast: Vec<Option<FastPath>> = readings
+        .all()
+        .iter()
+        .map(|a| fast_path(a, || trees.get(&config::sources(a.last_arg(b'F')))))
+        .collect();
+    if fast.iter().all(Option::is_some) {
+        let why = fast[0].unwrap_or(FastPath::NoForwards);
         if !cli.dry_run {
             say.verbose(format_args!("fast path ({why}): exec {}", ssh.display()));
             return Err(child::exec(ssh, &cli.words));
         }
-        if matches!(why, FastPath::Mode | FastPath::ClearAllForwardings) {
+        if fast
+            .iter()
+            .all(|w| matches!(w, Some(FastPath::Mode | FastPath::ClearAllForwardings)))
+        {
             // ssh -G has nothing to say. (A usage error is shown below, in
             // ssh's words.)
             print_command(ssh, &cli.words);
             return Ok(End::Exited(0));
         }
     }
-    let config = config.unwrap_or_else(|| Config::load(&sources));
-    let eff = match effective::query(ssh, &cli.words) {
+    let mut eff = match effective::query(ssh, &cli.words) {
         Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
         Ok(Ok(eff)) => eff,
         Ok(Err(rejected)) => {
@@ -58,12 +68,57 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
             return Err(child::exec(ssh, &cli.words));
         }
     };
+    // The reading of this release; with -P or -Z it may be a fast one.
+    let pick = readings.pick(&eff);
+    let args = readings.take(pick);
+    release::fill_in(&mut eff, &args);
+    say.verbose(format_args!("OpenSSH {} or later", eff.caps.at_least()));
+    if let Some(why) = fast.get(pick).copied().flatten() {
+        if !cli.dry_run {
+            say.verbose(format_args!("fast path ({why}): exec {}", ssh.display()));
+            return Err(child::exec(ssh, &cli.words));
+        }
+        if why != FastPath::NoForwards {
+            print_command(ssh, &cli.words);
+            return Ok(End::Exited(0));
+        }
+    }
     say.level = Level::of(&eff.log_level);
+    // Read with this release's line grammar (again only before 8.7).
+    let mut sources = config::sources(args.last_arg(b'F'));
+    sources.argv_split = eff.caps.argv_split_config();
+    let config = trees.take(&sources);
     let run = Decided::new(cli, ssh, args, eff, config, say);
     if cli.dry_run {
         run.dry_run()
     } else {
         run.live()
+    }
+}
+
+/// The config trees a run has read, by what they were read from: the fast
+/// path's look and the plan share one read (two only when the readings of
+/// the words differ in `-F`, or when the release splits lines the old way).
+#[derive(Default)]
+struct Trees(Vec<(Sources, Config)>);
+
+impl Trees {
+    fn get(&mut self, src: &Sources) -> &Config {
+        let at = match self.0.iter().position(|(s, _)| s == src) {
+            Some(at) => at,
+            None => {
+                self.0.push((src.clone(), Config::load(src)));
+                self.0.len() - 1
+            }
+        };
+        &self.0[at].1
+    }
+
+    fn take(&mut self, src: &Sources) -> Config {
+        match self.0.iter().position(|(s, _)| s == src) {
+            Some(at) => self.0.swap_remove(at).1,
+            None => Config::load(src),
+        }
     }
 }
 
@@ -343,7 +398,7 @@ impl Report for Lines<'_> {
 pub enum FastPath {
     /// ssh will print its usage.
     Usage,
-    /// `-G`, `-V`, `-Q`, `-O`: a mode that sets up no forward.
+    /// `-G`, `-V`, `-Q`, `-O`, `-Z`: a mode that sets up no forward.
     Mode,
     ClearAllForwardings,
     /// Neither the words nor any config file ssh reads asks for a forward.
@@ -361,15 +416,17 @@ impl std::fmt::Display for FastPath {
     }
 }
 
-/// The fast path's reason, if any; `config` loads the config files only
+/// The fast path's reason, if any; `config` reads the config files only
 /// when the words alone can't tell.
-fn fast_path<'a>(args: &Args, config: impl FnOnce() -> &'a mut Config) -> Option<FastPath> {
+fn fast_path<'a>(args: &Args, config: impl FnOnce() -> &'a Config) -> Option<FastPath> {
     if args.error {
         return Some(FastPath::Usage);
     }
     // ssh.c: -G prints the config, -V and -Q print and exit, -O talks to a
-    // running master; none of them sets up a forward.
-    if [b'G', b'V', b'Q', b'O'].iter().any(|&l| args.has(l)) {
+    // running master, -Z (10.5) prints the keys ssh would offer and exits;
+    // none of them sets up a forward of its own. (-Z riding a live master
+    // is a session through it, as plain ssh makes it: exec'd all the same.)
+    if [b'G', b'V', b'Q', b'O', b'Z'].iter().any(|&l| args.has(l)) {
         return Some(FastPath::Mode);
     }
     // The first value ssh obtains for an option is the one it keeps.
@@ -424,14 +481,17 @@ fn print_copy(out: &mut impl Write, top: &Path, dir: Option<&Path>) {
 /// matters more than the warning. Returns the parent's ConnectTimeout,
 /// which ssh passes to no ProxyCommand token, and its AddressFamily.
 pub fn warn_parent_forwards(ssh: &Path, words: Vec<OsString>) -> Option<crate::proxy::Parent> {
-    let args = Args::parse(words.clone());
-    if args.error {
+    let readings = release::Readings::new(&words);
+    if readings.all().iter().all(|a| a.error) {
         return None;
     }
     let Ok(Ok(eff)) = effective::query(ssh, &words) else {
         return None;
     };
-    let config = Config::load(&config::sources(args.last_arg(b'F')));
+    let args = readings.pick_for(&eff);
+    let mut sources = config::sources(args.last_arg(b'F'));
+    sources.argv_split = eff.caps.argv_split_config();
+    let config = Config::load(&sources);
     let say = Say {
         level: Level::of(&eff.log_level),
         verbose: false,

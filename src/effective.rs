@@ -22,9 +22,6 @@ pub struct Effective {
     pub log_level: String,
     /// `logverbose` as ssh prints it (`none` when unset).
     pub log_verbose: String,
-    /// This ssh knows LogVerbose (OpenSSH 8.5 and later print a
-    /// `logverbose` line; earlier ones reject `-o LogVerbose=`).
-    pub knows_log_verbose: bool,
     /// `-f` / ForkAfterAuthentication: ssh goes on in the background.
     pub fork_after_authentication: bool,
     /// `controlpersist` as ssh prints it (`no` when a master won't linger).
@@ -36,6 +33,8 @@ pub struct Effective {
     pub control_path: String,
     /// `ConnectTimeout`, when set.
     pub connect_timeout: Option<std::time::Duration>,
+    /// What the release that printed this can do, from its keywords.
+    pub caps: crate::release::Caps,
 }
 
 /// ssh rejected the arguments: its stderr and exit status, to pass on.
@@ -57,12 +56,15 @@ impl Effective {
             control_path: "none".into(),
             ..Effective::default()
         };
+        let mut dumped = false;
         for line in out.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let (key, value) = match line.iter().position(|&b| b == b' ') {
                 Some(p) => (&line[..p], &line[p + 1..]),
                 None => (line, &b""[..]),
             };
+            e.caps.saw(key);
+            dumped |= key == b"hostname";
             match key {
                 b"localforward" | b"remoteforward" | b"dynamicforward" => {
                     e.forward_lines.push(line.to_vec());
@@ -81,10 +83,7 @@ impl Effective {
                 }
                 b"exitonforwardfailure" => e.exit_on_forward_failure = value == b"yes",
                 b"loglevel" => e.log_level = String::from_utf8_lossy(value).into_owned(),
-                b"logverbose" => {
-                    e.knows_log_verbose = true;
-                    e.log_verbose = String::from_utf8_lossy(value).into_owned()
-                }
+                b"logverbose" => e.log_verbose = String::from_utf8_lossy(value).into_owned(),
                 b"connecttimeout" => {
                     e.connect_timeout = std::str::from_utf8(value)
                         .ok()
@@ -100,6 +99,9 @@ impl Effective {
                 }
                 _ => {}
             }
+        }
+        if !dumped {
+            e.caps = crate::release::Caps::CURRENT;
         }
         // dump_cfg_forwards prints a local forward to a unix path twice, as
         // a dynamicforward line too: that shadow is not a forward of its own.

@@ -30,6 +30,7 @@ pub mod probe;
 pub mod procinfo;
 pub mod proxy;
 pub mod quote;
+pub mod release;
 pub mod rosh;
 pub mod say;
 pub mod sockdiag;

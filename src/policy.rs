@@ -7,6 +7,7 @@
 //! `-S` itself.
 
 use crate::effective::Effective;
+use crate::release;
 use std::path::PathBuf;
 
 /// What the policy is decided from.
@@ -84,26 +85,33 @@ impl Policy {
     pub fn decide(i: &Inputs<'_>) -> Policy {
         let eff = i.eff;
         let restore = restore(i);
+        // What ssh's log can show on this release at this LogLevel.
+        let can = release::Watch::plan(
+            &eff.caps,
+            &eff.log_level,
+            eff.fork_after_authentication,
+            i.kept_remote > 0,
+            i.require,
+        );
         // With a restore pending the log is read too: a restore that loses
         // a race makes the master log a failure, which is rosh-ssh's to hide.
-        let read_log = i.kept > 0 || matches!(restore, Restore::Theirs(_) | Restore::Private);
+        let read_log = (i.kept > 0 || matches!(restore, Restore::Theirs(_) | Restore::Private))
+            && can.take_log;
         // ssh.c: a tunnel's failure is ExitOnForwardFailure's business too,
         // and rosh-ssh does not manage tun devices: leave it be.
         let exit_on_forward_failure = (read_log && eff.tunnel == "false").then_some(i.require);
-        // A debug level shows every line the matcher needs by itself;
-        // LogVerbose exists from OpenSSH 8.5 (readconf.c).
-        let force = read_log && !eff.log_level.starts_with("DEBUG") && eff.knows_log_verbose;
+        let force = read_log && can.force;
         let own = eff.log_verbose != "none";
         let log_verbose =
             force.then(|| crate::plumbing::log_verbose(own.then_some(eff.log_verbose.as_str())));
         // ssh -f with ExitOnForwardFailure=no goes to the background before
         // the server answers its remote forwards: rosh-ssh waits for the
-        // answers instead, which it can only see as forced debug lines.
+        // answers instead, where the log shows them.
         let wait_answers = read_log
             && eff.fork_after_authentication
             && !i.require
             && i.kept_remote > 0
-            && (force || eff.log_level.starts_with("DEBUG"));
+            && can.answers;
         Policy {
             exit_on_forward_failure,
             refuse_if_dropped: i.require,
@@ -158,8 +166,7 @@ mod tests {
     use super::*;
 
     fn eff(f: impl FnOnce(&mut Effective)) -> Effective {
-        let mut e = Effective::parse(b"");
-        e.knows_log_verbose = true;
+        let mut e = Effective::parse(b"hostname h\nlogverbose none\nforkafterauthentication no\n");
         f(&mut e);
         e
     }
@@ -287,7 +294,7 @@ mod tests {
             let e = eff(|e| {
                 e.log_level = level.to_string();
                 e.log_verbose = own.to_string();
-                e.knows_log_verbose = *knows;
+                e.caps.log_verbose = *knows;
             });
             let p = Policy::decide(&inputs(&e));
             assert_eq!(&p.log_verbose, want, "{level} {own} {knows}");
@@ -310,7 +317,7 @@ mod tests {
             let e = eff(|e| {
                 e.fork_after_authentication = true;
                 e.log_level = level.to_string();
-                e.knows_log_verbose = knows;
+                e.caps.log_verbose = knows;
             });
             let mut i = inputs(&e);
             (i.require, i.kept_remote, i.kept) = (require, kept_remote, 1);

@@ -4,8 +4,10 @@
 //! options) must yield exactly the forwards and destination ssh reads.
 mod lab;
 
-use rosh_ssh::argv::Args;
+use rosh_ssh::argv::{Args, Grammar};
+use rosh_ssh::effective::Effective;
 use rosh_ssh::forward;
+use rosh_ssh::release::Readings;
 use std::ffi::OsString;
 use std::process::{Command, Stdio};
 
@@ -27,9 +29,14 @@ impl Rng {
     }
 }
 
-const FLAGS: &[&str] = &["v", "4", "N", "n", "T", "C", "A", "x", "a", "k", "q"];
+/// `P` and `Z` are where releases differ (`-P` a flag up to 9.3, `-P TAG`
+/// from 9.4; `-Z` a mode from 10.5, an error before).
+const FLAGS: &[&str] = &[
+    "v", "4", "N", "n", "T", "C", "A", "x", "a", "k", "q", "P", "Z",
+];
 const WITH_ARG: &[(&str, &str)] = &[
     ("p", "2222"),
+    ("P", "tagged"),
     ("l", "someone"),
     ("o", "Compression=yes"),
     ("o", "ConnectTimeout 7"),
@@ -114,7 +121,7 @@ fn forward_lines(out: &[u8]) -> Vec<u8> {
 
 #[test]
 fn generated_argv_shapes_agree_with_ssh_g() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let home = lab::TempDir::new("argv-oracle");
@@ -122,7 +129,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
     let (mut accepted, mut rejected) = (0, 0);
     for n in 0..2000 {
         let argv = generate(&mut rng);
-        let out = Command::new(lab::SSH)
+        let out = Command::new(lab::ssh())
             .arg("-G")
             .args(["-F", "/dev/null"])
             .args(&argv)
@@ -132,8 +139,10 @@ fn generated_argv_shapes_agree_with_ssh_g() {
             .unwrap();
         let mut words: Vec<OsString> = vec!["-F".into(), "/dev/null".into()];
         words.extend(argv.iter().map(OsString::from));
-        let args = Args::parse(words);
-        if args.error {
+        // The release's own grammar (its getopt string in ssh.c) ...
+        let (major, minor) = lab::openssh().release;
+        let own = Args::parse_as(words.clone(), Grammar::of(major, minor));
+        if own.error {
             assert!(
                 !out.status.success(),
                 "#{n} {argv:?}: we see a usage error, ssh -G accepts"
@@ -146,6 +155,14 @@ fn generated_argv_shapes_agree_with_ssh_g() {
             continue; // a bad spec or value: ssh's own error, passed through
         }
         accepted += 1;
+        // ... is the reading a run picks from what that ssh -G printed.
+        let args = Readings::new(&words).pick_for(&Effective::parse(&out.stdout));
+        assert_eq!(
+            (&args.opts, args.host, args.command),
+            (&own.opts, own.host, own.command),
+            "#{n} {argv:?}: picked the {} reading",
+            args.grammar.releases
+        );
         let ours: Vec<forward::Forward> = rosh_ssh::plan::argv_forwards(&args)
             .into_iter()
             .map(|(_, f)| f)
@@ -155,18 +172,32 @@ fn generated_argv_shapes_agree_with_ssh_g() {
             String::from_utf8_lossy(&forward_lines(&out.stdout)),
             "#{n} {argv:?}: forwards differ"
         );
-        let host = args
+        let Some(dest) = args
             .host
-            .map(|h| args.words[h].to_string_lossy().into_owned());
-        let want_host = match host.as_deref() {
-            Some("ssh://host:2200") | Some("user@host") | Some("u@h@host") | Some("host") => "host",
-            other => panic!("#{n} {argv:?}: destination read as {other:?}"),
+            .map(|h| args.words[h].to_string_lossy().into_owned())
+        else {
+            panic!("#{n} {argv:?}: no destination read");
         };
+        // ssh.c: `ssh://[user@]host[:port]` or `[user@]host` (the last `@`
+        // ends the user), and the host name lowercased. A number is made an
+        // address (`1081` is `hostname 0.0.4.57`): 9.2 on print the name
+        // as given too, as `host`.
+        let want_host = match dest.strip_prefix("ssh://") {
+            Some(uri) => uri
+                .rsplit('@')
+                .next()
+                .unwrap_or(uri)
+                .split(':')
+                .next()
+                .unwrap_or(uri),
+            None => dest.rsplit('@').next().unwrap_or(&dest),
+        }
+        .to_lowercase();
         let printed = String::from_utf8_lossy(&out.stdout);
         assert!(
             printed
                 .lines()
-                .any(|l| l == format!("hostname {want_host}")),
+                .any(|l| l == format!("hostname {want_host}") || l == format!("host {want_host}")),
             "#{n} {argv:?}: ssh -G names another destination"
         );
     }
@@ -184,7 +215,7 @@ fn generated_argv_shapes_agree_with_ssh_g() {
 /// printing no forward at all.
 #[test]
 fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     const SPECIAL: &[(&str, &str)] = &[
@@ -204,7 +235,7 @@ fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
     let mut rng = Rng(0x0005_eed0_2513_u64);
     let mut checked = 0;
     let run_g = |words: &[OsString]| {
-        Command::new(lab::SSH)
+        Command::new(lab::ssh())
             .arg("-G")
             .args(words)
             .env("HOME", home.path())
@@ -233,7 +264,7 @@ fn paths_with_spaces_and_percent_tokens_are_found_and_cut() {
         if !out.status.success() {
             continue;
         }
-        let args = Args::parse(words.clone());
+        let args = Readings::new(&words).pick_for(&Effective::parse(&out.stdout));
         assert!(!args.error, "#{n} {words:?}");
         let asked = rosh_ssh::plan::argv_forwards(&args);
         let known: Vec<forward::Forward> = asked.iter().map(|(_, f)| f.clone()).collect();

@@ -55,6 +55,14 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         text.contains("  probe: on the server (check with --check --remote)"),
         "{text}"
     );
+    // At the lab's LogLevel ERROR a refusal is named from OpenSSH 8.5 only.
+    let verdict = if lab::refusal_named_at("ERROR") {
+        "  rosh-ssh: keeps it; if the server refuses it, ssh goes on without it\n"
+    } else {
+        "  rosh-ssh: keeps it; if the server refuses it, ssh goes on without it, unreported \
+         (LogLevel ERROR hides ssh's warning, and LogVerbose needs OpenSSH 8.5)\n"
+    };
+    assert!(text.contains(verdict), "{text}");
 
     // --remote: one connection. The server (this machine) has the port
     // on 127.0.0.1 only: sshd binds ::1 too, so plain ssh's -R succeeds,
@@ -69,7 +77,7 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let plain_r = || {
-        Command::new(lab::SSH)
+        Command::new(lab::ssh())
             // The lab's own config: check.conf's LocalForward is held.
             .args(lab.args())
             .args(["-o", "ExitOnForwardFailure=yes", "-R", &r, "true"])
@@ -231,7 +239,7 @@ fn proxy_mode_names_the_forward_of_its_parent_ssh_that_will_fail() {
         ),
     );
     // The real ssh, as an editor's remote extension would run it.
-    let out = Command::new(lab::SSH)
+    let out = Command::new(lab::ssh())
         .args(["-F", cfg.to_str().unwrap(), "lab", "echo", "proxied"])
         .stdin(Stdio::null())
         .output()

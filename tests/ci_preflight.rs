@@ -5,11 +5,9 @@ mod lab;
 
 use std::path::Path;
 
-/// Tools the integration tests run, by absolute path as they use them.
+/// Tools the integration tests run, by absolute path as they use them
+/// (the OpenSSH ones are those under test: tests/lab/mod.rs).
 const TOOLS: &[&str] = &[
-    lab::SSHD,
-    lab::SSH,
-    "/usr/bin/ssh-keygen",
     "/usr/bin/ssh-agent",
     "/usr/bin/tmux",
     "/usr/bin/screen",
@@ -21,8 +19,10 @@ const TOOLS: &[&str] = &[
 
 #[test]
 fn the_machine_has_what_the_suite_needs() {
-    let mut missing: Vec<String> = TOOLS
+    let openssh = [lab::sshd(), lab::ssh(), lab::keygen()];
+    let mut missing: Vec<String> = openssh
         .iter()
+        .chain(TOOLS)
         .filter(|t| !Path::new(t).exists())
         .map(|t| t.to_string())
         .collect();

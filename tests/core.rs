@@ -136,7 +136,7 @@ fn wildcard_default_forward_is_dropped_when_any_loopback_address_is_held() {
     let cfg = lab.config();
     assert_eq!(
         lines[0],
-        format!("{} -F {} lab echo ok", lab::SSH, cfg.display()),
+        format!("{} -F {} lab echo ok", lab::ssh(), cfg.display()),
         "{dry}"
     );
     assert!(
@@ -209,7 +209,7 @@ fn stdout_stderr_and_stdin_are_byte_exact() {
     let remote = r"cat; printf '\377\000\r\nout'; printf '\001err\n' >&2; exit 3";
     let input: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
     let go = |cmd: &mut Command| lab::run_with_input(cmd, &input);
-    let mut plain = Command::new(lab::SSH);
+    let mut plain = Command::new(lab::ssh());
     plain.args(lab.args()).args(["-L", &fwd, remote]);
     let want = go(&mut plain);
     let got = go(&mut rosh(&lab, &["-L", &fwd, remote]));
@@ -301,6 +301,10 @@ fn fast_path_execs_without_a_child() {
         &["-o", "ClearAllForwardings=yes", "-L", "1:h:2", "host"][..],
         &["-G", "-L", "1:h:2", "host"][..],
         &["-O", "check", "-L", "1:h:2", "host"][..],
+        // A mode from 10.5, a usage error before: ssh at once either way,
+        // with no ssh -G to learn which.
+        &["-Z", "-L", "1:h:2", "host"][..],
+        &["host", "-Z", "-L", "1:h:2"][..],
     ] {
         let child = Command::new(rosh_ssh())
             .env("ROSH_SSH", &ssh)
@@ -375,8 +379,9 @@ fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
     let st = child.wait().unwrap();
     // Ended by the signal, not by the remote `sleep 30`: a generous bound.
     assert!(started.elapsed() < Duration::from_secs(25));
-    // ssh.c: a client killed by a signal says so and exits 255.
-    assert_eq!(st.code(), Some(255), "{st:?}");
+    // clientloop.c: a client ended by a signal says so and exits 255 (0
+    // before 8.6), and the wrapper mirrors it.
+    assert_eq!(st.code(), Some(lab::killed_by_signal_exit()), "{st:?}");
     assert!(local_processes_with(&marker).is_empty(), "ssh left behind");
 }
 
@@ -462,7 +467,10 @@ fn dry_run_prints_the_command_and_each_forward() {
     assert_eq!(lines.len(), 3, "{stdout}");
     assert_eq!(
         lines[0],
-        "/usr/bin/ssh -F /dev/null -fN -R 8082:localhost:8082 h ls"
+        format!(
+            "{} -F /dev/null -fN -R 8082:localhost:8082 h ls",
+            lab::ssh()
+        )
     );
     let drop = format!(
         "drop -L 127.0.0.1:{p}:localhost:{p} # in use: 127.0.0.1:{p}, held by pid {me} (",
@@ -479,21 +487,60 @@ fn dry_run_prints_the_command_and_each_forward() {
         "Bad local forwarding specification '0:h:1'\n"
     );
     // A usage error too.
-    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-Z", "h"]));
+    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-U", "h"]));
     assert_eq!(out.status.code(), Some(255));
     assert_eq!(text(&out.stdout), "");
     assert!(
-        text(&out.stderr).starts_with("unknown option -- Z")
+        text(&out.stderr).starts_with("unknown option -- U")
             && text(&out.stderr).contains("usage: ssh"),
         "{}",
         text(&out.stderr)
     );
+    // -P: a flag up to 9.3 (then -L is a forward, dropped), the tag's
+    // option from 9.4 (then `-L` is the tag and the spec the destination).
+    let spec = format!("127.0.0.1:{p}:h:1");
+    let out = run(Command::new(rosh_ssh()).args([
+        "--dry-run",
+        "-F",
+        "/dev/null",
+        "-P",
+        "-L",
+        &spec,
+        "h",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    if lab::client_at_least(9, 4) {
+        assert_eq!(
+            lines,
+            [format!("{} -F /dev/null -P -L {spec} h", lab::ssh())]
+        );
+    } else {
+        assert_eq!(lines[0], format!("{} -F /dev/null -P h", lab::ssh()));
+        assert_eq!(lines.len(), 2, "{stdout}");
+        assert!(
+            lines[1].starts_with(&format!("drop -L {spec} # in use")),
+            "{stdout}"
+        );
+    }
+    // -Z: a mode from 10.5 (print the keys ssh would offer; no forward, so
+    // the command as it is), a usage error before.
+    let out = run(Command::new(rosh_ssh()).args(["--dry-run", "-Z", "-L", "1:h:2", "h"]));
+    if lab::client_at_least(10, 5) {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), format!("{} -Z -L 1:h:2 h\n", lab::ssh()));
+    } else {
+        assert_eq!(out.status.code(), Some(255));
+        assert_eq!(text(&out.stdout), "");
+        assert!(text(&out.stderr).starts_with("unknown option -- Z"));
+    }
 }
 
 #[test]
 fn bad_forward_gets_ssh_own_error() {
     let out = run(Command::new(rosh_ssh()).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
-    let plain = run(Command::new(lab::SSH).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
+    let plain = run(Command::new(lab::ssh()).args(["-F", "/dev/null", "-L", "nonsense", "h"]));
     assert_eq!(out.status.code(), plain.status.code());
     assert_eq!(out.stderr, plain.stderr);
     assert_eq!(

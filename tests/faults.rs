@@ -160,7 +160,7 @@ fn rosh(lab: &Lab, scratch: &Scratch, rest: &[&str]) -> Command {
 
 /// Plain ssh with the lab's arguments, then `rest`.
 fn plain(lab: &Lab, rest: &[&str]) -> Command {
-    let mut c = Command::new(lab::SSH);
+    let mut c = Command::new(lab::ssh());
     c.args(lab.args()).args(rest);
     c
 }
@@ -221,7 +221,7 @@ fn ssh_child(wrapper: u32) -> u32 {
     loop {
         let kids: Vec<_> = children(wrapper)
             .into_iter()
-            .filter(|(_, s, a)| *s != 'Z' && a == lab::SSH)
+            .filter(|(_, s, a)| *s != 'Z' && a == lab::ssh())
             .collect();
         if kids.len() == 1 {
             return kids[0].0;
@@ -301,7 +301,7 @@ fn ssh_killed_mid_session_ends_the_wrapper_the_way_ssh_ended() {
             assert!(want.is_some(), "{what}: plain ssh hung");
             assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
             assert!(
-                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                gone_within(ssh, lab::ssh(), Duration::from_secs(2)),
                 "{what}: ssh lives"
             );
             assert_eq!(
@@ -335,7 +335,7 @@ fn wrapper_killed_mid_session_ends_like_plain_ssh_and_leaves_nothing() {
             assert!(want.is_some(), "{what}: plain ssh hung");
             assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
             assert!(
-                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                gone_within(ssh, lab::ssh(), Duration::from_secs(2)),
                 "{what}: orphan ssh"
             );
             assert_eq!(
@@ -368,11 +368,11 @@ fn wrapper_sigkilled_takes_ssh_with_it() {
         // session would. The portable build (macOS, FreeBSD) has no such
         // thing: ssh lives on, as a killed shell's job would (README,
         // Platforms); ended here by its pid.
-        let gone = gone_within(ssh, lab::SSH, Duration::from_secs(5));
+        let gone = gone_within(ssh, lab::ssh(), Duration::from_secs(5));
         if cfg!(rosh_portable) {
             assert!(!gone, "{e}: the portable build has no PR_SET_PDEATHSIG");
             let _ = kill(Pid::from_raw(ssh as i32), Signal::SIGTERM);
-            assert!(gone_within(ssh, lab::SSH, Duration::from_secs(5)), "{e}");
+            assert!(gone_within(ssh, lab::ssh(), Duration::from_secs(5)), "{e}");
         } else {
             assert!(gone, "{e}: ssh {ssh} outlived a SIGKILLed wrapper");
         }
@@ -417,7 +417,7 @@ def kids(p):
                 out.append(int(d))
     return out
 wrapper = pid if mode == 'close' else kids(pid)[0]
-ssh = [k for k in kids(wrapper) if open('/proc/%d/cmdline' % k, 'rb').read().split(b'\0')[0] == b'/usr/bin/ssh']
+ssh = [k for k in kids(wrapper) if open('/proc/%d/cmdline' % k, 'rb').read().split(b'\0')[0] == SSH_UNDER_TEST]
 print('wrapper', wrapper); print('ssh', ssh[0] if ssh else 0); sys.stdout.flush()
 if mode == 'shell':
     os.kill(pid, signal.SIGKILL)
@@ -442,7 +442,9 @@ else:
 /// What the PTY driver saw: (wrapper pid, ssh pid, raw wait status or None when it hung).
 fn in_pty(dir: &Path, mode: &str, marker: &str, argv: &[OsString]) -> (u32, u32, Option<i32>) {
     let script = dir.join("ptydriver.py");
-    fs::write(&script, PTY_DRIVER).unwrap();
+    // The driver looks for the ssh under test among the wrapper's children.
+    let driver = PTY_DRIVER.replace("SSH_UNDER_TEST", &format!("b'{}'", lab::ssh()));
+    fs::write(&script, driver).unwrap();
     let out = Command::new("python3")
         .arg(&script)
         .arg(mode)
@@ -498,7 +500,7 @@ fn terminal_goes_away(mode: &str) {
                 .iter()
                 .map(OsString::from)
                 .collect();
-            let mut plain_argv: Vec<OsString> = vec![lab::SSH.into()];
+            let mut plain_argv: Vec<OsString> = vec![lab::ssh().into()];
             plain_argv.extend(lab.args());
             plain_argv.extend(words.iter().cloned());
             let started = Instant::now();
@@ -526,7 +528,7 @@ fn terminal_goes_away(mode: &str) {
             );
             assert!(ssh != 0, "{what}: no ssh child seen");
             assert!(
-                gone_within(ssh, lab::SSH, Duration::from_secs(2)),
+                gone_within(ssh, lab::ssh(), Duration::from_secs(2)),
                 "{what}: orphan ssh"
             );
             assert_eq!(
@@ -577,7 +579,7 @@ fn same_as_ssh(what: &str, words: &[OsString], uid: Option<u32>) {
             c.uid(u).gid(u);
         }
     };
-    let mut p = Command::new(lab::SSH);
+    let mut p = Command::new(lab::ssh());
     setup(&mut p);
     let want = run_bounded(&mut p, LIMIT);
     let mut r = Command::new(rosh_ssh());
@@ -617,7 +619,7 @@ fn with_forward(words: &[OsString]) -> Vec<OsString> {
 
 #[test]
 fn empty_and_hostless_argv_get_ssh_usage() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     same_as_ssh("empty argv", &[], None);
@@ -628,7 +630,7 @@ fn empty_and_hostless_argv_get_ssh_usage() {
 
 #[test]
 fn a_hundred_thousand_arguments() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let mut words = refused(Path::new("/dev/null"));
@@ -649,7 +651,7 @@ fn a_hundred_thousand_arguments() {
 
 #[test]
 fn megabyte_of_arguments() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     // Linux caps one argument at MAX_ARG_STRLEN (32 pages): a single 1 MB word cannot be
@@ -681,7 +683,7 @@ fn megabyte_of_arguments() {
 
 #[test]
 fn non_utf8_bytes_everywhere() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let dir = TempDir::new("nonutf8");
@@ -751,7 +753,7 @@ fn conf(dir: &Path, name: &str, body: &[u8]) -> PathBuf {
 
 #[test]
 fn broken_configs_get_ssh_own_errors() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let dir = TempDir::new("badconf");
@@ -851,7 +853,7 @@ fn broken_configs_get_ssh_own_errors() {
 
 #[test]
 fn unreadable_configs_get_ssh_own_errors() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     // CI runs as root: there this is never skipped.
@@ -1155,7 +1157,7 @@ fn soak_five_hundred_connects() {
 /// must also leave the command line, or ssh binds P anyway.
 #[test]
 fn a_busy_forward_to_a_host_named_socks_leaves_the_command_line() {
-    if !lab::require(lab::SSH) {
+    if !lab::require(lab::ssh()) {
         return;
     }
     let held = lab::PortHolder::v4();
@@ -1171,7 +1173,7 @@ fn a_busy_forward_to_a_host_named_socks_leaves_the_command_line() {
     assert!(out.contains("drop "), "{out}");
     assert_eq!(
         out.lines().next(),
-        Some("/usr/bin/ssh -F /dev/null h"),
+        Some(format!("{} -F /dev/null h", lab::ssh()).as_str()),
         "{out}"
     );
 }

@@ -92,7 +92,7 @@ fn config_lines() {
 /// listen side with a dropped one, would otherwise pass in silence.
 #[test]
 fn config_rewrite_drops_exactly_the_dropped_lines() {
-    let ssh = lab::require(lab::SSH).then(|| std::path::Path::new(lab::SSH));
+    let ssh = lab::require(lab::ssh()).then(|| std::path::Path::new(lab::ssh()));
     let mut r = prng(5);
     let n = cases(500);
     let (mut rewritten, mut by_ssh, mut shared, mut shared_by_ssh) = (0, 0, 0, 0);

@@ -365,7 +365,7 @@ fn another_rosh_ssh_s_ssh_is_named_by_its_users_words() {
     let shown = &line[at..];
     let words = shown.split_once(" (").map(|(_, w)| w).unwrap_or_default();
     assert!(
-        words.starts_with(&format!("{} -F {}", lab::SSH, &cfg[..cfg.len().min(20)])),
+        words.starts_with(&format!("{} -F {}", lab::ssh(), &cfg[..cfg.len().min(20)])),
         "{line}"
     );
     for plumbing in ["ExitOnForwardFailure", "-E ", "LogVerbose", "rosh-ssh."] {

@@ -17,7 +17,7 @@ fn text(b: &[u8]) -> String {
 
 /// `ssh -O check`'s answer on `ctl`: the pid it prints, if any.
 fn ssh_o_check(ctl: &Path) -> Option<u32> {
-    let out = Command::new(lab::SSH)
+    let out = Command::new(lab::ssh())
         .args(["-F", "/dev/null", "-S"])
         .arg(ctl)
         .args(["-O", "check", "x"])
@@ -30,7 +30,7 @@ fn ssh_o_check(ctl: &Path) -> Option<u32> {
 }
 
 fn exit_master(ctl: &Path) {
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", "/dev/null", "-S"])
         .arg(ctl)
         .args(["-O", "exit", "x"])
@@ -66,7 +66,7 @@ fn run(program: &Path, cfg: &Path, ctl: &Path, cmd: &str) -> Output {
 fn a_real_master_answers_with_the_pid_ssh_o_check_prints() {
     let Some(lab) = Lab::start() else { return };
     let ctl = lab.path().join("cm");
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(lab.args())
         .args(["-fN", "-o", "ControlMaster=yes", "-o"])
         .arg(format!("ControlPath={}", ctl.display()))
@@ -112,7 +112,7 @@ fn ansible_calls_ride_the_master_when_another_process_holds_the_forward() {
         ),
     );
     // Ansible's first call made the master, without the forward.
-    let first = run(Path::new(lab::SSH), &lab.config(), &ctl, "true");
+    let first = run(Path::new(lab::ssh()), &lab.config(), &ctl, "true");
     assert!(first.status.success(), "{}", text(&first.stderr));
     let before = lab.logins();
     let outs: Vec<Output> = (0..3)

@@ -473,7 +473,7 @@ fn fdpass_on_a_pipe_is_an_error() {
 /// ssh to the lab with `ProxyCommand rosh-ssh --proxy %h %p` (+ fdpass).
 fn ssh_via_proxy(lab: &lab::Lab, fdpass: bool, rest: &[&str]) -> Command {
     let flag = if fdpass { " --fdpass" } else { "" };
-    let mut cmd = Command::new(lab::SSH);
+    let mut cmd = Command::new(lab::ssh());
     cmd.args(lab.args())
         .arg("-o")
         .arg(format!(
@@ -602,7 +602,7 @@ fn wait_rides_out_a_rebooting_server_with_real_ssh() {
     let conf_path = lab.path().join("sshd_config.late");
     std::fs::write(&conf_path, conf).unwrap();
     let start = Instant::now();
-    let client = Command::new(lab::SSH)
+    let client = Command::new(lab::ssh())
         .args(lab.args())
         .arg("-o")
         .arg(format!(
@@ -616,7 +616,7 @@ fn wait_rides_out_a_rebooting_server_with_real_ssh() {
         .spawn()
         .unwrap();
     thread::sleep(Duration::from_secs(2));
-    let mut sshd = Command::new(lab::SSHD)
+    let mut sshd = Command::new(lab::sshd())
         .arg("-D")
         .arg("-f")
         .arg(&conf_path)

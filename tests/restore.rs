@@ -175,7 +175,12 @@ fn held_remote_forward_comes_back_when_the_server_side_frees() {
     // The remote side is this machine: sshd can't bind 127.0.0.1:port.
     let r = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     let before = lab.logins();
-    let s = Session::start(&lab, tmp.path(), &["-o", "GatewayPorts=no", "-R", &r], &[]);
+    // Before 8.5 the refusal shows only at INFO and up (the lab's is ERROR).
+    let mut args = vec!["-o", "GatewayPorts=no", "-R", &r];
+    if !lab::refusal_named_at("ERROR") {
+        args.splice(0..0, ["-o", "LogLevel=INFO"]);
+    }
+    let s = Session::start(&lab, tmp.path(), &args, &[]);
     assert!(
         s.wait_for("refused", Duration::from_secs(20)),
         "{}",
@@ -287,7 +292,7 @@ fn the_users_own_master_is_the_control_socket() {
         ),
     );
     let cfg_s = cfg.to_str().unwrap();
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-fN", "lab"])
         .stdin(Stdio::null())
         .status()
@@ -304,7 +309,7 @@ fn the_users_own_master_is_the_control_socket() {
     let through = banner_within(&lab, port, Duration::from_secs(10));
     let restored = s.wait_for("restored", Duration::from_secs(5));
     let err = s.end();
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-O", "exit", "lab"])
         .stdin(Stdio::null())
         .output();
@@ -695,7 +700,7 @@ fn a_live_master_that_does_not_hold_the_port_does_not_keep_the_forward() {
         ),
     );
     let cfg_s = cfg.to_str().unwrap();
-    let st = Command::new(lab::SSH)
+    let st = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-fN", "lab"])
         .stdin(Stdio::null())
         .status()
@@ -712,7 +717,7 @@ fn a_live_master_that_does_not_hold_the_port_does_not_keep_the_forward() {
         .unwrap();
     let python = h.id();
     end(h);
-    let _ = Command::new(lab::SSH)
+    let _ = Command::new(lab::ssh())
         .args(["-F", cfg_s, "-O", "exit", "lab"])
         .stdin(Stdio::null())
         .output();

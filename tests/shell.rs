@@ -918,7 +918,7 @@ fn effective_of(words: &[String]) -> String {
         .iter()
         .position(|w| w == "--")
         .expect("-- before host");
-    let out = Command::new(lab::SSH)
+    let out = Command::new(lab::ssh())
         .arg("-G")
         .args(&words[..dash + 2])
         .stdin(Stdio::null())
@@ -1426,7 +1426,7 @@ fn the_loop_never_locks_itself_out_of_an_sshd_with_penalties() {
     // past the penalty, and says why.
     fs::write(&keys, b"").unwrap();
     for i in 0..8 {
-        let st = Command::new(lab::SSH)
+        let st = Command::new(lab::ssh())
             .args(r.lab.args())
             .arg("true")
             .stdin(Stdio::null())

@@ -324,7 +324,7 @@ mod tests {
             (&[], "usage: rosh [-V]"),
             (&["-A"], "usage: rosh [-V]"),
             (&["h", "s", "x"], "usage: rosh [-V]"),
-            (&["-Z", "h"], "unknown option -Z"),
+            (&["-U", "h"], "unknown option -U"),
             (&["-h"], ""),
             (&["-p"], "option -p needs a value"),
             (&["-I"], "option -I needs a value"),

@@ -15,8 +15,153 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const SSHD: &str = "/usr/sbin/sshd";
-pub const SSH: &str = "/usr/bin/ssh";
+/// The variable naming the OpenSSH under test: a bin directory holding
+/// `ssh`, `ssh-keygen` and `sshd`, as `../shared/tools/openssh VERSION`
+/// prints it. Unset: Debian's own (/usr/bin/ssh, /usr/sbin/sshd).
+pub const OPENSSH_VAR: &str = "ROSH_TEST_OPENSSH";
+/// Pins the lab's server to one sshd whatever the client (e.g. Debian's,
+/// to tell a client difference from a server one).
+pub const SSHD_VAR: &str = "ROSH_TEST_SSHD";
+
+/// The OpenSSH the tests run: one place decides it for every test file.
+/// The server follows the client release (a system ships both from one
+/// release; tests/releases.sh runs the suites with each), unless
+/// [`SSHD_VAR`] names another sshd, or the release's sshd cannot run here:
+/// before 8.2 its seccomp sandbox lacks clock_nanosleep
+/// (sandbox-seccomp-filter.c), which this glibc's sleep calls, and the
+/// kernel kills sshd's pre-auth child at the first connection (audit type
+/// 1326, syscall 230). Those releases' clients meet Debian's sshd.
+pub struct OpenSsh {
+    pub ssh: String,
+    pub keygen: String,
+    pub sshd: String,
+    /// The client's release as `ssh -V` names it: (major, minor), e.g. (8, 0).
+    pub release: (u32, u32),
+    /// The server's release, from `sshd -V` (old ones print it in their usage).
+    pub sshd_release: (u32, u32),
+}
+
+/// The first `OpenSSH_X.Y` in a `-V` answer.
+fn release_in(text: &str) -> Option<(u32, u32)> {
+    let v = &text[text.find("OpenSSH_")? + "OpenSSH_".len()..];
+    let (major, rest) = v.split_once('.')?;
+    let minor: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((major.parse().ok()?, minor.parse().ok()?))
+}
+
+fn version_of(prog: &str) -> (u32, u32) {
+    let out = Command::new(prog)
+        .arg("-V")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{prog} -V: {e}"));
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    release_in(&text).unwrap_or_else(|| panic!("{prog} -V names no OpenSSH release: {text}"))
+}
+
+/// The OpenSSH under test (see [`OPENSSH_VAR`]). With a directory named,
+/// rosh-ssh under test must find that ssh too: the first `ssh` on PATH must
+/// be the directory's (tests/releases.sh puts it first), or every test
+/// that runs rosh-ssh would compare another ssh with the one under test.
+pub fn openssh() -> &'static OpenSsh {
+    static IT: std::sync::OnceLock<OpenSsh> = std::sync::OnceLock::new();
+    IT.get_or_init(|| {
+        let dir = std::env::var_os(OPENSSH_VAR).filter(|d| !d.is_empty());
+        let (ssh, keygen, sshd) = match &dir {
+            None => (
+                "/usr/bin/ssh".to_string(),
+                "/usr/bin/ssh-keygen".to_string(),
+                "/usr/sbin/sshd".to_string(),
+            ),
+            Some(d) => {
+                let d = Path::new(d);
+                let at = |n: &str| d.join(n).to_string_lossy().into_owned();
+                (at("ssh"), at("ssh-keygen"), at("sshd"))
+            }
+        };
+        let sshd = std::env::var(SSHD_VAR)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(sshd);
+        if dir.is_some() {
+            let same = |a: &Path, b: &Path| match (fs::metadata(a), fs::metadata(b)) {
+                (Ok(a), Ok(b)) => {
+                    use std::os::unix::fs::MetadataExt;
+                    (a.dev(), a.ino()) == (b.dev(), b.ino())
+                }
+                _ => false,
+            };
+            let on_path = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|p| p.join("ssh"))
+                .find(|p| p.is_file());
+            assert!(
+                on_path.as_deref().is_some_and(|p| same(p, Path::new(&ssh))),
+                "{OPENSSH_VAR} names {ssh}, but the first ssh on PATH is {on_path:?}: \
+                 put its directory first on PATH too (tests/releases.sh does), so that \
+                 rosh-ssh runs the ssh under test"
+            );
+        }
+        let present = |p: &str| Path::new(p).exists();
+        let release_of = |p: &str| if present(p) { version_of(p) } else { (0, 0) };
+        let mut sshd = sshd;
+        let mut sshd_release = release_of(&sshd);
+        if sshd_release < (8, 2) && std::env::var_os(SSHD_VAR).is_none() && dir.is_some() {
+            sshd = "/usr/sbin/sshd".to_string();
+            sshd_release = release_of(&sshd);
+        }
+        OpenSsh {
+            release: release_of(&ssh),
+            sshd_release,
+            ssh,
+            keygen,
+            sshd,
+        }
+    })
+}
+
+/// The ssh under test (see [`openssh`]).
+pub fn ssh() -> &'static str {
+    &openssh().ssh
+}
+
+/// The sshd the lab starts (see [`openssh`]).
+pub fn sshd() -> &'static str {
+    &openssh().sshd
+}
+
+/// The ssh-keygen of the release under test.
+pub fn keygen() -> &'static str {
+    &openssh().keygen
+}
+
+/// ssh's exit status when SIGTERM, SIGHUP or SIGINT ends it (clientloop.c
+/// `if (received_signal)`): 255 from 8.6, 0 before (`cleanup_exit(0)`).
+pub fn killed_by_signal_exit() -> i32 {
+    if client_at_least(8, 6) { 255 } else { 0 }
+}
+
+/// Whether rosh-ssh can name a remote forward the server refused when the
+/// client runs at LogLevel `level`: from 8.5 at every level (LogVerbose
+/// forces ssh's line out); before, only where ssh prints its own `Warning:
+/// remote port forwarding failed` line (ssh.c ssh_confirm_remote_forward:
+/// logit, INFO and more verbose).
+pub fn refusal_named_at(level: &str) -> bool {
+    client_at_least(8, 5) || !matches!(level, "QUIET" | "FATAL" | "ERROR")
+}
+
+/// Whether rosh-ssh's line about a refused remote forward shows at
+/// `level`: the refusal is seen ([`refusal_named_at`]), and rosh-ssh's
+/// lines follow the LogLevel as ssh's own failure lines do (silent under
+/// FATAL and QUIET).
+pub fn refusal_line_at(level: &str) -> bool {
+    refusal_named_at(level) && !matches!(level, "QUIET" | "FATAL")
+}
+
+/// Whether the client under test is `major.minor` or newer.
+pub fn client_at_least(major: u32, minor: u32) -> bool {
+    openssh().release >= (major, minor)
+}
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -105,7 +250,7 @@ fn wait_ready(sshd: &mut Child, port: u16) -> bool {
 /// `ssh -G [-F file] host` with `HOME` set to `home` (None: inherited):
 /// stdout lines, or stderr when ssh refuses the arguments or the config.
 pub fn ssh_g(f: Option<&Path>, host: &str, home: Option<&Path>) -> Result<Vec<String>, String> {
-    let mut c = Command::new(SSH);
+    let mut c = Command::new(ssh());
     c.arg("-G");
     if let Some(f) = f {
         c.arg("-F").arg(f);
@@ -172,14 +317,28 @@ fn with_shlvl(extra: &str) -> String {
     lines.join("\n")
 }
 
+/// sshd 9.8+ penalises a source address whose connections end before
+/// authenticating (PerSourcePenalties, on by default: `noauth:1`, enforced
+/// from 15 s accrued): every test that reads the banner through a forward
+/// is such a connection, all from 127.0.0.1, so the lab turns penalties off
+/// unless the test's own lines set them. Older servers reject the keyword.
+fn penalties_line(extra: &str) -> &'static str {
+    let own = extra.to_ascii_lowercase().contains("persourcepenalt");
+    if openssh().sshd_release >= (9, 8) && !own {
+        "PerSourcePenalties no\n"
+    } else {
+        ""
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (the kernel's pick), and
 /// not handed out before in this process.
 pub fn free_port() -> u16 {
     fresh_listener().local_addr().unwrap().port()
 }
 
-fn keygen(path: &Path) {
-    let st = Command::new("ssh-keygen")
+fn make_key(path: &Path) {
+    let st = Command::new(keygen())
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
         .arg(path)
         .stdin(Stdio::null())
@@ -203,19 +362,20 @@ impl Lab {
 
     /// Like `start`, with extra lines appended to sshd_config.
     pub fn start_with(extra: &str) -> Option<Lab> {
-        if !require(SSHD) || !require(SSH) {
+        if !require(sshd()) || !require(ssh()) {
             return None;
         }
-        Some(Lab::start_sshd(Path::new(SSHD), extra))
+        Some(Lab::start_sshd(Path::new(sshd()), extra))
     }
 
     /// Like `start_with`, with another sshd (another OpenSSH release).
     pub fn start_sshd(sshd_bin: &Path, extra: &str) -> Lab {
+        let penalties = penalties_line(extra);
         let extra = with_shlvl(extra);
         let dir = TempDir::new("lab");
         let d = dir.path().to_path_buf();
-        keygen(&d.join("hostkey"));
-        keygen(&d.join("id"));
+        make_key(&d.join("hostkey"));
+        make_key(&d.join("id"));
         fs::copy(d.join("id.pub"), d.join("authorized_keys")).unwrap();
         // sshd insists on its privilege separation directory when run as root.
         let _ = fs::create_dir_all("/run/sshd");
@@ -228,7 +388,7 @@ impl Lab {
                  PidFile none\nPermitRootLogin yes\nAllowTcpForwarding yes\n\
                  AllowStreamLocalForwarding yes\nStreamLocalBindUnlink yes\n\
                  PrintMotd no\nPrintLastLog no\nLogLevel VERBOSE\n\
-                 AcceptEnv ROSH_*\nMaxStartups 100:30:200\nMaxSessions 100\n{extra}\n",
+                 AcceptEnv ROSH_*\nMaxStartups 100:30:200\nMaxSessions 100\n{extra}\n{penalties}",
                 d = d.display()
             );
             fs::write(d.join("sshd_config"), conf).unwrap();
@@ -336,7 +496,7 @@ impl Lab {
 
     /// Runs the real ssh with the lab's arguments followed by `rest`.
     pub fn ssh(&self, rest: &[&str]) -> Output {
-        Command::new(SSH)
+        Command::new(ssh())
             .args(self.args())
             .args(rest)
             .stdin(Stdio::null())
