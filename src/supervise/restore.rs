@@ -296,16 +296,18 @@ impl Restorer {
         } else {
             p.item.forward.clone()
         };
-        if step == Step::Cancel {
-            // Once: a try after this one finds the entry cleared.
-            p.item.cancel = false;
-        }
         let max = if p.item.forward.kind == Kind::Remote {
             REMOTE_MAX
         } else {
             LOCAL_MAX
         };
-        let Some(spec) = option(&forward) else {
+        // ssh.c sets the forwards up before it opens its control socket
+        // (ssh_init_forwarding, then muxserver_listen): a try before the
+        // socket is there would reach nothing, and a cancel it made would
+        // be lost. Later, then, with nothing consumed.
+        let ready = std::fs::symlink_metadata(&self.ctl)
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
+        let Some(spec) = option(&forward).filter(|_| ready) else {
             return p.later(max);
         };
         let op = match step {
@@ -314,6 +316,10 @@ impl Restorer {
         };
         match helper(&self.ssh, &self.ctl, op, &spec).spawn() {
             Ok(child) => {
+                if step == Step::Cancel {
+                    // Once: a try after this one finds the entry cleared.
+                    p.item.cancel = false;
+                }
                 p.wait = Wait::Helper {
                     pid: Pid::from_raw(child.id() as i32),
                     step,
@@ -432,6 +438,9 @@ mod tests {
     struct Stub {
         dir: PrivateDir,
         ssh: PathBuf,
+        /// The control socket the master would have made (nobody answers
+        /// it: the stub is asked instead).
+        _ctl: std::os::unix::net::UnixListener,
     }
 
     impl Stub {
@@ -441,7 +450,8 @@ mod tests {
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stub/mux-recorder");
             std::os::unix::fs::symlink(script, &ssh).unwrap();
             dir.file("status", status.to_string().as_bytes()).unwrap();
-            Stub { dir, ssh }
+            let _ctl = std::os::unix::net::UnixListener::bind(dir.path().join("ctl")).unwrap();
+            Stub { dir, ssh, _ctl }
         }
 
         fn ctl(&self) -> PathBuf {
@@ -748,6 +758,26 @@ mod tests {
             stub.calls(),
             [call("cancel", &it.forward), call("forward", &it.forward)]
         );
+    }
+
+    #[test]
+    fn nothing_is_asked_before_the_control_socket_is_there() {
+        // ssh sets up its forwards before it opens the control socket.
+        let stub = Stub::new(0);
+        let mut r = Restorer::new(
+            stub.ssh.clone(),
+            stub.dir.path().join("not-yet"),
+            Opts::default(),
+        );
+        let mut it = item(b'R', "8082:localhost:80");
+        it.cancel = true;
+        r.add(it);
+        r.pending[0].wait = Wait::Until(Instant::now());
+        drive(&mut r, Duration::from_millis(300), |_, _| false);
+        assert_eq!(stub.calls(), Vec::<String>::new());
+        // The cancel is still owed, and the next try is on the backoff.
+        assert!(r.pending[0].item.cancel);
+        assert!(near(r.deadline(), REMOTE_FIRST), "{:?}", r.deadline());
     }
 
     #[test]
