@@ -93,13 +93,16 @@ impl Policy {
             i.kept_remote > 0,
             i.require,
         );
-        // With a restore pending the log is read too: a restore that loses
-        // a race makes the master log a failure, which is rosh-ssh's to hide.
-        let read_log = (i.kept > 0 || matches!(restore, Restore::Theirs(_) | Restore::Private))
-            && can.take_log;
-        // ssh.c: a tunnel's failure is ExitOnForwardFailure's business too,
-        // and rosh-ssh does not manage tun devices: leave it be.
-        let exit_on_forward_failure = (read_log && eff.tunnel == "false").then_some(i.require);
+        // Forwards kept, or a restore pending: a forward that fails costs
+        // the forward, never the connection. ssh.c: a tunnel's failure is
+        // ExitOnForwardFailure's business too, and rosh-ssh does not manage
+        // tun devices: leave it be.
+        let watched = i.kept > 0 || matches!(restore, Restore::Theirs(_) | Restore::Private);
+        let exit_on_forward_failure = (watched && eff.tunnel == "false").then_some(i.require);
+        // The log is read too (a restore that loses a race makes the master
+        // log a failure, which is rosh-ssh's to hide), where it can show
+        // something: not `-f` before 8.5 below DEBUG (release.rs).
+        let read_log = watched && can.take_log;
         let force = read_log && can.force;
         let own = eff.log_verbose != "none";
         let log_verbose =
@@ -273,6 +276,32 @@ mod tests {
             assert_eq!(p.read_log, log, "{require} {kept} {tunnel}");
             assert_eq!(p.refuse_if_dropped, require);
         }
+    }
+
+    #[test]
+    fn ssh_f_with_a_remote_forward_before_8_5_keeps_its_own_log() {
+        // No LogVerbose and INFO: the server's answers can't be seen, and
+        // after rosh-ssh returns nobody would read a FIFO: ssh logs where it
+        // would have (its own Warning line), with ExitOnForwardFailure=no.
+        let e = eff(|e| {
+            e.caps.log_verbose = false;
+            e.fork_after_authentication = true;
+        });
+        let mut i = inputs(&e);
+        (i.kept, i.kept_remote, i.dropped) = (1, 1, false);
+        let p = Policy::decide(&i);
+        assert_eq!(p.exit_on_forward_failure, Some(false));
+        assert!(!p.read_log && !p.wait_answers && p.log_verbose.is_none());
+        // At DEBUG the answers show: the log is read and waited on.
+        let e = eff(|e| {
+            e.caps.log_verbose = false;
+            e.fork_after_authentication = true;
+            e.log_level = "DEBUG1".into();
+        });
+        let mut i = inputs(&e);
+        (i.kept, i.kept_remote, i.dropped) = (1, 1, false);
+        let p = Policy::decide(&i);
+        assert!(p.read_log && p.wait_answers);
     }
 
     #[test]

@@ -687,7 +687,12 @@ fn a_remote_forward_refused_past_two_tries_costs_one_line_and_comes_back() {
     let h = holder(tmp.path(), &port.to_string());
     let r = format!("127.0.0.1:{port}:127.0.0.1:{}", lab.port);
     let before = lab.logins();
-    let s = Session::start(&lab, tmp.path(), &["-o", "GatewayPorts=no", "-R", &r], &[]);
+    // Before 8.5 the refusal shows only at INFO and up (the lab's is ERROR).
+    let mut args = vec!["-o", "GatewayPorts=no", "-R", &r];
+    if !lab::refusal_named_at("ERROR") {
+        args.splice(0..0, ["-o", "LogLevel=INFO"]);
+    }
+    let s = Session::start(&lab, tmp.path(), &args, &[]);
     assert!(
         s.wait_for("refused", Duration::from_secs(20)),
         "{}",
@@ -724,12 +729,12 @@ fn a_live_session_with_restores_pending_is_one_thread() {
     let hr = holder(tmp.path(), &rport.to_string());
     let l = format!("127.0.0.1:{lport}:127.0.0.1:{}", lab.port);
     let r = format!("127.0.0.1:{rport}:127.0.0.1:{}", lab.port);
-    let s = Session::start(
-        &lab,
-        tmp.path(),
-        &["-o", "GatewayPorts=no", "-L", &l, "-R", &r],
-        &[],
-    );
+    // Before 8.5 the refusal shows only at INFO and up (the lab's is ERROR).
+    let mut args = vec!["-o", "GatewayPorts=no", "-L", &l, "-R", &r];
+    if !lab::refusal_named_at("ERROR") {
+        args.splice(0..0, ["-o", "LogLevel=INFO"]);
+    }
+    let s = Session::start(&lab, tmp.path(), &args, &[]);
     let refused = s.wait_for("refused", Duration::from_secs(20));
     let tasks = fs::read_dir(format!("/proc/{}/task", s.child.id()))
         .map(|d| d.count())

@@ -114,7 +114,9 @@ fn rig_with(shell: &Shell, sshd: Option<&Path>) -> Option<Rig> {
         screendir.display()
     );
     let lab = match sshd {
-        Some(bin) => Lab::start_sshd(bin, &env),
+        // An sshd of its own is the penalties test's (9.8+): penalties on,
+        // as they are by default (the lab turns them off for the others).
+        Some(bin) => Lab::start_sshd(bin, &format!("{env}\nPerSourcePenalties yes")),
         None => Lab::start_with(&env)?,
     };
 
