@@ -22,7 +22,8 @@
 //! (it changed uid without exec, so the kernel made it non-dumpable: its
 //! /proc fd list is root's to read, its stat and comm anyone's). Up to 9.7
 //! a root login has no post-auth child: the connection's own sshd serves it
-//! (sshd.c `privsep_postauth`), the same nearest `sshd`.
+//! (sshd.c `privsep_postauth`: `pw_uid == 0`, no privsep), the same nearest
+//! `sshd`; from 9.8 root's session has a monitor and a child too.
 //!
 //! The record: when a connection is made, a file named
 //! `BOOT.LOOP.PID.START` (the kernel's boot id, the loop's id, the sshd's
@@ -35,10 +36,12 @@
 //! user, is an `sshd` or `sshd-session`, and is neither this connection's
 //! sshd nor any process between it and the script (one connection
 //! multiplexed by a ControlMaster serves several attempts). Then SIGTERM
-//! (sshd's graceful end: serverloop.c `sigterm_handler`), two seconds for it
-//! to go, then SIGKILL. Another loop's record (another terminal, another
-//! laptop) is never acted on; a record whose process is gone, of any loop,
-//! is removed.
+//! (up to 9.7 serverloop.c's `sigterm_handler` ends it through
+//! `cleanup_exit`; from 9.8 sshd-session.c leaves SIGTERM at its default
+//! and the monitor cleans up after the child), two seconds for it to go,
+//! looked at every 20 ms (the reattach waits), then SIGKILL. Another
+//! loop's record (another terminal, another laptop) is never acted on; a
+//! record whose process is gone, of any loop, is removed.
 //!
 //! Linux only (/proc, the boot id); elsewhere, or when any step fails, it
 //! does nothing. It runs in a subshell with no input and no output, so it
@@ -64,7 +67,7 @@ pub const SCRIPT: &str = concat!(
     r#"for g in "$d/$b".*.*.*; do [ -f "$g" ] || continue; "#,
     r#"s=${g##*.}; p=${g%.*}; p=${p##*.}; o=${g#"$d/$b".}; o=${o%%.*}; "#,
     r#"case $a in *" $p "*) ;; *) if [ "$o" = "$i" ] && live "$p" "$s"; then kill -TERM "$p"; w=0; "#,
-    r#"while [ $w -lt 20 ] && live "$p" "$s"; do if sleep 0.1; then w=$((w+1)); else sleep 1; w=$((w+10)); fi; done; "#,
+    r#"while [ $w -lt 100 ] && live "$p" "$s"; do if sleep 0.02; then w=$((w+1)); else sleep 1; w=$((w+50)); fi; done; "#,
     r#"live "$p" "$s" && kill -KILL "$p"; fi; esac; "#,
     r#"[ "$p" = "$me" ] || live "$p" "$s" || rm -f "$g"; done; "#,
     r#"echo "${SSH_CONNECTION-}" >"$d/$b.$i.$me.$mt" ) </dev/null >/dev/null 2>&1; "#,
