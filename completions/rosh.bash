@@ -79,7 +79,8 @@ _rosh_ssh() {
 }
 
 # rosh's grammar: its own letters (-V -S flags; -L -I -a -O with a value)
-# over ssh's getopt tables, as rosh-ssh reads it.
+# over ssh's getopt tables, as rosh-ssh reads it, and its long option
+# --keep-sshd, a word of its own.
 _rosh_arg_letters=bceilmopwBDEFJQRWLIaO
 
 _rosh() {
@@ -99,7 +100,8 @@ _rosh() {
             ((args++))
             continue
         fi
-        [[ $w == -- ]] && continue
+        # `--` and rosh's long option: no letters, no operand.
+        [[ $w == --* ]] && continue
         for ((j = 1; j < ${#w}; j++)); do
             c=${w:j:1}
             [[ $_rosh_arg_letters == *"$c"* ]] || continue
@@ -126,7 +128,7 @@ _rosh() {
     [[ -n $want ]] && return 0
     if ((args == 0)); then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W '-V -S -L -I -a -F -o -p -J -l -i -A -4 -6 -C -v -O' -- "$cur"))
+            COMPREPLY=($(compgen -W '-V -S -L -I -a --keep-sshd -F -o -p -J -l -i -A -4 -6 -C -v -O' -- "$cur"))
         else
             _known_hosts_real -a "${config[@]}" -- "$cur"
         fi

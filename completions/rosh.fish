@@ -3,7 +3,8 @@
 # names, when it names one), then nothing.
 
 # rosh's grammar: its own letters (-V -S flags; -L -I -a -O with a value)
-# over ssh's getopt tables, as rosh-ssh reads it.
+# over ssh's getopt tables, as rosh-ssh reads it, and its long option
+# --keep-sshd, a word of its own.
 set -g __rosh_arg_letters bceilmopwBDEFJQRWLIaO
 
 # The operands (host, session) so far, and the file -F names, by reading
@@ -24,6 +25,8 @@ function __rosh_words
             set args (math $args + 1)
             continue
         end
+        # `--` and rosh's long option: no letters, no operand.
+        string match -q -- '--*' $w; and continue
         # The first letter that takes a value ends the cluster.
         set -l m (string match -r -- "^-[^$__rosh_arg_letters]*([$__rosh_arg_letters])(.*)\$" $w)
         if set -q m[2]
@@ -62,6 +65,7 @@ complete -c rosh -s S -d 'Use GNU screen instead of tmux'
 complete -c rosh -s L -x -d 'Remote tmux socket name'
 complete -c rosh -s I -x -d 'Seconds before reconnecting (1)'
 complete -c rosh -s a -x -d 'ServerAliveInterval in seconds (5)'
+complete -c rosh -l keep-sshd -d "On reattach, leave the previous connection's sshd running"
 complete -c rosh -s F -r -F -d 'ssh config file'
 complete -c rosh -s o -x -d 'ssh option'
 complete -c rosh -s p -x -d 'Port on the remote host'

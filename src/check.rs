@@ -1,8 +1,8 @@
 //! `rosh-ssh --check [--remote] [ssh arguments]`: a report of the forwards
 //! ssh would set up, where each comes from, its probe and holder, and what
 //! rosh-ssh would do. With `--remote`, one ssh connection (forwards cleared)
-//! tells which RemoteForward listen ports are taken on the server and which
-//! tmux sessions exist there.
+//! tells which RemoteForward listen ports are taken on the server, who
+//! holds them (remote_holder.rs), and which tmux sessions exist there.
 
 use crate::argv::Args;
 use crate::child::End;
@@ -10,6 +10,7 @@ use crate::effective::{self, Effective};
 use crate::error::Error;
 use crate::forward::{Endpoint, Kind};
 use crate::plan::Plan;
+use crate::remote_holder::{self, Holder, Procs};
 use crate::{config, describe};
 use std::ffi::OsString;
 use std::fmt;
@@ -21,16 +22,30 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs on the server under `sh -c`: the listening TCP sockets from
-/// /proc/net (Linux), then the tmux sessions on every socket in tmux's
+/// /proc/net (Linux), the user's processes and the sockets they hold
+/// (remote_holder.rs), then the tmux sessions on every socket in tmux's
 /// directory for this user (`tmux -L NAME` lives there too, so the socket
 /// `rosh -L NAME` uses is among them). No single quote inside, so any login
 /// shell passes it through.
-const REMOTE_SCRIPT: &str = "echo @tcp4; cat /proc/net/tcp 2>/dev/null; \
-echo @tcp6; cat /proc/net/tcp6 2>/dev/null; echo @tmux; \
+fn remote_script() -> String {
+    const TCP: &str = "echo @tcp4; cat /proc/net/tcp 2>/dev/null; \
+echo @tcp6; cat /proc/net/tcp6 2>/dev/null; ";
+    const TMUX: &str = "echo @tmux; \
 if command -v tmux >/dev/null 2>&1; then \
 d=\"${TMUX_TMPDIR:-/tmp}/tmux-$(id -u)\"; for s in \"$d\"/*; do \
 [ -S \"$s\" ] || continue; echo \"@socket ${s##*/}\"; tmux -S \"$s\" list-sessions 2>&1; \
 done; else echo @notmux; fi; echo @end";
+    [TCP, remote_holder::SCRIPT, TMUX].concat()
+}
+
+/// A listening TCP socket on the server (/proc/net/tcp{,6}).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: (IpAddr, u16),
+    /// Its owner: the uid of the process that made it.
+    pub uid: u32,
+    pub inode: u64,
+}
 
 /// The tmux sessions on one socket of the server.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,6 +66,10 @@ pub struct Server {
     /// tmux is not installed there.
     pub no_tmux: bool,
     pub tmux: Vec<Socket>,
+    /// Every listening socket, with its owner and inode.
+    pub listeners: Vec<Listener>,
+    /// The user's processes there (remote_holder.rs).
+    pub procs: Procs,
 }
 
 /// A /proc/net/tcp{,6} local address: hex words in host byte order.
@@ -81,9 +100,11 @@ impl Server {
         let mut section = "";
         let mut ports = Vec::new();
         let mut seen_tcp4 = false;
+        let mut procs = Vec::new();
+        let mut established = Vec::new();
         for line in out.lines() {
             match line {
-                "@tcp4" | "@tcp6" | "@tmux" | "@end" => {
+                "@tcp4" | "@tcp6" | "@procs" | "@tmux" | "@end" => {
                     section = line;
                     continue;
                 }
@@ -108,12 +129,31 @@ impl Server {
                         s.ipv6 |= section == "@tcp6";
                         continue;
                     }
-                    // "0: 0100007F:1F92 00000000:0000 0A ...": state 0A is LISTEN.
-                    if let (Some(a), Some(&"0A")) = (f.get(1).and_then(|a| proc_addr(a)), f.get(3))
-                    {
-                        ports.push(a);
+                    // "0: 0100007F:1F92 00000000:0000 0A tx:rx tr:when retr uid timeout inode":
+                    // state 0A is LISTEN, 01 ESTABLISHED.
+                    let local = f.get(1).and_then(|a| proc_addr(a));
+                    let inode = f.get(9).and_then(|v| v.parse::<u64>().ok());
+                    let uid = f.get(7).and_then(|v| v.parse::<u32>().ok());
+                    match (local, f.get(3), uid, inode) {
+                        (Some(a), Some(&"0A"), uid, inode) => {
+                            ports.push(a);
+                            if let (Some(uid), Some(inode)) = (uid, inode) {
+                                s.listeners.push(Listener {
+                                    addr: a,
+                                    uid,
+                                    inode,
+                                });
+                            }
+                        }
+                        (Some(a), Some(&"01"), _, Some(inode)) => {
+                            if let Some(peer) = f.get(2).and_then(|a| proc_addr(a)) {
+                                established.push((inode, a, peer));
+                            }
+                        }
+                        _ => {}
                     }
                 }
+                "@procs" => procs.push(line),
                 "@tmux" => {
                     let Some(sock) = s.tmux.last_mut() else {
                         continue;
@@ -135,7 +175,21 @@ impl Server {
             ports.dedup();
             s.listening = Some(ports);
         }
+        s.procs = Procs::parse(procs);
+        s.procs.clients(&established);
         s
+    }
+
+    /// Who holds the listeners on `seen`, each holder once.
+    pub fn holders(&self, seen: &[(IpAddr, u16)]) -> Vec<Holder> {
+        let mut out: Vec<Holder> = Vec::new();
+        for l in self.listeners.iter().filter(|l| seen.contains(&l.addr)) {
+            let h = self.procs.holder(l.uid, l.inode);
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        }
+        out
     }
 
     /// What ssh's `-R` would meet on the server for a TCP listen side,
@@ -313,7 +367,7 @@ fn server_words(args: &Args, eff: &Effective) -> Vec<OsString> {
         w.push("--".into());
         w.push(h.clone());
     }
-    w.push(format!("sh -c '{REMOTE_SCRIPT}'").into());
+    w.push(format!("sh -c '{}'", remote_script()).into());
     w
 }
 
@@ -369,6 +423,15 @@ fn report(
                 (_, None) => "on the server (check with --check --remote)".into(),
             };
             writeln!(out, "  probe: {seen}")?;
+            if let (Endpoint::Tcp { host, port }, Some(s)) = (&d.forward.listen, server) {
+                let seen = s
+                    .remote_verdict(host.as_deref(), *port)
+                    .map(|v| v.seen)
+                    .unwrap_or_default();
+                for h in s.holders(&seen) {
+                    writeln!(out, "  held by {}", remote_holder::Words(&s.procs, &h))?;
+                }
+            }
         } else {
             let reason = describe::reason(&d.verdict);
             writeln!(out, "  probe: {}", reason.as_deref().unwrap_or("free"))?;
@@ -526,6 +589,46 @@ mod tests {
         assert!(none.no_tmux && none.tmux.is_empty());
     }
 
+    /// Issue 26, 3: the listeners' owners and inodes, and the user's
+    /// processes: a listener found among an sshd's descriptors is named with
+    /// the client of that sshd's connection to the server's port.
+    #[test]
+    fn names_the_sshd_that_holds_a_remote_port() {
+        let out = "@tcp4\n  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                   0: 0100007F:1F92 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5551 1\n\
+                   1: 0100000A:0016 0900000A:9C40 01 00000000:00000000 00:00000000 00000000     0        0 5552 1\n\
+                   2: 0100000A:0016 0800000A:9C41 01 00000000:00000000 00:00000000 00000000     0        0 5553 1\n\
+                   @tcp6\n  sl  local_address\n\
+                   @procs\nuid 1000\nclock 100\nbtime 1765000000\nuptime 100\n\
+                   conn 10.0.0.8 40001 10.0.0.1 22\nself 301\n\
+                   proc 300 1 S 5000 1 sshd\nproc 301 1 S 6000 1 sshd\n\
+                   /proc/300/fd:\nl 1 u u 64 Dec 7 3 -> socket:[5551]\nl 1 u u 64 Dec 7 4 -> socket:[5552]\n\
+                   /proc/301/fd:\nl 1 u u 64 Dec 7 3 -> socket:[5553]\n\
+                   @tmux\n@end\n";
+        let s = Server::parse(out);
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            s.listeners,
+            [Listener {
+                addr: (v4, 8082),
+                uid: 1000,
+                inode: 5551
+            }]
+        );
+        let seen = s.remote_verdict(None, 8082).unwrap().seen;
+        let held: Vec<String> = s
+            .holders(&seen)
+            .iter()
+            .map(|h| remote_holder::Words(&s.procs, h).to_string())
+            .collect();
+        assert_eq!(held.len(), 1);
+        assert!(
+            held[0].starts_with("your sshd, pid 300 (sshd), started 2025-12-06 05:47:30 UTC (50 s ago), client 10.0.0.9 port 40000"),
+            "{held:?}"
+        );
+        assert!(s.holders(&[]).is_empty());
+    }
+
     /// sshd with GatewayPorts no binds 127.0.0.1 and ::1 for `-R P:...`
     /// (or the one loopback address asked for): a port held on one of
     /// them only does not make ssh's -R fail.
@@ -589,7 +692,7 @@ mod tests {
         assert_eq!(&tail[..3], ["-p", "22", "--"], "{w:?}");
         assert_eq!(w[w.len() - 2], "host");
         assert!(w[w.len() - 1].starts_with("sh -c '"));
-        assert!(!REMOTE_SCRIPT.contains('\''));
+        assert!(!remote_script().contains('\''));
         assert!(w.contains(&"ConnectTimeout=15".to_string()));
         // Stdin from /dev/null as -n, which every release knows; the
         // keywords of 8.7 only where `ssh -G` shows an 8.7 or later.

@@ -32,7 +32,8 @@ the connection or costing a second login.
                      PATH that is not rosh-ssh)
   --check            report the forwards ssh would set up and their probes;
                      --remote also asks the server, in one bounded connection,
-                     which remote ports are taken and which tmux sessions run
+                     which remote ports are taken (and by which of your
+                     processes) and which tmux sessions run
   --proxy HOST PORT  ProxyCommand mode: ProxyCommand rosh-ssh --proxy %h %p
                      (--fdpass with ProxyUseFdpass yes; --wait SECONDS retries
                      while the host is unreachable or refuses;
@@ -40,7 +41,9 @@ the connection or costing a second login.
                      bounds each connect attempt)
   --rosh             the rosh function's engine: alone, makes a loop's state
                      directory and prints its path; with STATE and rosh's
-                     arguments, makes one attempt (exit 75: make another)
+                     arguments, makes one attempt (exit 75: make another); a
+                     reattach ends the sshd of the loop's previous connection
+                     on the server (ROSH_END_SSHD=0: it is left running)
 ";
 
 #[derive(Clone, Debug, PartialEq, Eq)]

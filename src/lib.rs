@@ -31,6 +31,7 @@ pub mod procinfo;
 pub mod proxy;
 pub mod quote;
 pub mod release;
+pub mod remote_holder;
 pub mod rosh;
 pub mod say;
 pub mod sockdiag;

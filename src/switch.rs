@@ -1,5 +1,6 @@
 //! rosh-ssh's environment switches (`ROSH_VERBOSE`, `ROSH_REQUIRE_FORWARD`,
-//! `ROSH_RESTORE`), all read by [`read`] with one rule: `1`/`yes`/`true`/`on`
+//! `ROSH_RESTORE`, and the rosh function's `ROSH_END_SSHD`), all read by
+//! [`read`] with one rule: `1`/`yes`/`true`/`on`
 //! are on, `0`/`no`/`false`/`off` and the empty value are off, in any case;
 //! anything else is an error that names the variable, before anything runs.
 //!
@@ -20,13 +21,17 @@ pub struct Switches {
     pub require_forward: bool,
     /// `ROSH_RESTORE` (default on; off is `--no-restore`).
     pub restore: bool,
+    /// `ROSH_END_SSHD` (default on; off is rosh's `--keep-sshd`): on
+    /// reattach, the sshd of the loop's previous connection is ended.
+    pub end_sshd: bool,
 }
 
 /// Every switch: its variable and its value when unset.
-pub const SWITCHES: [(&str, bool); 3] = [
+pub const SWITCHES: [(&str, bool); 4] = [
     ("ROSH_VERBOSE", false),
     ("ROSH_REQUIRE_FORWARD", false),
     ("ROSH_RESTORE", true),
+    ("ROSH_END_SSHD", true),
 ];
 
 /// The words that mean on and off, compared without regard to case.
@@ -46,11 +51,12 @@ pub fn read(env: impl Fn(&str) -> Option<OsString>) -> Result<Switches, Error> {
             })?,
         };
     }
-    let [verbose, require_forward, restore] = on;
+    let [verbose, require_forward, restore, end_sshd] = on;
     Ok(Switches {
         verbose,
         require_forward,
         restore,
+        end_sshd,
     })
 }
 
@@ -113,7 +119,8 @@ mod tests {
             Switches {
                 verbose: false,
                 require_forward: false,
-                restore: true
+                restore: true,
+                end_sshd: true
             }
         );
     }
@@ -124,6 +131,7 @@ mod tests {
             ("ROSH_VERBOSE", "Yes"),
             ("ROSH_REQUIRE_FORWARD", "TRUE"),
             ("ROSH_RESTORE", "Off"),
+            ("ROSH_END_SSHD", "no"),
         ]))
         .unwrap();
         assert_eq!(
@@ -131,7 +139,8 @@ mod tests {
             Switches {
                 verbose: true,
                 require_forward: true,
-                restore: false
+                restore: false,
+                end_sshd: false
             }
         );
         // Empty is off, for every switch (ROSH_RESTORE's off is no restore).
@@ -139,10 +148,15 @@ mod tests {
             ("ROSH_VERBOSE", ""),
             ("ROSH_REQUIRE_FORWARD", ""),
             ("ROSH_RESTORE", ""),
+            ("ROSH_END_SSHD", ""),
         ]))
         .unwrap();
-        assert!(!s.verbose && !s.require_forward && !s.restore, "{s:?}");
+        assert!(
+            !s.verbose && !s.require_forward && !s.restore && !s.end_sshd,
+            "{s:?}"
+        );
         assert!(read(env(&[("ROSH_RESTORE", "on")])).unwrap().restore);
+        assert!(read(env(&[("ROSH_END_SSHD", "ON")])).unwrap().end_sshd);
     }
 
     #[test]

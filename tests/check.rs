@@ -103,6 +103,14 @@ fn check_reports_forwards_probes_holders_and_the_server() {
         )),
         "{text}"
     );
+    // Who listens there: this process, its descriptors readable.
+    assert!(
+        text.contains(&format!(
+            "  held by your process pid {} (",
+            std::process::id()
+        )),
+        "{text}"
+    );
     let plain = plain_r();
     assert_eq!(
         plain.status.code(),
@@ -116,6 +124,88 @@ fn check_reports_forwards_probes_holders_and_the_server() {
     assert!(
         text.contains("  probe: free on the server: nothing listens there on 127.0.0.1"),
         "{text}"
+    );
+}
+
+/// Issue 26, 3: a remote port held by the user's own sshd (another
+/// connection's, here a background `ssh -N -R`) is named with its pid, its
+/// start time and the client address sshd saw, and ending that pid frees
+/// the port.
+#[test]
+fn check_remote_names_the_users_sshd_that_holds_a_remote_port() {
+    let Some(lab) = Lab::start() else { return };
+    let port = {
+        let l = lab::fresh_listener();
+        l.local_addr().unwrap().port()
+    };
+    let r = format!("{port}:localhost:22");
+    let mut holder = Command::new(lab::ssh())
+        .args(lab.args())
+        .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R", &r])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let held = |secs: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if up || std::time::Instant::now() > deadline {
+                return up;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    assert!(held(10), "ssh -R never listened");
+    let out = Command::new(rosh_ssh())
+        .args(["--check", "--remote", "-R", &r])
+        .args(lab.args())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("  held by "))
+        .unwrap_or_else(|| panic!("no holder named: {text}"));
+    // "  held by your sshd, pid N (sshd), started DATE UTC (N s ago), client 127.0.0.1 port P ..."
+    let pid: i32 = line
+        .split("pid ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(line.starts_with("  held by your sshd, pid "), "{text}");
+    assert!(line.contains(" UTC ("), "{line}");
+    assert!(line.contains(", client 127.0.0.1 port "), "{line}");
+    assert!(
+        line.ends_with(&format!("(kill {pid} on the server ends it)")),
+        "{line}"
+    );
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert!(comm.trim().starts_with("sshd"), "{pid} is {comm:?}: {text}");
+    // Ended knowingly: the port is free, the background ssh is over.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = holder.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(status.is_some(), "ssh -N lived on after its sshd ended");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "port {port} still listens"
     );
 }
 

@@ -190,9 +190,12 @@ fn bash_completes_rosh_ssh_as_ssh_and_rosh_hosts() {
     assert_eq!(b("rosh -o Compression=y"), ["yes"]);
     assert_eq!(b("rosh-ssh -o Compression=y"), ["yes"]);
     let opts = b("rosh -");
-    for o in ["-V", "-S", "-L", "-I", "-a", "-F", "-o"] {
+    for o in ["-V", "-S", "-L", "-I", "-a", "-F", "-o", "--keep-sshd"] {
         assert!(has(&opts, o), "{o} not in {opts:?}");
     }
+    // rosh's long option (issue 26, 5): offered, and a word of its own.
+    assert_eq!(b("rosh --k"), ["--keep-sshd"]);
+    assert_eq!(b("rosh -V --keep-sshd -p 22 al"), ["alpha-one"]);
 }
 
 #[test]
@@ -222,6 +225,8 @@ fn zsh_completes_rosh_ssh_as_ssh_even_through_an_alias() {
 
     assert_eq!(z(":", "rosh al"), ["alpha-one"]);
     assert_eq!(z(":", "rosh -V -I 3 al"), ["alpha-one"]);
+    assert_eq!(z(":", "rosh --k"), ["--keep-sshd"]);
+    assert_eq!(z(":", "rosh --keep-sshd -p 22 al"), ["alpha-one"]);
     let after = z(":", "rosh alpha-one ");
     assert!(!has(&after, "alpha-one"), "{after:?}");
 }
@@ -259,6 +264,8 @@ fn fish_completes_rosh_ssh_as_ssh_and_rosh_hosts() {
     for o in ["-V", "-S", "-L", "-I", "-a", "-F", "-o"] {
         assert!(has(&opts, o), "{o} not in {opts:?}");
     }
+    assert_eq!(f("rosh --k"), ["--keep-sshd"]);
+    assert_eq!(f("rosh -V --keep-sshd -p 22 al"), ["alpha-one"]);
 }
 
 /// The scripts that ship parse in their shells and pass shellcheck.

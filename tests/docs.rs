@@ -166,25 +166,47 @@ fn rosh_ssh_help_man_page_readme_and_completions_agree() {
 #[test]
 fn rosh_usage_man_page_readme_and_completions_agree() {
     let usage = rosh_usage();
-    let opts = short_options(&usage);
+    let mut opts = short_options(&usage);
+    opts.extend(long_options(&usage));
+    assert!(opts.contains("--keep-sshd"), "{opts:?}");
     for o in ["-V", "-S", "-L", "-I", "-a", "-F", "-o"] {
         assert!(opts.contains(o), "{o} not read from rosh's usage: {opts:?}");
     }
-    let (man_opts, _) = man_items(&read("man/rosh.1"));
+    let (man_opts, man_vars) = man_items(&read("man/rosh.1"));
     same("rosh(1) options", &opts, &man_opts);
+    // rosh's own switches (ROSH_END_SSHD): rosh(1), rosh-ssh(1), the README.
+    let vars = rosh_vars(&usage);
+    assert!(vars.contains("ROSH_END_SSHD"), "{vars:?}");
+    for v in &vars {
+        assert!(man_vars.contains(v), "rosh(1) lacks {v}");
+    }
+    let (_, ssh_man_vars) = man_items(&read("man/rosh-ssh.1"));
+    assert!(vars.is_subset(&ssh_man_vars), "rosh-ssh(1) lacks {vars:?}");
 
     let readme = read("README.md");
     let synopsis = readme
         .lines()
         .find(|l| l.trim_start().starts_with("rosh [-"))
         .expect("rosh synopsis in the README");
-    same("README rosh synopsis", &opts, &short_options(synopsis));
+    let mut in_synopsis = short_options(synopsis);
+    in_synopsis.extend(long_options(synopsis));
+    same("README rosh synopsis", &opts, &in_synopsis);
+    for v in &vars {
+        assert!(readme.contains(v.as_str()), "README lacks {v}");
+    }
 
     for (file, form) in [
         ("completions/rosh.bash", " {o} "),
         ("completions/_rosh", "{o}["),
         ("completions/rosh.fish", "-s {c} "),
     ] {
+        let form = |o: &str| {
+            if o.starts_with("--") && file.ends_with(".fish") {
+                format!("-l {} ", &o[2..])
+            } else {
+                form.replace("{o}", o).replace("{c}", &o[1..])
+            }
+        };
         let mut text = read(file);
         if file.ends_with(".bash") {
             // The word list rosh's options are completed from.
@@ -199,7 +221,7 @@ fn rosh_usage_man_page_readme_and_completions_agree() {
             text = text.replace("+[", "[");
         }
         for o in opts.iter().chain(man_opts.iter()) {
-            let want = form.replace("{o}", o).replace("{c}", &o[1..]);
+            let want = form(o);
             assert!(text.contains(&want), "{file} does not offer {o} ({want:?})");
         }
     }

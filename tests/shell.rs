@@ -673,6 +673,11 @@ struct NetRig {
 }
 
 fn net_rig(shell: &Shell) -> Option<NetRig> {
+    net_rig_with(shell, None)
+}
+
+/// `net_rig`, with the server's sshd taken from `sshd` when given.
+fn net_rig_with(shell: &Shell, sshd: Option<&Path>) -> Option<NetRig> {
     which("tmux")?;
     if let Some(why) = netlab::unavailable() {
         if std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false") {
@@ -686,39 +691,21 @@ fn net_rig(shell: &Shell) -> Option<NetRig> {
     let tmpdir = dir.path().join("tmux");
     fs::create_dir_all(&home).unwrap();
     fs::create_dir_all(&tmpdir).unwrap();
-    let net = Net::start(
-        dir.path(),
-        &format!("HOME={} TMUX_TMPDIR={}", home.display(), tmpdir.display()),
-    )
+    let env = format!("HOME={} TMUX_TMPDIR={}", home.display(), tmpdir.display());
+    let net = match sshd {
+        Some(bin) => Net::start_sshd(dir.path(), &env, bin),
+        None => Net::start(dir.path(), &env),
+    }
     .unwrap_or_else(|e| panic!("namespace lab: {e}"));
     let bin = dir.path().join("bin");
     fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(lab::rosh_ssh(), bin.join("rosh-ssh")).unwrap();
-    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    )))
-    .unwrap();
-    let local_home = dir.path().join("local-home");
-    fs::create_dir_all(&local_home).unwrap();
-    let env = [
-        ("PATH", path),
-        ("HOME", local_home.into()),
-        ("XDG_RUNTIME_DIR", lab::runtime_dir(dir.path()).into()),
-        ("SHELL", "/bin/sh".into()),
-        ("PS1", "$ ".into()),
-    ];
-    let mut argv = net.in_client();
-    argv.extend(shell.argv.iter().cloned());
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let term = Term::start(dir.path(), "local.sock", &env, &argv);
+    fs::create_dir_all(dir.path().join("local-home")).unwrap();
+    let term = client_term(dir.path(), &net, shell, "local.sock");
     let remote = Tmux {
         args: vec!["-L".into(), unique("remote").into()],
         tmpdir,
     };
-    term.line(&shell.source());
-    term.line("echo READY''X");
-    let ready = wait_for(10, || term.screen().contains("READYX").then_some(()));
-    assert!(ready.is_some(), "{}: {}", shell.name, term.screen());
     Some(NetRig {
         term,
         other: None,
@@ -727,6 +714,34 @@ fn net_rig(shell: &Shell) -> Option<NetRig> {
         net,
         dir,
     })
+}
+
+/// A terminal on the client's side running `shell` with the rosh function
+/// loaded and the rosh-ssh under test first on PATH; its tmux socket is
+/// `sock` in `dir`.
+fn client_term(dir: &Path, net: &Net, shell: &Shell, sock: &str) -> Term {
+    let path = std::env::join_paths(
+        std::iter::once(dir.join("bin")).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )),
+    )
+    .unwrap();
+    let env = [
+        ("PATH", path),
+        ("HOME", dir.join("local-home").into()),
+        ("XDG_RUNTIME_DIR", lab::runtime_dir(dir).into()),
+        ("SHELL", "/bin/sh".into()),
+        ("PS1", "$ ".into()),
+    ];
+    let mut argv = net.in_client();
+    argv.extend(shell.argv.iter().cloned());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let term = Term::start(dir, sock, &env, &argv);
+    term.line(&shell.source());
+    term.line("echo READY''X");
+    let ready = wait_for(10, || term.screen().contains("READYX").then_some(()));
+    assert!(ready.is_some(), "{}: {}", shell.name, term.screen());
+    term
 }
 
 impl NetRig {
@@ -894,6 +909,212 @@ fn outages_in_bash() {
 #[test]
 fn outages_in_fish() {
     outages("fish", &[10]);
+}
+
+/// A copy of the netlab's client config whose `Host lab` has one
+/// `RemoteForward PORT SERVER:22` per port: the server's 127.0.0.1:PORT
+/// reaches the server's own sshd back through the client, so its banner
+/// read there says the forward works (through a dead connection nothing
+/// comes back).
+fn forward_config(r: &NetRig, name: &str, ports: &[u16]) -> PathBuf {
+    let mut text = fs::read_to_string(r.net.config()).unwrap();
+    for p in ports {
+        text.push_str(&format!("  RemoteForward {p} {}:22\n", netlab::SERVER_ADDR));
+    }
+    let path = r.dir.path().join(name);
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The remote forward on `port` carries a connection: sshd's banner comes
+/// back through it within `secs` seconds, tried once a second.
+fn forward_works(r: &NetRig, port: u16, secs: u64) -> bool {
+    wait_for(secs, || {
+        r.net
+            .read_on_server(port, 1)
+            .starts_with("SSH-2.0")
+            .then_some(())
+    })
+    .is_some()
+}
+
+/// The process `pid` is gone (or a zombie nobody reaped yet).
+fn gone(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, t)| t.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// The process name of `pid` (its comm).
+fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The laptop sleeps and wakes up on another address, in a loop whose
+/// host has a RemoteForward; `env` is put before `rosh` on its command
+/// line. The old connection's sshd (which held the forward), the new
+/// one's, and the seconds the forward took to come back (None: not
+/// within 10 s of the reattach).
+fn roam(
+    shell: &Shell,
+    sshd: Option<&Path>,
+    env: &str,
+) -> Option<(NetRig, i32, Vec<i32>, Option<f64>)> {
+    let mut r = net_rig_with(shell, sshd)?;
+    const PORT: u16 = 18082;
+    let cfg = forward_config(&r, "roam.config", &[PORT]);
+    let sock = r.remote.args[1].to_string_lossy().into_owned();
+    r.term.line(&format!(
+        "{env} rosh -V -I 1 -a 1 -L {sock} -F '{}' lab s1 2>>'{}'; echo ROSH-END-{}",
+        cfg.display(),
+        r.log.display(),
+        shell.status()
+    ));
+    let c1 = r.new_client(&[], 20);
+    assert!(
+        forward_works(&r, PORT, 10),
+        "no forward at first{}",
+        r.context()
+    );
+    let old = r.net.listeners(PORT);
+    assert_eq!(old.len(), 1, "{old:?}{}", r.context());
+    let old = old[0];
+    // The listener is the session's sshd, the user's own process (9.8+:
+    // sshd-session), not its monitor.
+    let name = comm(old);
+    assert!(name == "sshd" || name == "sshd-session", "{name}");
+    eprintln!("the RemoteForward's listener: pid {old} ({name})");
+
+    r.net.block();
+    let noticed = wait_for(20, || {
+        r.log().contains("connection to lab lost").then_some(())
+    });
+    assert!(noticed.is_some(), "the loss was not noticed{}", r.context());
+    r.net.readdress();
+    r.net.unblock();
+    let c2 = r.new_client(&[c1], 20);
+    let reattached = std::time::Instant::now();
+    let back = forward_works(&r, PORT, 10).then(|| reattached.elapsed().as_secs_f64());
+    let now = r.net.listeners(PORT);
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, c2)]);
+    let end = wait_for(15, || r.term.screen().contains("ROSH-END-0").then_some(()));
+    assert!(end.is_some(), "the loop did not end{}", r.context());
+    Some((r, old, now, back))
+}
+
+/// Issue 26, 1, 2 and 4: the laptop sleeps and wakes up on another address.
+/// The server never hears of it: the old connection's sshd lives on, with
+/// the listener of the host's RemoteForward, until TCP gives up (about 15
+/// minutes). On reattach the loop ends that sshd (its own previous
+/// connection's), so the new connection's RemoteForward is back within
+/// 10 s. `ROSH_TEST_SSHD` runs it against another sshd (9.8+: the session
+/// process is sshd-session).
+#[test]
+fn after_roaming_the_remote_forward_is_back_within_10_s() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let sshd = std::env::var_os("ROSH_TEST_SSHD").map(PathBuf::from);
+    let Some((r, old, now, back)) = roam(&shell, sshd.as_deref(), "") else {
+        return;
+    };
+    let Some(secs) = back else {
+        panic!(
+            "RemoteForward not back 10 s after the reattach: held by {now:?}, \
+             the old connection's sshd {old} (alive: {}){}",
+            !gone(old),
+            r.context()
+        );
+    };
+    eprintln!("RemoteForward back {secs:.1} s after the reattach");
+    assert!(gone(old), "old sshd {old} still runs{}", r.context());
+    assert!(
+        !now.is_empty() && !now.contains(&old),
+        "{now:?}{}",
+        r.context()
+    );
+}
+
+/// Issue 26, 5: with `ROSH_END_SSHD=0` (rosh's `--keep-sshd`) the loop
+/// leaves the old connection's sshd alone, and with it the forward.
+#[test]
+fn rosh_end_sshd_0_leaves_the_old_sshd_running() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some((r, old, now, back)) = roam(&shell, None, "ROSH_END_SSHD=0") else {
+        return;
+    };
+    assert!(
+        back.is_none() && now == [old],
+        "{now:?} {old}{}",
+        r.context()
+    );
+    assert!(!gone(old), "{}", r.context());
+}
+
+/// Issue 26, 1 and 4: another terminal's loop (same user, same host, its
+/// own RemoteForward) keeps its connection's sshd and its forward while
+/// this loop reattaches and ends its own previous connection's sshd.
+#[test]
+fn another_loops_sshd_and_forwards_are_kept() {
+    let Some(shell) = Shell::new("bash") else {
+        return;
+    };
+    let Some(mut r) = net_rig(&shell) else {
+        return;
+    };
+    const MINE: u16 = 18082;
+    const THEIRS: u16 = 18083;
+    let sock = r.remote.args[1].to_string_lossy().into_owned();
+    let line = |cfg: &Path, log: &Path| {
+        format!(
+            "rosh -V -I 1 -a 1 -L {sock} -F '{}' lab s1 2>>'{}'; echo ROSH-END-{}",
+            cfg.display(),
+            log.display(),
+            shell.status()
+        )
+    };
+    let mine = forward_config(&r, "mine.config", &[MINE]);
+    r.term.line(&line(&mine, &r.log));
+    let c1 = r.new_client(&[], 20);
+    let my_ports = r.net.client_ports();
+    let theirs = forward_config(&r, "theirs.config", &[THEIRS]);
+    let their_log = r.dir.path().join("theirs.log");
+    let other = client_term(r.dir.path(), &r.net, &shell, "other.sock");
+    other.line(&line(&theirs, &their_log));
+    r.other = Some(other);
+    let o1 = r.new_client(&[c1], 20);
+    assert!(forward_works(&r, MINE, 10), "{}", r.context());
+    assert!(forward_works(&r, THEIRS, 10), "{}", r.context());
+    let (my_sshd, their_sshd) = (r.net.listeners(MINE), r.net.listeners(THEIRS));
+    assert!(my_sshd.len() == 1 && their_sshd.len() == 1 && my_sshd != their_sshd);
+
+    // This loop's connection dies for good (its packets dropped, both
+    // ways); the other's lives.
+    for &p in &my_ports {
+        r.net.bury(p);
+    }
+    let c2 = r.new_client(&[c1, o1], 30);
+    assert!(forward_works(&r, MINE, 10), "mine not back{}", r.context());
+    assert!(gone(my_sshd[0]), "{}", r.context());
+    assert_eq!(r.net.listeners(THEIRS), their_sshd, "{}", r.context());
+    assert!(!gone(their_sshd[0]));
+    assert!(forward_works(&r, THEIRS, 5), "theirs lost{}", r.context());
+    assert!(r.remote.clients().contains(&o1), "{}", r.context());
+    let their = fs::read_to_string(&their_log).unwrap_or_default();
+    assert!(!their.contains("lost"), "{their}{}", r.context());
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, c2)]);
+    r.remote
+        .run(&["detach-client", "-t", &tty_of(&r.remote, o1)]);
 }
 
 /// The words of the `rosh: + rosh-ssh ...` line -V printed, as sh reads them.

@@ -11,7 +11,8 @@
 //! One attempt: read rosh's options (options.rs), ask `ssh -G` which of
 //! rosh's defaults the user left to rosh (defaults.rs), put the terminal's
 //! mode back (tty.rs), run rosh-ssh with ssh's words and the remote script
-//! (remote.rs), watch ssh's standard error on the way (watch.rs, run.rs),
+//! (remote.rs; on reattach it ends the loop's previous connection's sshd
+//! first, stale.rs), watch ssh's standard error on the way (watch.rs, run.rs),
 //! judge the end (outcome.rs), and either end the loop (the terminal put
 //! back, the state removed) or pause (backoff.rs) and ask for another.
 
@@ -21,6 +22,7 @@ mod options;
 mod outcome;
 mod remote;
 mod run;
+mod stale;
 mod state;
 mod tty;
 mod watch;
@@ -100,7 +102,7 @@ fn attempt(dir: &Path, args: &[OsString], ssh: Option<&OsStr>) -> i32 {
             return 255;
         }
     };
-    let opts = match options::parse(args) {
+    let mut opts = match options::parse(args) {
         Ok(Parsed::Run(o)) => o,
         Ok(Parsed::Help) => {
             print!("{}", options::help());
@@ -113,6 +115,16 @@ fn attempt(dir: &Path, args: &[OsString], ssh: Option<&OsStr>) -> i32 {
             return 2;
         }
     };
+    // ROSH_END_SSHD=0 is --keep-sshd (read as every ROSH_* switch is;
+    // app.rs refused a bad value before this mode ran).
+    match crate::switch::read(|k| std::env::var_os(k)) {
+        Ok(s) => opts.keep_sshd |= !s.end_sshd,
+        Err(e) => {
+            say(e);
+            st.remove();
+            return 255;
+        }
+    }
     if st.attempts == 0 {
         st.tty = tty::save();
     }
@@ -293,7 +305,7 @@ fn ssh_words(
     w.extend(opts.ssh.iter().cloned());
     w.push("--".into());
     w.push(opts.host.clone());
-    let remote = remote::command(tool, &opts.session, &st.id, &opts.socket);
+    let remote = remote::command(tool, &opts.session, &st.id, &opts.socket, !opts.keep_sshd);
     w.push(OsString::from_vec(remote));
     Ok(w)
 }
@@ -360,6 +372,14 @@ mod tests {
         assert_eq!(&first[7..11], ["-p", "22", "--", "h"]);
         assert!(first[11].starts_with("sh -c "));
         assert_eq!(first.len(), 12);
+        // The previous connection's sshd is ended unless --keep-sshd.
+        assert!(first[11].contains("boot_id"));
+        let keep = Options {
+            keep_sshd: true,
+            ..o.clone()
+        };
+        let kept = text(ssh_words(&st, &keep, Some(&d), me, false, Tool::Tmux).unwrap());
+        assert!(kept[11].starts_with("sh -c ") && !kept[11].contains("boot_id"));
         st.attempts = 1;
         let again = text(ssh_words(&st, &o, Some(&d), me, true, Tool::Tmux).unwrap());
         assert_eq!(

@@ -1,14 +1,16 @@
 //! The rosh function's option grammar: rosh's own letters (`-V -S -L -I -a`,
 //! and `-O WORD`) read over ssh's getopt tables (argv.rs), so that every
-//! other ssh option is accepted as ssh spells it, clusters included.
+//! other ssh option is accepted as ssh spells it, clusters included; and
+//! rosh's long option `--keep-sshd`, a word of its own among them (ssh has
+//! no long options, so it hides none of ssh's letters, today's or a later
+//! release's).
 
 use crate::argv;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 
 /// The stable interface, as `rosh --help` and usage errors print it.
-pub const SYNOPSIS: &str =
-    "usage: rosh [-V] [-S] [-L SOCKET] [-I SECONDS] [-a SECONDS] [ssh options] HOST [SESSION]";
+pub const SYNOPSIS: &str = "usage: rosh [-V] [-S] [-L SOCKET] [-I SECONDS] [-a SECONDS] [--keep-sshd] [ssh options] HOST [SESSION]";
 
 /// `-I`'s default: seconds before reconnecting.
 pub const PAUSE: u32 = 1;
@@ -32,6 +34,9 @@ or you type ~. (the session keeps running).
   -I SECONDS  pause before reconnecting (default {PAUSE}; doubles up to 60 while
               the server answers but refuses)
   -a SECONDS  ServerAliveInterval unless you set one (default {ALIVE})
+  --keep-sshd on reattach, leave the sshd of the previous connection running
+              on the server (ROSH_END_SSHD=0); by default rosh ends it, so
+              that the remote forwards it holds come back to the new one
 ssh options, passed to ssh as ssh reads them: all of ssh(1)'s but the letters
 above and -O, e.g. -p PORT  -l USER  -i FILE  -J JUMP  -F FILE  -o OPTION  -A
 -C  -4  -6  -v
@@ -62,6 +67,8 @@ pub struct Options {
     pub pause: u32,
     /// `-a`: ServerAliveInterval where the user set none.
     pub alive: u32,
+    /// `--keep-sshd`: the previous connection's sshd is left running.
+    pub keep_sshd: bool,
     /// ssh's options, one option (and its argument) per word or two, in order.
     pub ssh: Vec<OsString>,
     pub host: OsString,
@@ -102,6 +109,7 @@ pub fn parse(words: &[OsString]) -> Result<Parsed, Usage> {
         socket: OsString::new(),
         pause: PAUSE,
         alive: ALIVE,
+        keep_sshd: false,
         ssh: Vec::new(),
         host: OsString::new(),
         session: OsString::from("default"),
@@ -115,6 +123,16 @@ pub fn parse(words: &[OsString]) -> Result<Parsed, Usage> {
         i += 1;
         if w == b"--" {
             break;
+        }
+        if w.starts_with(b"--") {
+            if w != b"--keep-sshd" {
+                return Err(Usage::one(format!(
+                    "unknown option {} (rosh --help)",
+                    String::from_utf8_lossy(w)
+                )));
+            }
+            o.keep_sshd = true;
+            continue;
         }
         let mut at = 1;
         while at < w.len() {
@@ -232,6 +250,14 @@ mod tests {
         assert_eq!(o.host, "h");
         assert_eq!(o.session, "default");
         assert!(o.ssh.is_empty());
+        assert!(!o.keep_sshd);
+        let o = run(&["-V", "--keep-sshd", "-p22", "h"]);
+        assert!(o.verbose && o.keep_sshd);
+        assert_eq!(ssh(&o), ["-p", "22"]);
+        // After the host it is the session's name, as any option would be.
+        let o = run(&["h", "--keep-sshd"]);
+        assert!(!o.keep_sshd);
+        assert_eq!(o.session, "--keep-sshd");
         let o = run(&["-L", "work", "h", "s"]);
         assert_eq!(
             (o.socket.as_os_str(), o.session.as_os_str()),
@@ -325,6 +351,8 @@ mod tests {
             (&["-A"], "usage: rosh [-V]"),
             (&["h", "s", "x"], "usage: rosh [-V]"),
             (&["-U", "h"], "unknown option -U"),
+            (&["--keep", "h"], "unknown option --keep (rosh --help)"),
+            (&["-V", "--help", "h"], "unknown option --help"),
             (&["-h"], ""),
             (&["-p"], "option -p needs a value"),
             (&["-I"], "option -I needs a value"),

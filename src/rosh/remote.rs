@@ -1,8 +1,9 @@
 //! The remote side of one attempt, in one round trip: a `sh -c` script that
-//! attaches to the tmux (or screen) session or creates it, keeps it when
-//! unattached whatever tmux.conf says, detaches the stale client this loop's
-//! previous connection left behind, points the session's stable agent link
-//! at this connection's agent, and reports how it ended.
+//! ends the sshd of this loop's previous connection (stale.rs), attaches to
+//! the tmux (or screen) session or creates it, keeps it when unattached
+//! whatever tmux.conf says, detaches the stale client this loop's previous
+//! connection left behind, points the session's stable agent link at this
+//! connection's agent, and reports how it ended.
 //!
 //! ssh hands the remote command to the user's login shell as one string, so
 //! every word here is quoted for a POSIX shell (and stays free of
@@ -48,16 +49,28 @@ impl Tool {
     }
 }
 
-/// The remote command: one string for the login shell.
-pub fn command(tool: Tool, session: &OsStr, loop_id: &str, socket: &OsStr) -> Vec<u8> {
+/// The remote command: one string for the login shell. `end_stale`: end
+/// the loop's previous connection's sshd first (stale.rs).
+pub fn command(
+    tool: Tool,
+    session: &OsStr,
+    loop_id: &str,
+    socket: &OsStr,
+    end_stale: bool,
+) -> Vec<u8> {
     let key = agent_key(tool, socket, session);
     let mut words: Vec<&[u8]> = vec![b"sh", b"-c"];
+    let stale = if end_stale { super::stale::SCRIPT } else { "" };
     let script = match tool {
-        Tool::Tmux => [AGENT, TMUX].concat(),
-        Tool::Screen => [AGENT, SCREEN].concat(),
+        Tool::Tmux => [stale, AGENT, TMUX].concat(),
+        Tool::Screen => [stale, AGENT, SCREEN].concat(),
     };
     words.push(script.as_bytes());
-    words.extend([&b"sh"[..], key.as_bytes(), session.as_bytes()]);
+    words.push(b"sh");
+    if end_stale {
+        words.push(loop_id.as_bytes());
+    }
+    words.extend([key.as_bytes(), session.as_bytes()]);
     if tool == Tool::Tmux {
         words.push(loop_id.as_bytes());
         if !socket.is_empty() {
@@ -157,6 +170,7 @@ mod tests {
                 OsStr::new(name),
                 "0123456789ab",
                 OsStr::new("s'ock"),
+                false,
             );
             let w = words_of(&cmd);
             assert_eq!(w.len(), 9, "{name:?}: {w:?}");
@@ -165,14 +179,38 @@ mod tests {
             assert_eq!(w[5], name.as_bytes(), "{name:?}");
             assert_eq!(w[6], b"0123456789ab");
             assert_eq!(&w[7..], &[b"-L".to_vec(), b"s'ock".to_vec()]);
-            let cmd = command(Tool::Screen, OsStr::new(name), "id", OsStr::new(""));
+            let cmd = command(Tool::Screen, OsStr::new(name), "id", OsStr::new(""), false);
             let w = words_of(&cmd);
             assert_eq!(w.len(), 6, "{name:?}: {w:?}");
             assert_eq!(w[5], name.as_bytes());
+            // Ending the previous connection's sshd: its fragment first,
+            // the loop's id its first argument, for tmux and screen alike.
+            for tool in [Tool::Tmux, Tool::Screen] {
+                let plain = words_of(&command(
+                    tool,
+                    OsStr::new(name),
+                    "id",
+                    OsStr::new(""),
+                    false,
+                ));
+                let w = words_of(&command(tool, OsStr::new(name), "id", OsStr::new(""), true));
+                let mut script = super::super::stale::SCRIPT.as_bytes().to_vec();
+                script.extend_from_slice(&plain[2]);
+                assert_eq!(w[2], script);
+                assert_eq!(w[4], b"id");
+                assert_eq!(&w[5..], &plain[4..], "{name:?}");
+            }
         }
         // No -L word for tmux's default socket.
         assert_eq!(
-            words_of(&command(Tool::Tmux, OsStr::new("s"), "id", OsStr::new(""))).len(),
+            words_of(&command(
+                Tool::Tmux,
+                OsStr::new("s"),
+                "id",
+                OsStr::new(""),
+                false
+            ))
+            .len(),
             7
         );
     }
@@ -192,7 +230,11 @@ mod tests {
             assert_eq!(quote(w), *want, "{:?}", String::from_utf8_lossy(w));
         }
         // The scripts reach fish intact too: no backslash inside them.
-        assert!(![AGENT, TMUX, SCREEN].concat().contains('\\'));
+        assert!(
+            ![super::super::stale::SCRIPT, AGENT, TMUX, SCREEN]
+                .concat()
+                .contains('\\')
+        );
     }
 
     #[test]
@@ -289,7 +331,13 @@ exit 0
             return;
         }
         let s = Stub::new("tmux");
-        let cmd = command(Tool::Tmux, OsStr::new("it's"), "loop1", OsStr::new("sock"));
+        let cmd = command(
+            Tool::Tmux,
+            OsStr::new("it's"),
+            "loop1",
+            OsStr::new("sock"),
+            true,
+        );
         assert_eq!(s.run(&cmd, None), 0);
         let log = s.log();
         assert!(
@@ -324,7 +372,7 @@ exit 0
             "clients",
             "/dev/pts/3 1111\n/dev/pts/7 9999\n/dev/pts/7 4242\n",
         );
-        let cmd = command(Tool::Tmux, OsStr::new("s"), "loop1", OsStr::new(""));
+        let cmd = command(Tool::Tmux, OsStr::new("s"), "loop1", OsStr::new(""), true);
         assert_eq!(s.run(&cmd, None), 0);
         let log = s.log();
         let detached: Vec<&str> = log
@@ -341,7 +389,7 @@ exit 0
         }
         for tool in [Tool::Tmux, Tool::Screen] {
             let s = Stub::new(tool.name());
-            let cmd = command(tool, OsStr::new("work"), "loop1", OsStr::new(""));
+            let cmd = command(tool, OsStr::new("work"), "loop1", OsStr::new(""), true);
             let key = agent_key(tool, OsStr::new(""), OsStr::new("work"));
             let host = String::from_utf8(Command::new("uname").arg("-n").output().unwrap().stdout)
                 .unwrap();
@@ -384,7 +432,13 @@ exit 0
             return;
         }
         let s = Stub::new("screen");
-        let cmd = command(Tool::Screen, OsStr::new("work"), "loop1", OsStr::new(""));
+        let cmd = command(
+            Tool::Screen,
+            OsStr::new("work"),
+            "loop1",
+            OsStr::new(""),
+            true,
+        );
         assert_eq!(s.run(&cmd, None), 0);
         assert!(s.log().contains("-D|-R|-S|work|"), "{}", s.log());
         s.set("has", "1");

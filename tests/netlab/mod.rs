@@ -1,6 +1,7 @@
 //! A link that really dies: two network namespaces joined by a veth pair
-//! (10.231.7.1 for the client, 10.231.7.2 for the server, addresses that
-//! exist only inside them), a real sshd in the server's namespace, and an
+//! (10.231.7.1 for the client, 10.231.7.2 for the server, in a /29 that
+//! exists only inside them, so the client can come back on another address
+//! as a roaming laptop does), a real sshd in the server's namespace, and an
 //! nftables blackhole there that drops every packet of the link until
 //! lifted. Plus the terminals the `rosh` tests and the reattach bench drive:
 //! private tmux servers, ended by pid.
@@ -19,6 +20,10 @@ use std::time::{Duration, Instant};
 
 pub const CLIENT_ADDR: &str = "10.231.7.1";
 pub const SERVER_ADDR: &str = "10.231.7.2";
+/// The client's address after [`Net::readdress`].
+pub const ROAMED_ADDR: &str = "10.231.7.3";
+/// The link's prefix length: room for [`ROAMED_ADDR`].
+const PREFIX: u8 = 29;
 pub const IP: &str = "/usr/sbin/ip";
 pub const NFT: &str = "/usr/sbin/nft";
 
@@ -104,6 +109,11 @@ impl Net {
     /// Builds it all under `dir` (keys, configs, logs); `remote_env` is the
     /// `SetEnv` line's content for sessions (HOME=... TMUX_TMPDIR=...).
     pub fn start(dir: &Path, remote_env: &str) -> Result<Net, String> {
+        Net::start_sshd(dir, remote_env, Path::new("/usr/sbin/sshd"))
+    }
+
+    /// `start`, with the sshd binary `sshd` (another OpenSSH release).
+    pub fn start_sshd(dir: &Path, remote_env: &str, sshd: &Path) -> Result<Net, String> {
         if let Some(why) = unavailable() {
             return Err(why);
         }
@@ -134,7 +144,7 @@ impl Net {
                     ns,
                     "addr",
                     "add",
-                    &format!("{addr}/30"),
+                    &format!("{addr}/{PREFIX}"),
                     "dev",
                     dev,
                 ],
@@ -143,11 +153,11 @@ impl Net {
             run(&[IP, "-n", ns, "link", "set", dev, "up"], None)?;
             run(&[IP, "-n", ns, "link", "set", "lo", "up"], None)?;
         }
-        net.start_sshd(remote_env)?;
+        net.run_sshd(remote_env, sshd)?;
         Ok(net)
     }
 
-    fn start_sshd(&mut self, remote_env: &str) -> Result<(), String> {
+    fn run_sshd(&mut self, remote_env: &str, bin: &Path) -> Result<(), String> {
         let d = self.dir.clone();
         for key in ["hostkey", "id"] {
             let _ = fs::remove_file(d.join(key));
@@ -176,14 +186,9 @@ impl Net {
         );
         fs::write(d.join("sshd_config"), conf).map_err(|e| e.to_string())?;
         let sshd = Command::new(IP)
-            .args([
-                "netns",
-                "exec",
-                &self.server_ns,
-                "/usr/sbin/sshd",
-                "-D",
-                "-f",
-            ])
+            .args(["netns", "exec", &self.server_ns])
+            .arg(bin)
+            .args(["-D", "-f"])
             .arg(d.join("sshd_config"))
             .arg("-E")
             .arg(d.join("sshd.log"))
@@ -289,6 +294,63 @@ impl Net {
             Some(&rules),
         )
         .expect("nft bury");
+    }
+
+    /// The client comes back on [`ROAMED_ADDR`], as a laptop after sleep or
+    /// on a new Wi-Fi: nothing answers the server at the old address any
+    /// more, not even with an RST.
+    pub fn readdress(&mut self) {
+        for (verb, addr) in [("del", CLIENT_ADDR), ("add", ROAMED_ADDR)] {
+            run(
+                &[
+                    IP,
+                    "-n",
+                    &self.client_ns,
+                    "addr",
+                    verb,
+                    &format!("{addr}/{PREFIX}"),
+                    "dev",
+                    "vc",
+                ],
+                None,
+            )
+            .expect("ip addr");
+        }
+    }
+
+    /// The pids of the processes listening on TCP `port` in the server's
+    /// namespace (as root: every user's).
+    pub fn listeners(&self, port: u16) -> Vec<i32> {
+        let out = Command::new(IP)
+            .args(["netns", "exec", &self.server_ns, "ss", "-Htlnp"])
+            .arg(format!("sport = :{port}"))
+            .stdin(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut pids: Vec<i32> = out
+            .split("pid=")
+            .skip(1)
+            .filter_map(|s| s.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// The first bytes a connection to 127.0.0.1:`port` on the server reads
+    /// within `secs` (bounded by timeout(1)); empty when nothing came.
+    pub fn read_on_server(&self, port: u16, secs: u64) -> String {
+        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && head -c 7 <&3");
+        Command::new(IP)
+            .args(["netns", "exec", &self.server_ns, "timeout"])
+            .arg(secs.to_string())
+            .args(["bash", "-c", &script])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn unblock(&mut self) {
