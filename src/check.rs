@@ -698,8 +698,8 @@ mod tests {
         // keywords of 8.7 only where `ssh -G` shows an 8.7 or later.
         assert_eq!(w[..2], ["-T", "-n"]);
         for (caps, newer) in [
-            (crate::release::Caps::default(), false),
-            (crate::release::Caps::CURRENT, true),
+            (crate::effective::Caps::default(), false),
+            (crate::effective::Caps::CURRENT, true),
         ] {
             let eff = Effective {
                 caps,

@@ -47,7 +47,7 @@ pub struct Sources {
     /// ssh splits a line's arguments with misc.c argv_split (quotes of both kinds, `\` escapes,
     /// `#` ends the line): OpenSSH 8.7 on. Before, with strdelim alone (double quotes only, a
     /// trailing `# ...` is "garbage at end of line"). `sources` assumes 8.7 on; a run sets it from
-    /// what `ssh -G` printed (release::Caps).
+    /// what `ssh -G` printed (effective::Caps).
     pub argv_split: bool,
 }
 

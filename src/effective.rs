@@ -34,7 +34,59 @@ pub struct Effective {
     /// `ConnectTimeout`, when set.
     pub connect_timeout: Option<std::time::Duration>,
     /// What the release that printed this can do, from its keywords.
-    pub caps: crate::release::Caps,
+    pub caps: Caps,
+}
+
+/// What the release that answered `ssh -G` can do, from the keywords it
+/// printed (readconf.c dump_client_config prints those it knows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Caps {
+    /// `logverbose` was printed: 8.5 or later, LogVerbose may be given.
+    pub log_verbose: bool,
+    /// `forkafterauthentication` was printed: 8.7 or later. Before, `-f`
+    /// is seen only in argv (no config keyword sets it).
+    pub fork_keyword: bool,
+    /// `tag` was printed: 9.4 or later with a tag set (`-P` or `Tag`).
+    pub tag: bool,
+}
+
+impl Caps {
+    /// What rosh-ssh assumes of an ssh whose `ssh -G` printed no dump (no
+    /// `hostname` line: a stub ssh in tests): a current release.
+    pub const CURRENT: Caps = Caps {
+        log_verbose: true,
+        fork_keyword: true,
+        tag: false,
+    };
+
+    /// Notes one `ssh -G` keyword (lowercase, as printed).
+    pub fn saw(&mut self, keyword: &[u8]) {
+        match keyword {
+            b"logverbose" => self.log_verbose = true,
+            b"forkafterauthentication" => self.fork_keyword = true,
+            b"tag" => self.tag = true,
+            _ => {}
+        }
+    }
+
+    /// The release's config lines are split with argv_split (8.7 on, the
+    /// release that also prints `forkafterauthentication`).
+    pub fn argv_split_config(&self) -> bool {
+        self.fork_keyword
+    }
+
+    /// The oldest release that prints what this one printed, for `--verbose`.
+    pub fn at_least(&self) -> &'static str {
+        if self.tag {
+            "9.4"
+        } else if self.fork_keyword {
+            "8.7"
+        } else if self.log_verbose {
+            "8.5"
+        } else {
+            "8.0"
+        }
+    }
 }
 
 /// ssh rejected the arguments: its stderr and exit status, to pass on.
@@ -101,7 +153,7 @@ impl Effective {
             }
         }
         if !dumped {
-            e.caps = crate::release::Caps::CURRENT;
+            e.caps = Caps::CURRENT;
         }
         // dump_cfg_forwards prints a local forward to a unix path twice, as
         // a dynamicforward line too: that shadow is not a forward of its own.

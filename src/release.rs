@@ -15,60 +15,8 @@
 //! - `ssh -G` prints `tag` (dump_cfg_string: nothing when unset) from 9.4.
 
 use crate::argv::{Args, GRAMMARS};
-use crate::effective::Effective;
+use crate::effective::{Caps, Effective};
 use std::ffi::OsString;
-
-/// What the release that answered `ssh -G` can do, from the keywords it
-/// printed (readconf.c dump_client_config prints those it knows).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Caps {
-    /// `logverbose` was printed: 8.5 or later, LogVerbose may be given.
-    pub log_verbose: bool,
-    /// `forkafterauthentication` was printed: 8.7 or later. Before, `-f`
-    /// is seen only in argv (no config keyword sets it).
-    pub fork_keyword: bool,
-    /// `tag` was printed: 9.4 or later with a tag set (`-P` or `Tag`).
-    pub tag: bool,
-}
-
-impl Caps {
-    /// What rosh-ssh assumes of an ssh whose `ssh -G` printed no dump (no
-    /// `hostname` line: a stub ssh in tests): a current release.
-    pub const CURRENT: Caps = Caps {
-        log_verbose: true,
-        fork_keyword: true,
-        tag: false,
-    };
-
-    /// Notes one `ssh -G` keyword (lowercase, as printed).
-    pub fn saw(&mut self, keyword: &[u8]) {
-        match keyword {
-            b"logverbose" => self.log_verbose = true,
-            b"forkafterauthentication" => self.fork_keyword = true,
-            b"tag" => self.tag = true,
-            _ => {}
-        }
-    }
-
-    /// The release's config lines are split with argv_split (8.7 on, the
-    /// release that also prints `forkafterauthentication`).
-    pub fn argv_split_config(&self) -> bool {
-        self.fork_keyword
-    }
-
-    /// The oldest release that prints what this one printed, for `--verbose`.
-    pub fn at_least(&self) -> &'static str {
-        if self.tag {
-            "9.4"
-        } else if self.fork_keyword {
-            "8.7"
-        } else if self.log_verbose {
-            "8.5"
-        } else {
-            "8.0"
-        }
-    }
-}
 
 /// How a run can learn that a forward failed after connecting, on this
 /// release at the user's LogLevel.

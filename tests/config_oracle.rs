@@ -377,7 +377,7 @@ struct Stats {
 }
 
 /// How the ssh under test splits config arguments, as a run learns it from
-/// `ssh -G` (release::Caps): argv_split from 8.7, strdelim before.
+/// `ssh -G` (effective::Caps): argv_split from 8.7, strdelim before.
 fn argv_split() -> bool {
     static IT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *IT.get_or_init(|| {
