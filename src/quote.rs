@@ -1,4 +1,5 @@
-//! Shell quoting for the one-line command that `--dry-run` and `--verbose` print.
+//! Shell quoting: the one-line command that `--dry-run` and `--verbose`
+//! print, and the rosh function's remote script.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -12,6 +13,24 @@ pub fn word(w: &OsStr) -> Vec<u8> {
     if !b.is_empty() && b.iter().all(safe) {
         return b.to_vec();
     }
+    single_quoted(b)
+}
+
+/// One word quoted for any POSIX login shell on the far side (the rosh
+/// function's remote script and its arguments): stricter than [`word`], as
+/// a word there is read by whatever shell the user logs in with: `[` and
+/// `]` (a glob) are quoted too, and so is a leading `=` (zsh's command
+/// expansion).
+pub fn for_login_shell(b: &[u8]) -> Vec<u8> {
+    let plain = |c: &u8| c.is_ascii_alphanumeric() || b"_./=:,+@%-".contains(c);
+    if !b.is_empty() && b[0] != b'=' && b.iter().all(plain) {
+        return b.to_vec();
+    }
+    single_quoted(b)
+}
+
+/// `'...'` with each `'` written as `'\''`.
+fn single_quoted(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() + 2);
     out.push(b'\'');
     for &c in b {

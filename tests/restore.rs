@@ -563,6 +563,40 @@ fn holder_of_another_user_is_waited_for_on_the_backoff() {
     assert!(restored, "{err}");
 }
 
+/// A config for the lab whose `LocalForward PORT` loses a race: `Match
+/// exec` runs at each parse of the config, rosh-ssh's `ssh -G` the first,
+/// ssh's own the second, which takes the port on 127.0.0.1 (and on ::1 with
+/// `both`) for 4 s before ssh binds it.
+fn racing_config(lab: &Lab, tmp: &Path, port: u16, both: bool) -> std::path::PathBuf {
+    let w = tmp.display();
+    let grab = if both {
+        format!(
+            "s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); \
+             t=socket.socket(socket.AF_INET6); t.bind((\"::1\",{port})); t.listen()"
+        )
+    } else {
+        format!("s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen()")
+    };
+    fs::write(
+        tmp.join("grab.sh"),
+        format!(
+            "n=$(cat {w}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {w}/n\n\
+             if [ $n -eq 2 ]; then\n\
+             python3 -c 'import socket,time; {grab}; open(\"{w}/held\",\"w\").close(); time.sleep(4)' \
+             </dev/null >/dev/null 2>&1 &\n\
+             while [ ! -e {w}/held ]; do sleep 0.02; done\nfi\nexit 1\n"
+        ),
+    )
+    .unwrap();
+    lab.config_with(
+        "race.conf",
+        &format!(
+            "Host lab\n  LocalForward {port} 127.0.0.1:{}\nMatch exec \"sh {w}/grab.sh\"\n",
+            lab.port
+        ),
+    )
+}
+
 /// Issue 21, defect 2: the port was free at the probe and taken on
 /// 127.0.0.1 only before ssh bound it (`Match exec` at ssh's own parse of
 /// the config, the second after rosh-ssh's `ssh -G`, takes it for 4 s).
@@ -575,26 +609,8 @@ fn a_race_lost_on_one_address_is_named_and_completed_once_it_frees() {
         return;
     }
     let tmp = TempDir::new("restore-half");
-    let w = tmp.path().display();
     let port = lab::free_port();
-    fs::write(
-        tmp.path().join("grab.sh"),
-        format!(
-            "n=$(cat {w}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {w}/n\n\
-             if [ $n -eq 2 ]; then\n\
-             python3 -c 'import socket,time; s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); open(\"{w}/held\",\"w\").close(); time.sleep(4)' \
-             </dev/null >/dev/null 2>&1 &\n\
-             while [ ! -e {w}/held ]; do sleep 0.02; done\nfi\nexit 1\n"
-        ),
-    )
-    .unwrap();
-    let cfg = lab.config_with(
-        "half.conf",
-        &format!(
-            "Host lab\n  LocalForward {port} 127.0.0.1:{}\nMatch exec \"sh {w}/grab.sh\"\n",
-            lab.port
-        ),
-    );
+    let cfg = racing_config(&lab, tmp.path(), port, false);
     let before = lab.logins();
     let mut c = Command::new(rosh_ssh());
     c.args(["-F", cfg.to_str().unwrap(), "lab", "sleep", "60"]);
@@ -629,36 +645,9 @@ fn a_race_lost_on_one_address_is_named_and_completed_once_it_frees() {
 fn a_race_lost_on_every_address_comes_back_listening() {
     let Some(lab) = Lab::start() else { return };
     let tmp = TempDir::new("restore-whole");
-    let w = tmp.path().display();
     let port = lab::free_port();
     // Both loopback families, where there are both.
-    let v6 = lab::ipv6_loopback();
-    let grab = if v6 {
-        format!(
-            "s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen(); \
-             t=socket.socket(socket.AF_INET6); t.bind((\"::1\",{port})); t.listen()"
-        )
-    } else {
-        format!("s=socket.socket(); s.bind((\"127.0.0.1\",{port})); s.listen()")
-    };
-    fs::write(
-        tmp.path().join("grab.sh"),
-        format!(
-            "n=$(cat {w}/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > {w}/n\n\
-             if [ $n -eq 2 ]; then\n\
-             python3 -c 'import socket,time; {grab}; open(\"{w}/held\",\"w\").close(); time.sleep(4)' \
-             </dev/null >/dev/null 2>&1 &\n\
-             while [ ! -e {w}/held ]; do sleep 0.02; done\nfi\nexit 1\n"
-        ),
-    )
-    .unwrap();
-    let cfg = lab.config_with(
-        "whole.conf",
-        &format!(
-            "Host lab\n  LocalForward {port} 127.0.0.1:{}\nMatch exec \"sh {w}/grab.sh\"\n",
-            lab.port
-        ),
-    );
+    let cfg = racing_config(&lab, tmp.path(), port, lab::ipv6_loopback());
     let before = lab.logins();
     let mut c = Command::new(rosh_ssh());
     c.args(["-F", cfg.to_str().unwrap(), "lab", "sleep", "60"]);

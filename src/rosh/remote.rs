@@ -87,24 +87,9 @@ pub fn command(
     out
 }
 
-/// One word quoted for any POSIX login shell: bare when it holds only bytes
-/// no shell reads as syntax, else in single quotes (`'` as `'\''`). A
-/// leading `=` (zsh's command expansion) or `~` is quoted too.
+/// One word quoted for any POSIX login shell (quote.rs).
 pub fn quote(w: &[u8]) -> Vec<u8> {
-    let plain = |c: &u8| c.is_ascii_alphanumeric() || b"_./=:,+@%-".contains(c);
-    if !w.is_empty() && w[0] != b'=' && w.iter().all(plain) {
-        return w.to_vec();
-    }
-    let mut out = vec![b'\''];
-    for &c in w {
-        if c == b'\'' {
-            out.extend_from_slice(b"'\\''");
-        } else {
-            out.push(c);
-        }
-    }
-    out.push(b'\'');
-    out
+    crate::quote::for_login_shell(w)
 }
 
 /// A file-name-safe key for one session: the same tool, socket and name give

@@ -96,6 +96,12 @@ pub struct LogReader {
     /// `None` once every writer has closed it.
     fifo: Option<File>,
     matcher: Matcher,
+    buf: Vec<u8>,
+    judge: Judge,
+}
+
+/// What the matcher's pieces are relayed to and judged against.
+struct Judge {
     dest: Dest,
     /// Lines ready to go, written once per read from the FIFO rather than
     /// one write(2) per line.
@@ -110,7 +116,6 @@ pub struct LogReader {
     attribution: blame::Attribution,
     /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
-    buf: Vec<u8>,
 }
 
 /// Reads per readiness, so that a log that never pauses (ssh -vvv) still
@@ -125,14 +130,16 @@ impl LogReader {
         Ok(LogReader {
             fifo: Some(File::from(fd)),
             matcher: Matcher::new(),
-            dest,
-            out: Vec::new(),
-            failed: watch.reported.clone(),
-            binding: Vec::new(),
-            attribution: blame::Attribution::default(),
-            watch,
-            answers: 0,
             buf: vec![0u8; 64 * 1024],
+            judge: Judge {
+                dest,
+                out: Vec::new(),
+                failed: watch.reported.clone(),
+                binding: Vec::new(),
+                attribution: blame::Attribution::default(),
+                watch,
+                answers: 0,
+            },
         })
     }
 
@@ -143,7 +150,7 @@ impl LogReader {
 
     /// The server's answers to remote forwards seen so far.
     pub fn answers(&self) -> usize {
-        self.answers
+        self.judge.answers
     }
 
     /// Reads what the FIFO holds now (it never blocks) and relays it; `on`
@@ -161,22 +168,10 @@ impl LogReader {
                     return false;
                 }
                 Ok(n) => {
-                    let chunk = std::mem::take(&mut self.buf);
-                    let mut split = Split {
-                        dest: &mut self.dest,
-                        out: &mut self.out,
-                        state: State {
-                            watch: &self.watch,
-                            failed: &mut self.failed,
-                            binding: &mut self.binding,
-                            attribution: &mut self.attribution,
-                            answers: &mut self.answers,
-                        },
-                        on: &mut *on,
-                    };
-                    self.matcher.feed(&chunk[..n], &mut |p| split.piece(p));
-                    self.buf = chunk;
-                    self.flush();
+                    let judge = &mut self.judge;
+                    self.matcher
+                        .feed(&self.buf[..n], &mut |p| judge.piece(p, &mut *on));
+                    self.judge.flush();
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 // EAGAIN: drained for now.
@@ -189,32 +184,27 @@ impl LogReader {
     /// The end: relays a last line without its line end, and returns the
     /// plan indexes of the forwards the log showed failing.
     pub fn close(mut self, on: &mut dyn FnMut(Failed)) -> Vec<usize> {
-        let mut split = Split {
-            dest: &mut self.dest,
-            out: &mut self.out,
-            state: State {
-                watch: &self.watch,
-                failed: &mut self.failed,
-                binding: &mut self.binding,
-                attribution: &mut self.attribution,
-                answers: &mut self.answers,
-            },
-            on,
-        };
-        self.matcher.finish(&mut |p| split.piece(p));
-        self.flush();
+        let judge = &mut self.judge;
+        self.matcher.finish(&mut |p| judge.piece(p, &mut *on));
+        self.judge.flush();
         self.on_time(Instant::now() + SETTLE, on);
-        self.failed
+        self.judge.failed
     }
 
     /// When [`LogReader::on_time`] has a forward to judge.
     pub fn deadline(&self) -> Option<Instant> {
-        self.binding.iter().map(|b| b.since + SETTLE).min()
+        self.judge.binding.iter().map(|b| b.since + SETTLE).min()
     }
 
     /// Judges the forwards whose bind failed on some address a while ago
     /// and that ssh did not give up on: listening on the others.
     pub fn on_time(&mut self, now: Instant, on: &mut dyn FnMut(Failed)) {
+        self.judge.on_time(now, on)
+    }
+}
+
+impl Judge {
+    fn on_time(&mut self, now: Instant, on: &mut dyn FnMut(Failed)) {
         let mut i = 0;
         while i < self.binding.len() {
             if self.binding[i].since + SETTLE > now {
@@ -276,26 +266,10 @@ fn listen_port(f: &Forward) -> Option<u16> {
     f.local_tcp_listen().map(|(_, port)| port)
 }
 
-/// What the matcher's pieces are judged against.
-struct State<'a> {
-    watch: &'a Watch,
-    failed: &'a mut Vec<usize>,
-    binding: &'a mut Vec<Binding>,
-    attribution: &'a mut blame::Attribution,
-    answers: &'a mut usize,
-}
-
-/// One feed's sink: relays pieces, and calls `on` for each failure after
-/// writing the lines before it.
-struct Split<'a, 'b> {
-    dest: &'a mut Dest,
-    out: &'a mut Vec<u8>,
-    state: State<'a>,
-    on: &'b mut dyn FnMut(Failed),
-}
-
-impl Split<'_, '_> {
-    fn piece(&mut self, p: Piece<'_>) {
+impl Judge {
+    /// Relays one piece, and calls `on` for each failure it names after
+    /// writing the lines before it.
+    fn piece(&mut self, p: Piece<'_>, on: &mut dyn FnMut(Failed)) {
         let (bytes, failure, forced) = match p {
             Piece::Line {
                 bytes,
@@ -305,20 +279,17 @@ impl Split<'_, '_> {
             Piece::Raw(b) => (b, None, false),
         };
         if blame::is_remote_answer(bytes) {
-            *self.state.answers += 1;
+            self.answers += 1;
         }
-        let hits = failure.map(|f| self.state.blame(&f));
+        let hits = failure.map(|f| self.blame(&f));
         if let Some(hits) = &hits {
             for hit in hits.new.iter().cloned() {
-                if !self.out.is_empty() {
-                    self.dest.write(self.out);
-                    self.out.clear();
-                }
-                (self.on)(hit);
+                self.flush();
+                on(hit);
             }
         }
         let named = hits.is_some_and(|h| h.named);
-        if named || (forced && self.state.watch.hide_forced) {
+        if named || (forced && self.watch.hide_forced) {
             return;
         }
         self.out.extend_from_slice(bytes);
@@ -333,7 +304,7 @@ struct Hits {
     named: bool,
 }
 
-impl State<'_> {
+impl Judge {
     fn blame(&mut self, raw: &Failure) -> Hits {
         let named = match self.attribution.blame(raw, &self.watch.forwards) {
             blame::Blamed::Nothing => Vec::new(),
