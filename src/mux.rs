@@ -17,7 +17,7 @@
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{self, AddressFamily, MsgFlags, UnixAddr};
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -115,7 +115,7 @@ fn connect(path: &Path, deadline: Instant) -> Result<OwnedFd, Failure> {
         return Err(Failure::TooLong);
     }
     let addr = UnixAddr::new(path).map_err(|_| Failure::TooLong)?;
-    let sock = stream_socket().map_err(Failure::Connect)?;
+    let sock = crate::events::stream_socket(AddressFamily::Unix, true).map_err(Failure::Connect)?;
     loop {
         match socket::connect(std::os::fd::AsRawFd::as_raw_fd(&sock), &addr) {
             Ok(()) => return Ok(sock),
@@ -129,28 +129,6 @@ fn connect(path: &Path, deadline: Instant) -> Result<OwnedFd, Failure> {
             Err(e) => return Err(Failure::Connect(e)),
         }
     }
-}
-
-/// A close-on-exec, non-blocking unix stream socket.
-#[cfg(not(target_vendor = "apple"))]
-fn stream_socket() -> nix::Result<OwnedFd> {
-    let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
-    socket::socket(AddressFamily::Unix, SockType::Stream, flags, None)
-}
-
-/// Darwin's socket(2) takes no flags: set them after.
-#[cfg(target_vendor = "apple")]
-fn stream_socket() -> nix::Result<OwnedFd> {
-    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
-    let s = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::empty(),
-        None,
-    )?;
-    fcntl(&s, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-    fcntl(&s, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
-    Ok(s)
 }
 
 /// MSG_NOSIGNAL: a peer that has gone must cost an error, not the SIGPIPE
@@ -525,11 +503,8 @@ mod tests {
         let dir = PrivateDir::new_in(&std::env::temp_dir()).unwrap();
         let path = dir.path().join("ctl");
         let addr = UnixAddr::new(&path).unwrap();
-        // The test's own sockets, non-blocking whatever stream_socket does.
-        let nonblocking = || {
-            let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
-            socket::socket(AddressFamily::Unix, SockType::Stream, flags, None).unwrap()
-        };
+        // The test's own sockets, non-blocking.
+        let nonblocking = || crate::events::stream_socket(AddressFamily::Unix, true).unwrap();
         let l = nonblocking();
         bind(l.as_raw_fd(), &addr).unwrap();
         listen(&l, Backlog::new(0).unwrap()).unwrap();

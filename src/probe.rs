@@ -15,13 +15,11 @@
 //! refused (the "port stealing" check), and so is the same address.
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    self, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6, UnixAddr, sockopt,
-};
+use nix::sys::socket::{self, AddressFamily, Backlog, SockaddrIn, SockaddrIn6, UnixAddr, sockopt};
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 
 /// `AddressFamily` (ssh -4 / -6 / `AddressFamily`): getaddrinfo's ai_family.
@@ -224,7 +222,7 @@ fn try_bind(addr: SocketAddr) -> Result<(), Errno> {
         SocketAddr::V4(_) => AddressFamily::Inet,
         SocketAddr::V6(_) => AddressFamily::Inet6,
     };
-    let fd = stream_socket(fam)?;
+    let fd = crate::events::stream_socket(fam, false)?;
     socket::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     match addr {
         SocketAddr::V4(a) => socket::bind(fd.as_raw_fd(), &SockaddrIn::from(a))?,
@@ -321,27 +319,8 @@ fn listener_answers(path: &std::path::Path) -> bool {
     let Ok(addr) = UnixAddr::new(path) else {
         return false;
     };
-    stream_socket(AddressFamily::Unix)
+    crate::events::stream_socket(AddressFamily::Unix, false)
         .is_ok_and(|fd| socket::connect(fd.as_raw_fd(), &addr).is_ok())
-}
-
-/// A stream socket that no exec'd child inherits (ssh and the `ssh -O`
-/// helpers must never hold a probe's bound port). Linux sets close-on-exec
-/// in the same call (SOCK_CLOEXEC).
-#[cfg(all(target_os = "linux", not(rosh_portable)))]
-fn stream_socket(fam: AddressFamily) -> Result<OwnedFd, Errno> {
-    socket::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
-}
-
-/// macOS has no SOCK_CLOEXEC: FD_CLOEXEC is set right after, as std does
-/// for its own sockets there. A fork by another thread in between would
-/// still inherit the socket.
-#[cfg(any(not(target_os = "linux"), rosh_portable))]
-fn stream_socket(fam: AddressFamily) -> Result<OwnedFd, Errno> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    let fd = socket::socket(fam, SockType::Stream, SockFlag::empty(), None)?;
-    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
-    Ok(fd)
 }
 
 #[cfg(test)]

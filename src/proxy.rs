@@ -34,6 +34,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::events::SplicePipe;
 use crate::probe::Family;
 
 /// Environment variable giving ConnectTimeout in seconds when no option does.
@@ -42,11 +43,6 @@ pub const CONNECT_TIMEOUT_ENV: &str = "ROSH_SSH_CONNECT_TIMEOUT";
 /// First and largest pause between the starts of two tries under `--wait`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Pipe size asked for the splice pipes: fewer trips through poll than the
-/// 64 KiB default; unprivileged processes may go up to fs.pipe-max-size (1 MiB).
-#[cfg(all(target_os = "linux", not(rosh_portable)))]
-const PIPE_SIZE: libc::c_int = 256 * 1024;
 
 /// Buffer of the read/write fallback.
 const COPY_SIZE: usize = 64 * 1024;
@@ -587,14 +583,8 @@ impl Drop for Blocking {
 
 /// How one direction moves its bytes.
 enum Mode {
-    /// `src` -> pipe -> `dst` by splice; `held` bytes wait in the pipe.
-    #[cfg(all(target_os = "linux", not(rosh_portable)))]
-    Splice {
-        read: OwnedFd,
-        write: OwnedFd,
-        held: usize,
-        size: usize,
-    },
+    /// `src` -> pipe -> `dst` by splice (Linux); `held` bytes wait in the pipe.
+    Splice { pipe: SplicePipe, held: usize },
     /// `src` -> buf -> `dst` by read/write; `buf[start..end]` waits.
     Copy {
         buf: Vec<u8>,
@@ -616,18 +606,10 @@ struct Flow {
 
 impl Flow {
     fn new(src: RawFd, dst: RawFd) -> io::Result<Flow> {
-        #[cfg(all(target_os = "linux", not(rosh_portable)))]
-        let mode = match splice_pipe() {
-            Ok((read, write, size)) => Mode::Splice {
-                read,
-                write,
-                held: 0,
-                size,
-            },
-            Err(_) => copy_mode(Vec::new()),
+        let mode = match SplicePipe::open() {
+            Some(pipe) => Mode::Splice { pipe, held: 0 },
+            None => copy_mode(Vec::new()),
         };
-        #[cfg(any(not(target_os = "linux"), rosh_portable))]
-        let mode = copy_mode(Vec::new());
         Ok(Flow {
             src,
             dst,
@@ -639,7 +621,6 @@ impl Flow {
 
     fn pending(&self) -> usize {
         match &self.mode {
-            #[cfg(all(target_os = "linux", not(rosh_portable)))]
             Mode::Splice { held, .. } => *held,
             Mode::Copy { start, end, .. } => end - start,
         }
@@ -648,8 +629,7 @@ impl Flow {
     fn wants_read(&self) -> bool {
         !self.src_done
             && match &self.mode {
-                #[cfg(all(target_os = "linux", not(rosh_portable)))]
-                Mode::Splice { held, size, .. } => held < size,
+                Mode::Splice { pipe, held } => *held < pipe.size(),
                 Mode::Copy { buf, end, .. } => *end < buf.len(),
             }
     }
@@ -660,16 +640,10 @@ impl Flow {
 
     fn read_step(&mut self) -> io::Result<()> {
         let got = match &mut self.mode {
-            #[cfg(all(target_os = "linux", not(rosh_portable)))]
-            Mode::Splice {
-                write, held, size, ..
-            } => match splice(self.src, write.as_raw_fd(), *size - *held) {
-                Ok(n) => {
-                    *held += n;
-                    Ok(n)
-                }
-                Err(err) => Err(err),
-            },
+            Mode::Splice { pipe, held } => {
+                let room = pipe.size() - *held;
+                pipe.fill(self.src, room).inspect(|&n| *held += n)
+            }
             Mode::Copy { buf, end, .. } => {
                 let room = &mut buf[*end..];
                 // SAFETY: reads into the unused tail of our buffer.
@@ -681,8 +655,7 @@ impl Flow {
             Ok(0) => self.src_done = true,
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
-            #[cfg(all(target_os = "linux", not(rosh_portable)))]
-            Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
+            Err(err) if self.splice_refused(&err) => {
                 self.switch_to_copy()?;
                 return self.read_step();
             }
@@ -693,10 +666,7 @@ impl Flow {
 
     fn write_step(&mut self) -> io::Result<()> {
         let put = match &mut self.mode {
-            #[cfg(all(target_os = "linux", not(rosh_portable)))]
-            Mode::Splice { read, held, .. } => {
-                splice(read.as_raw_fd(), self.dst, *held).inspect(|&n| *held -= n)
-            }
+            Mode::Splice { pipe, held } => pipe.drain(self.dst, *held).inspect(|&n| *held -= n),
             Mode::Copy { buf, start, end } => {
                 let data = &buf[*start..*end];
                 // SAFETY: writes from our buffer's pending bytes.
@@ -713,8 +683,7 @@ impl Flow {
         match put {
             Ok(_) => {}
             Err(err) if retry_later(&err) => {}
-            #[cfg(all(target_os = "linux", not(rosh_portable)))]
-            Err(err) if splice_refused(&err) && matches!(self.mode, Mode::Splice { .. }) => {
+            Err(err) if self.splice_refused(&err) => {
                 self.switch_to_copy()?;
                 return self.write_step();
             }
@@ -729,27 +698,16 @@ impl Flow {
         Ok(())
     }
 
+    /// splice(2) refused one of this flow's fds (a tty, an O_APPEND file).
+    fn splice_refused(&self, err: &io::Error) -> bool {
+        matches!(self.mode, Mode::Splice { .. }) && SplicePipe::refused(err)
+    }
+
     /// Leaves splice for read/write, keeping the bytes already in the pipe.
-    #[cfg(all(target_os = "linux", not(rosh_portable)))]
     fn switch_to_copy(&mut self) -> io::Result<()> {
-        let Mode::Splice { read, held, .. } = &self.mode else {
-            return Ok(());
-        };
-        let mut pending = vec![0u8; *held];
-        let mut got = 0;
-        while got < pending.len() {
-            let rest = &mut pending[got..];
-            // SAFETY: reads into our buffer from our own pipe.
-            let n = unsafe { libc::read(read.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
-            match cvt_size(n) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(err),
-            }
+        if let Mode::Splice { pipe, held } = &self.mode {
+            self.mode = copy_mode(pipe.take_back(*held)?);
         }
-        pending.truncate(got);
-        self.mode = copy_mode(pending);
         Ok(())
     }
 }
@@ -768,44 +726,6 @@ fn retry_later(err: &io::Error) -> bool {
         err.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// splice(2) does not work with this fd (tty, O_APPEND file, old kernel).
-#[cfg(all(target_os = "linux", not(rosh_portable)))]
-fn splice_refused(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)
-    )
-}
-
-#[cfg(all(target_os = "linux", not(rosh_portable)))]
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
-    // SAFETY: splice between fds with no offsets.
-    let n = unsafe {
-        libc::splice(
-            from,
-            std::ptr::null_mut(),
-            to,
-            std::ptr::null_mut(),
-            len,
-            flags,
-        )
-    };
-    cvt_size(n)
-}
-
-#[cfg(all(target_os = "linux", not(rosh_portable)))]
-fn splice_pipe() -> io::Result<(OwnedFd, OwnedFd, usize)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we then own.
-    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // A bigger pipe is only an optimisation: keep the default if refused.
-    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-    let size = cvt(unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) })?;
-    Ok((read, write, size as usize))
 }
 
 #[cfg(test)]

@@ -8,10 +8,16 @@
 //!   than a child exits (Linux: a pidfd).
 //! - [`tie_to_parent`]: in a forked child, ask the kernel to end it when the
 //!   wrapper dies without a word (Linux: PR_SET_PDEATHSIG).
+//! - [`stream_socket`], [`pipe`]: descriptors no exec'd child inherits
+//!   (Linux: SOCK_CLOEXEC, pipe2's O_CLOEXEC, in the call).
+//! - [`SplicePipe`]: the proxy relay's pipe for splice(2) (Linux only;
+//!   elsewhere there is none and the relay copies).
 //!
-//! The Linux calls (signalfd, pidfd_open, prctl) live in `linux.rs` and
-//! nowhere else; `portable.rs` is the rest of the world's (a self-pipe fed
-//! by sigaction, kqueue), chosen at build time, and on Linux too with
+//! The Linux calls (signalfd, pidfd_open, prctl, splice, pipe2,
+//! SOCK_CLOEXEC) live in `linux.rs` and nowhere else (but sockdiag.rs,
+//! whose netlink socket is Linux's alone); `portable.rs` is the
+//! rest of the world's (a self-pipe fed by sigaction, kqueue, fcntl after
+//! the call), chosen at build time, and on Linux too with
 //! `--cfg rosh_portable`.
 
 #[cfg(all(target_os = "linux", not(rosh_portable)))]
@@ -23,7 +29,9 @@ mod portable;
 #[cfg(any(not(target_os = "linux"), rosh_portable))]
 use portable as imp;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+pub use imp::SplicePipe;
 
 /// The signals passed on to ssh. A terminal's SIGINT, SIGQUIT or SIGWINCH
 /// goes to the whole foreground process group, ssh included: those come
@@ -78,6 +86,13 @@ impl Signals {
         imp::Signals::install(&handled()).map(Signals)
     }
 
+    /// Starts catching `signals` but those the caller ignores (`rosh`'s
+    /// loop: the ones that end it, and SIGCHLD). One set per process.
+    pub fn catching(signals: &[i32]) -> std::io::Result<Signals> {
+        let set: Vec<i32> = signals.iter().copied().filter(|&s| !ignored(s)).collect();
+        imp::Signals::install(&set).map(Signals)
+    }
+
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.fd()
     }
@@ -115,4 +130,22 @@ impl ProcWatch {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.fd()
     }
+}
+
+/// A stream socket of `family` that no exec'd child inherits (ssh and the
+/// `ssh -O` helpers must never hold a probe's bound port or a control
+/// connection), non-blocking when asked. Where socket(2) takes no flags
+/// they are set right after: rosh-ssh has one thread, so no fork comes
+/// between.
+pub fn stream_socket(
+    family: nix::sys::socket::AddressFamily,
+    nonblocking: bool,
+) -> nix::Result<OwnedFd> {
+    imp::stream_socket(family, nonblocking)
+}
+
+/// A pipe whose two ends no exec'd child inherits (one given to a child
+/// as its stdin or stderr is dup'ed there by `Command`).
+pub fn pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    imp::pipe()
 }

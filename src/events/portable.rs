@@ -1,10 +1,13 @@
 //! Portable event sources, for macOS and FreeBSD (and for Linux built with
 //! `--cfg rosh_portable`, so that every line here runs in the tests): a
 //! self-pipe fed by sigaction handlers, kqueue's EVFILT_PROC for a holder's
-//! exit where the system has it, and no PR_SET_PDEATHSIG.
+//! exit where the system has it, and no PR_SET_PDEATHSIG; close-on-exec set
+//! by fcntl after socket(2), and no splice.
 
 use super::Caught;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::socket::{self, AddressFamily, SockFlag, SockType};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
@@ -28,6 +31,9 @@ fn from_kernel(si_code: i32) -> bool {
 
 pub struct Signals {
     read: OwnedFd,
+    /// The write end when no handler holds it (nothing caught): kept open,
+    /// so that the read end does not poll as hung up.
+    _idle: Option<OwnedFd>,
 }
 
 fn set_flags(fd: &OwnedFd, fd_flags: FdFlag, status: OFlag) -> nix::Result<()> {
@@ -42,9 +48,17 @@ impl Signals {
     /// writes the signal and its origin into it: two bytes, one write(2),
     /// the only async-signal-safe thing the handler does.
     pub fn install(signals: &[i32]) -> std::io::Result<Signals> {
-        let (read, write) = nix::unistd::pipe()?;
+        let (read, write) = pipe()?;
         set_flags(&read, FdFlag::FD_CLOEXEC, OFlag::O_NONBLOCK)?;
         set_flags(&write, FdFlag::FD_CLOEXEC, OFlag::O_NONBLOCK)?;
+        if signals.is_empty() {
+            // Nothing to catch, no handler to feed: the pipe alone (a unit
+            // test's; the process's handlers keep writing where they did).
+            return Ok(Signals {
+                read,
+                _idle: Some(write),
+            });
+        }
         // The write end lives as long as the process: a handler may run at
         // any time after this.
         let w: RawFd = std::os::fd::IntoRawFd::into_raw_fd(write);
@@ -65,7 +79,7 @@ impl Signals {
                 HANDLED.fetch_or(1 << s, Ordering::SeqCst);
             }
         }
-        Ok(Signals { read })
+        Ok(Signals { read, _idle: None })
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -161,5 +175,54 @@ impl ProcWatch {
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
+    }
+}
+
+pub fn pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe()?;
+    set_flags(&read, FdFlag::FD_CLOEXEC, OFlag::empty())?;
+    set_flags(&write, FdFlag::FD_CLOEXEC, OFlag::empty())?;
+    Ok((read, write))
+}
+
+pub fn stream_socket(family: AddressFamily, nonblocking: bool) -> nix::Result<OwnedFd> {
+    let fd = socket::socket(family, SockType::Stream, SockFlag::empty(), None)?;
+    let status = if nonblocking {
+        OFlag::O_NONBLOCK
+    } else {
+        OFlag::empty()
+    };
+    set_flags(&fd, FdFlag::FD_CLOEXEC, status)?;
+    Ok(fd)
+}
+
+/// No splice(2) here: [`open`](Self::open) gives none, and the proxy
+/// relay copies through a buffer. The methods exist for the relay's code
+/// to be one on every system; they are never reached.
+pub struct SplicePipe(());
+
+impl SplicePipe {
+    pub fn open() -> Option<SplicePipe> {
+        None
+    }
+
+    pub fn size(&self) -> usize {
+        0
+    }
+
+    pub fn fill(&self, _src: RawFd, _len: usize) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+
+    pub fn drain(&self, _dst: RawFd, _len: usize) -> io::Result<usize> {
+        Err(io::Error::from_raw_os_error(libc::ENOSYS))
+    }
+
+    pub fn take_back(&self, _held: usize) -> io::Result<Vec<u8>> {
+        Ok(Vec::new())
+    }
+
+    pub fn refused(err: &io::Error) -> bool {
+        err.raw_os_error() == Some(libc::ENOSYS)
     }
 }

@@ -33,7 +33,6 @@ use defaults::Defaults;
 use options::{Options, Parsed, Usage};
 use outcome::{Attempt, Next, Verdict, Words};
 use remote::Tool;
-use run::Signals;
 use state::State;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -146,7 +145,7 @@ fn attempt(dir: &Path, args: &[OsString], ssh: Option<&OsStr>) -> i32 {
 
 /// One attempt, and the pause after it when there is another.
 fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, String> {
-    let signals = Signals::install().map_err(|e| format!("cannot catch signals: {e}"))?;
+    let mut signals = run::signals().map_err(|e| format!("cannot catch signals: {e}"))?;
     let me = std::env::current_exe().map_err(|e| format!("cannot find rosh-ssh itself: {e}"))?;
     let (words, force) = prepare(st, opts, ssh, &me)?;
     if let Some(t) = &st.tty {
@@ -158,7 +157,7 @@ fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, Stri
     let _ = std::fs::remove_file(st.up_mark());
     let mut cmd = Command::new(&me);
     cmd.args(&words);
-    let ran = run::attempt(cmd, Watch::new(force), &signals)
+    let ran = run::attempt(cmd, Watch::new(force), &mut signals)
         .map_err(|e| format!("cannot run {}: {e}", me.display()))?;
     if let Some(t) = &st.tty {
         tty::restore(t);
@@ -178,7 +177,7 @@ fn one(st: &mut State, opts: &Options, ssh: Option<&OsStr>) -> Result<Next, Stri
         st.wait = wait;
         st.save()
             .map_err(|e| format!("cannot keep the loop's state: {e}"))?;
-        if !signals.sleep(sleep) {
+        if !run::sleep(&mut signals, sleep) {
             return Ok(Next::End(130));
         }
     }

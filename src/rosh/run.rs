@@ -3,126 +3,37 @@
 //! meanwhile noted; and the pause before the next attempt, which Ctrl-C
 //! ends.
 //!
-//! Signals arrive through a self-pipe fed by sigaction handlers (portable:
-//! no signalfd). Handlers, unlike ignored signals, are reset by exec, so the
-//! child starts with the defaults.
+//! Signals come from the wrapper's own event sources (events.rs: a
+//! signalfd on Linux, a self-pipe fed by sigaction elsewhere); a child
+//! started by `Command` begins with an empty mask and default handlers.
 
 use super::watch::Watch;
 use crate::child::End;
+use crate::events::Signals;
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-static WAKE: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    let fd = WAKE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let b = sig as u8;
-        // SAFETY: write(2) is async-signal-safe; the byte lives on this stack.
-        // A full pipe already holds a wake-up: the lost byte does not matter.
-        unsafe { libc::write(fd, (&b as *const u8).cast(), 1) };
-    }
+/// Starts catching what ends the loop (SIGINT, SIGTERM, SIGHUP) and
+/// SIGCHLD, which wakes the wait for an attempt.
+pub fn signals() -> io::Result<Signals> {
+    Signals::catching(&[libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGCHLD])
 }
 
-/// The signals that end the loop (SIGINT, SIGTERM, SIGHUP) and SIGCHLD,
-/// caught from `install` on.
-pub struct Signals {
-    read: OwnedFd,
-    _write: OwnedFd,
-}
-
-/// A pipe whose two ends are close-on-exec and non-blocking (pipe2 is not
-/// everywhere).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe().map_err(io::Error::from)?;
-    for fd in [&r, &w] {
-        set_flags(fd.as_raw_fd(), true)?;
-    }
-    Ok((r, w))
-}
-
-fn set_flags(fd: RawFd, nonblock: bool) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor this process owns.
-    unsafe {
-        if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) == -1 {
-            return Err(io::Error::last_os_error());
+/// Sleeps `secs` seconds; false when a signal that ends the loop came.
+pub fn sleep(signals: &mut Signals, secs: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs.into());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
         }
-        let fl = libc::fcntl(fd, libc::F_GETFL);
-        let fl = if nonblock {
-            fl | libc::O_NONBLOCK
-        } else {
-            fl & !libc::O_NONBLOCK
-        };
-        if fl < 0 || libc::fcntl(fd, libc::F_SETFL, fl) == -1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-impl Signals {
-    pub fn install() -> io::Result<Signals> {
-        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-        let s = Signals::uncaught()?;
-        WAKE.store(s._write.as_raw_fd(), Ordering::Relaxed);
-        let act = SigAction::new(
-            SigHandler::Handler(on_signal),
-            SaFlags::SA_RESTART,
-            SigSet::empty(),
-        );
-        for sig in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGCHLD,
-        ] {
-            // SAFETY: the handler only writes one byte to a pipe.
-            unsafe { sigaction(sig, &act) }.map_err(io::Error::from)?;
-        }
-        Ok(s)
-    }
-
-    /// The pipe alone, no handler (the unit tests share their process).
-    fn uncaught() -> io::Result<Signals> {
-        let (read, write) = pipe()?;
-        Ok(Signals {
-            read,
-            _write: write,
-        })
-    }
-
-    /// The signals caught since the last call.
-    fn take(&self) -> Vec<i32> {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 64];
-        loop {
-            // SAFETY: reading into a local buffer of its length.
-            let n =
-                unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return got;
-            }
-            got.extend(buf[..n as usize].iter().map(|&b| i32::from(b)));
-        }
-    }
-
-    /// Sleeps `secs` seconds; false when a signal that ends the loop came.
-    pub fn sleep(&self, secs: u32) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(secs.into());
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return true;
-            }
-            let ms = left.as_millis().min(60_000) as libc::c_int + 1;
-            poll(&mut [pollfd(self.read.as_raw_fd())], ms);
-            if self.take().iter().any(|&s| ends_loop(s)) {
-                return false;
-            }
+        let ms = left.as_millis().min(60_000) as libc::c_int + 1;
+        poll(&mut [pollfd(signals.fd().as_raw_fd())], ms);
+        if signals.read().iter().any(|c| ends_loop(c.signo)) {
+            return false;
         }
     }
 }
@@ -156,9 +67,14 @@ pub struct Ran {
 /// Returns when the child has ended; what it left in the pipe is passed on
 /// then, but a process it left in the background (a ControlPersist master,
 /// `-f`) holding the pipe is not waited for.
-pub fn attempt(mut cmd: Command, mut watch: Watch, signals: &Signals) -> io::Result<Ran> {
-    let (r, w) = pipe()?;
-    set_flags(w.as_raw_fd(), false)?;
+pub fn attempt(mut cmd: Command, mut watch: Watch, signals: &mut Signals) -> io::Result<Ran> {
+    // Close-on-exec both ends (the child gets a dup of the write end);
+    // rosh-ssh reads without blocking.
+    let (r, w) = crate::events::pipe()?;
+    nix::fcntl::fcntl(
+        &r,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
     cmd.stderr(Stdio::from(w));
     let mut child = cmd.spawn()?;
     drop(cmd);
@@ -166,11 +82,11 @@ pub fn attempt(mut cmd: Command, mut watch: Watch, signals: &Signals) -> io::Res
     let mut interrupted = false;
     let mut out = Vec::new();
     let status = loop {
-        let mut fds = [pollfd(signals.read.as_raw_fd()), pollfd(r.as_raw_fd())];
+        let mut fds = [pollfd(signals.fd().as_raw_fd()), pollfd(r.as_raw_fd())];
         let n = if pipe_open { 2 } else { 1 };
         // SIGCHLD wakes the poll; the bound is for a wake-up lost to a full pipe.
         poll(&mut fds[..n], 250);
-        for sig in signals.take() {
+        for sig in signals.read().into_iter().map(|c| c.signo) {
             if ends_loop(sig) {
                 interrupted = true;
                 if sig != libc::SIGINT {
@@ -241,17 +157,18 @@ mod tests {
 
     #[test]
     fn relays_stderr_and_sees_the_end() {
-        let signals = Signals::uncaught().unwrap();
+        // No signal caught: the unit tests share their process.
+        let mut signals = Signals::catching(&[]).unwrap();
         let mut c = Command::new("sh");
         c.args(["-c", "printf 'Connection to h closed.\\r\\n' >&2; exit 255"]);
-        let ran = attempt(c, Watch::new(false), &signals).unwrap();
+        let ran = attempt(c, Watch::new(false), &mut signals).unwrap();
         assert_eq!(ran.end, End::Exited(255));
         assert!(ran.watch.quit());
         assert!(!ran.interrupted);
         let mut c = Command::new("sh");
         c.args(["-c", "kill -9 $$"]);
         assert_eq!(
-            attempt(c, Watch::new(false), &signals).unwrap().end,
+            attempt(c, Watch::new(false), &mut signals).unwrap().end,
             End::Signaled(9)
         );
         // A background process holding standard error is not waited for.
@@ -259,10 +176,10 @@ mod tests {
         c.args(["-c", "sleep 5 & exit 3"]);
         let t = Instant::now();
         assert_eq!(
-            attempt(c, Watch::new(false), &signals).unwrap().end,
+            attempt(c, Watch::new(false), &mut signals).unwrap().end,
             End::Exited(3)
         );
         assert!(t.elapsed() < Duration::from_secs(4));
-        assert!(signals.sleep(0));
+        assert!(sleep(&mut signals, 0));
     }
 }
