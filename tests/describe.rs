@@ -83,6 +83,9 @@ fn a_local_forward_to_a_unix_socket_is_one_forward_on_one_line() {
 
 #[test]
 fn a_path_with_a_space_invents_no_forward() {
+    // A port free now: a fixed one can be any other process's (a connect's
+    // ephemeral port held 46634 once in CI, and the forward was dropped).
+    let local = format!(":{}:h:22", lab::free_port());
     let out = Command::new(rosh_ssh())
         .args([
             "--dry-run",
@@ -91,7 +94,7 @@ fn a_path_with_a_space_invents_no_forward() {
             "-D",
             "/tmp/rosh no such/a b:./rel.sock",
         ])
-        .args(["-R", "33737", "-L", ":46634:h:22", "h"])
+        .args(["-R", "33737", "-L", &local, "h"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -104,7 +107,10 @@ fn a_path_with_a_space_invents_no_forward() {
         "{stdout}"
     );
     assert!(lines.contains(&"keep -R 33737"), "{stdout}");
-    assert!(lines.contains(&"keep -L :46634:h:22"), "{stdout}");
+    assert!(
+        lines.contains(&format!("keep -L {local}").as_str()),
+        "{stdout}"
+    );
 }
 
 /// ssh expands `%n` in the socket path after parsing: the probe must look
