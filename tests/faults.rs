@@ -443,6 +443,22 @@ def kids(p):
 wrapper = pid if mode == 'close' else kids(pid)[0]
 ssh = [k for k in kids(wrapper) if open('/proc/%d/cmdline' % k, 'rb').read().split(b'\0')[0] == SSH_UNDER_TEST]
 print('wrapper', wrapper); print('ssh', ssh[0] if ssh else 0); sys.stdout.flush()
+# ssh parked in poll first (see parked() in faults.rs: OpenSSH before 9.5 can lose a signal
+# that lands while it is busy), bounded.
+def in_poll(p):
+    try:
+        return 'poll' in open('/proc/%d/wchan' % p).read()
+    except OSError:
+        return False
+def parked(p):
+    until = time.time() + 5
+    while time.time() < until:
+        if in_poll(p):
+            time.sleep(0.02)
+            if in_poll(p):
+                return
+        time.sleep(0.01)
+parked(ssh[0] if ssh else wrapper)
 if mode == 'shell':
     os.kill(pid, signal.SIGKILL)
 os.close(fd)
