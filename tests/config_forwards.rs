@@ -420,22 +420,6 @@ fn port_taken_between_probe_and_bind_costs_the_forward_not_a_login() {
     assert_eq!(leftovers(tmp.path()), Vec::<String>::new());
 }
 
-/// The pid of the ssh child of `parent`.
-fn ssh_child_of(parent: u32) -> Option<i32> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let kids = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-            .unwrap_or_default();
-        if let Some(k) = kids.split_whitespace().next() {
-            return k.parse().ok();
-        }
-        if std::time::Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn nothing_left_in_the_private_dir_when_ssh_or_the_wrapper_is_killed() {
     let Some(lab) = Lab::start() else { return };
@@ -472,9 +456,10 @@ fn nothing_left_in_the_private_dir_when_ssh_or_the_wrapper_is_killed() {
             "the private dir exists while ssh runs"
         );
         let target = match victim {
-            "ssh" => ssh_child_of(child.id()).expect("ssh child"),
+            "ssh" => lab::first_child(child.id()) as i32,
             _ => child.id() as i32,
         };
+        lab::parked(lab::first_child(child.id()));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig).unwrap();
         let st = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;

@@ -72,27 +72,6 @@ fn gone_within(pid: u32, argv0: &str, limit: Duration) -> bool {
     true
 }
 
-/// Waits (bounded) until ssh `pid` sleeps in poll(2), seen twice 20 ms apart. OpenSSH before
-/// 9.5 checks its quit flag and then calls poll() without the signal mask that ppoll() takes
-/// (clientloop.c at V_9_2_P1; ppoll from 9.5): a SIGTERM, SIGHUP or SIGINT landing between the
-/// two waits for the next packet, and a session that only sleeps sends none, so plain ssh
-/// itself hangs. Just after the marker line ssh is still in that loop: these tests signal a
-/// session once ssh is parked. Past the bound (a kernel that hides wchan) they go on.
-fn parked(pid: u32) {
-    let in_poll =
-        || fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if in_poll() {
-            std::thread::sleep(Duration::from_millis(20));
-            if in_poll() {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Waits for `child` up to `limit`; past it, kills it (SIGKILL, by pid) and returns None.
 fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + limit;
@@ -296,7 +275,7 @@ fn plain_status_on(lab: &Lab, sig: Signal, opts: &[&str]) -> Option<ExitStatus> 
     let mut args = opts.to_vec();
     args.push(&cmd);
     let mut child = spawn_until(&mut plain(lab, &args), &marker);
-    parked(child.id());
+    lab::parked(child.id());
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
     wait_bounded(&mut child, Duration::from_secs(10))
 }
@@ -317,7 +296,7 @@ fn ssh_killed_mid_session_ends_the_wrapper_the_way_ssh_ended() {
             args.push(&cmd);
             let mut w = spawn_until(&mut rosh(&lab, &scratch, &args), &marker);
             let ssh = assert_one_live_ssh_child(w.id());
-            parked(ssh);
+            lab::parked(ssh);
             kill(Pid::from_raw(ssh as i32), sig).unwrap();
             let got = wait_bounded(&mut w, Duration::from_secs(10));
             let what = format!("{} to ssh, {e}", sig_name(sig));
@@ -352,7 +331,7 @@ fn wrapper_killed_mid_session_ends_like_plain_ssh_and_leaves_nothing() {
             args.push(&cmd);
             let mut w = spawn_until(&mut rosh(&lab, &scratch, &args), &marker);
             let ssh = assert_one_live_ssh_child(w.id());
-            parked(ssh);
+            lab::parked(ssh);
             kill(Pid::from_raw(w.id() as i32), sig).unwrap();
             let got = wait_bounded(&mut w, Duration::from_secs(10));
             let what = format!("{} to the wrapper, {e}", sig_name(sig));
@@ -443,7 +422,7 @@ def kids(p):
 wrapper = pid if mode == 'close' else kids(pid)[0]
 ssh = [k for k in kids(wrapper) if open('/proc/%d/cmdline' % k, 'rb').read().split(b'\0')[0] == SSH_UNDER_TEST]
 print('wrapper', wrapper); print('ssh', ssh[0] if ssh else 0); sys.stdout.flush()
-# ssh parked in poll first (see parked() in faults.rs: OpenSSH before 9.5 can lose a signal
+# ssh parked in poll first (see parked() in tests/lab/mod.rs: OpenSSH before 9.5 can lose a signal
 # that lands while it is busy), bounded.
 def in_poll(p):
     try:

@@ -428,14 +428,10 @@ fn nothing_left_behind_with_a_restore_pending() {
         assert_eq!(lab::first_line(&mut child), "started\n");
         if victim != "none" {
             let target = match victim {
-                "ssh" => {
-                    let kids =
-                        fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
-                            .unwrap_or_default();
-                    kids.split_whitespace().next().unwrap().parse().unwrap()
-                }
+                "ssh" => lab::first_child(child.id()) as i32,
                 _ => child.id() as i32,
             };
+            lab::parked(lab::first_child(child.id()));
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(target), sig).unwrap();
         }
         let _ = child.wait();

@@ -292,6 +292,41 @@ pub fn fresh_listener() -> TcpListener {
     }
 }
 
+/// The first child of `parent` (the wrapper's ssh), waited for up to 5 s.
+pub fn first_child(parent: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kids = fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+            .unwrap_or_default();
+        if let Some(k) = kids.split_whitespace().next().and_then(|k| k.parse().ok()) {
+            return k;
+        }
+        assert!(Instant::now() < deadline, "{parent} has no child");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits (bounded) until ssh `pid` sleeps in poll(2), seen twice 20 ms apart. OpenSSH before
+/// 9.5 checks its quit flag and then calls poll() without the signal mask that ppoll() takes
+/// (clientloop.c at V_9_2_P1; ppoll from 9.5): a SIGTERM, SIGHUP or SIGINT landing between the
+/// two waits for the next packet, and a session that only sleeps sends none, so plain ssh
+/// itself hangs. Just after the marker line ssh is still in that loop: tests signal a
+/// session once ssh is parked. Past the bound (a kernel that hides wchan) they go on.
+pub fn parked(pid: u32) {
+    let in_poll =
+        || fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("poll"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if in_poll() {
+            std::thread::sleep(Duration::from_millis(20));
+            if in_poll() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `extra` sshd_config lines with SHLVL=1 set for sessions. Debian's bash
 /// sources ~/.bashrc for a command from sshd only at shell level 1, and the
 /// machine's own rc is not under test (on the dev box, pyenv init: its
