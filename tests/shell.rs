@@ -1233,6 +1233,8 @@ fn options(name: &'static str) {
     );
     assert!(effective_of(&words).contains("\nserveraliveinterval 30\n"));
 
+    let conns = || lab.sshd_log().matches("Connection from ").count();
+    let before = conns();
     let (code, _, err) = rosh(&format!(
         "-L 8080:localhost:80 -F '{}' lab",
         lab.config().display()
@@ -1242,7 +1244,9 @@ fn options(name: &'static str) {
         err.contains("not a forward") && err.contains("LocalForward"),
         "{name}: {err}"
     );
-    assert!(!lab.sshd_log().contains("8080"), "{name}");
+    // Refused before any connection (a search for "8080" in sshd's log
+    // also found a client's port or a pid).
+    assert_eq!(conns(), before, "{name}: -L connected");
 
     let (code, out, err) = rosh("--help");
     assert_eq!(code, Some(0), "{name}: --help: {err}");
