@@ -33,7 +33,7 @@ unset CARGO_TARGET_DIR
 export CI=true
 
 leaves=(argv forward plan policy config matcher plumbing switch)
-supervisor=(connect launch blame say events/mod events/linux events/portable supervise/mod supervise/log supervise/restore)
+supervisor=(connect launch blame say events/mod events/linux events/portable supervise/mod supervise/log supervise/passon supervise/restore)
 want=""
 extra=()
 while [ "$#" -gt 0 ]; do

@@ -368,6 +368,51 @@ fn signals_sent_to_the_wrapper_reach_ssh() {
     assert_eq!(fs::read_to_string(&mark).unwrap(), "USR1\nINT\n");
 }
 
+/// An ssh that misses the first ending signal (OpenSSH before 9.5 can: it
+/// checks its quit flag, then polls without a signal mask) gets it again
+/// from the wrapper while it lives; other signals are passed once.
+#[test]
+fn an_ending_signal_ssh_missed_is_passed_again() {
+    let dir = TempDir::new("stub");
+    let mark = dir.path().join("got");
+    let ssh = script(
+        dir.path(),
+        "ssh",
+        &format!(
+            "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\n\
+             trap 'echo USR1 >> {m}' USR1\n\
+             trap 'echo missed >> {m}; trap \"echo TERM >> {m}; exit 43\" TERM' TERM\n\
+             echo ready\nwhile :; do sleep 0.05; done\n",
+            m = mark.display()
+        ),
+    );
+    let mut child = Command::new(rosh_ssh())
+        .env("ROSH_SSH", &ssh)
+        .args(["-L", "4444:h:22", "host"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(lab::first_line(&mut child), "ready\n");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let got = fs::read_to_string(&mark).unwrap_or_default();
+    assert_eq!(st.and_then(|s| s.code()), Some(43), "{got}");
+    assert_eq!(got, "USR1\nmissed\nTERM\n");
+}
+
 #[test]
 fn sigterm_to_the_wrapper_ends_the_real_session_like_plain_ssh() {
     let Some(lab) = Lab::start() else { return };

@@ -8,6 +8,7 @@
 //! `launch.rs` builds ssh's words; this is what watches the run.
 
 pub mod log;
+mod passon;
 pub mod restore;
 
 use crate::blame::Refusal;
@@ -16,9 +17,10 @@ use crate::events::{self, Signals};
 use log::{Failed, LogReader};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{self, Signal};
+use nix::sys::signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
+use passon::PassOn;
 use restore::{Item, Restorer};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -50,13 +52,6 @@ pub struct Outcome {
 /// How long `-f` waits for the server's answers to its remote forwards.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(60);
 
-/// A terminal's hangup goes to the session leader only: when that is the
-/// wrapper (a terminal window running `rosh-ssh host` directly), ssh hears
-/// of it from the wrapper or not at all.
-fn hangup_for_leader(signo: i32) -> bool {
-    signo == libc::SIGHUP && nix::unistd::getsid(None) == Ok(nix::unistd::getpid())
-}
-
 /// Runs `cmd` (the real ssh) as a child and supervises it until it ends,
 /// then drains its log. `signals` were installed before anything was
 /// spawned.
@@ -77,6 +72,7 @@ pub fn run(
         });
     }
     let child = Pid::from_raw(cmd.spawn()?.id() as i32);
+    let mut pass = PassOn::new(child);
     let mut end: Option<(End, Instant)> = None;
     loop {
         // ssh first: its end decides what else still matters.
@@ -92,7 +88,12 @@ pub fn run(
                 break;
             }
         }
-        let deadline = parts.deadline(end.map(|(_, at)| at));
+        let again = if end.is_none() { pass.deadline() } else { None };
+        let deadline = parts
+            .deadline(end.map(|(_, at)| at))
+            .into_iter()
+            .chain(again)
+            .min();
         let timeout = match deadline {
             None => PollTimeout::NONE,
             Some(t) => {
@@ -144,14 +145,11 @@ pub fn run(
                     }
                     continue;
                 }
-                if c.from_kernel && !hangup_for_leader(c.signo) {
-                    continue; // ssh, in the same process group, got it too
-                }
-                if let Ok(sig) = Signal::try_from(c.signo) {
-                    // ESRCH: ssh is already gone; the next reap tells how.
-                    let _ = signal::kill(child, sig);
-                }
+                pass.caught(c, Instant::now());
             }
+        }
+        if end.is_none() {
+            pass.on_time(Instant::now());
         }
         if log_ready {
             parts.read_log(report);
