@@ -333,18 +333,21 @@ fn fast_path_execs_without_a_child() {
     }
 }
 
-#[test]
-fn signals_sent_to_the_wrapper_reach_ssh() {
+/// rosh-ssh (a kept forward: the supervised path) over a stub ssh that
+/// logs USR1 to `got`, runs `trap` (its `{m}` is `got`), says `ready` and
+/// idles; returned once `ready` is read.
+fn trapping_session(trap: &str) -> (TempDir, std::path::PathBuf, std::process::Child) {
     let dir = TempDir::new("stub");
     let mark = dir.path().join("got");
+    let m = mark.display().to_string();
     let ssh = script(
         dir.path(),
         "ssh",
         &format!(
             "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\n\
-             trap 'echo USR1 >> {m}' USR1\ntrap 'echo INT >> {m}; exit 42' INT\n\
+             trap 'echo USR1 >> {m}' USR1\n{}\n\
              echo ready\nwhile :; do sleep 0.05; done\n",
-            m = mark.display()
+            trap.replace("{m}", &m)
         ),
     );
     let mut child = Command::new(rosh_ssh())
@@ -353,8 +356,13 @@ fn signals_sent_to_the_wrapper_reach_ssh() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let line = lab::first_line(&mut child);
-    assert_eq!(line, "ready\n");
+    assert_eq!(lab::first_line(&mut child), "ready\n");
+    (dir, mark, child)
+}
+
+#[test]
+fn signals_sent_to_the_wrapper_reach_ssh() {
+    let (_dir, mark, mut child) = trapping_session("trap 'echo INT >> {m}; exit 42' INT");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -373,41 +381,12 @@ fn signals_sent_to_the_wrapper_reach_ssh() {
 /// from the wrapper while it lives; other signals are passed once.
 #[test]
 fn an_ending_signal_ssh_missed_is_passed_again() {
-    let dir = TempDir::new("stub");
-    let mark = dir.path().join("got");
-    let ssh = script(
-        dir.path(),
-        "ssh",
-        &format!(
-            "#!/bin/sh\n[ \"$1\" = -G ] && exit 0\n\
-             trap 'echo USR1 >> {m}' USR1\n\
-             trap 'echo missed >> {m}; trap \"echo TERM >> {m}; exit 43\" TERM' TERM\n\
-             echo ready\nwhile :; do sleep 0.05; done\n",
-            m = mark.display()
-        ),
-    );
-    let mut child = Command::new(rosh_ssh())
-        .env("ROSH_SSH", &ssh)
-        .args(["-L", "4444:h:22", "host"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert_eq!(lab::first_line(&mut child), "ready\n");
+    let (_dir, mark, mut child) =
+        trapping_session("trap 'echo missed >> {m}; trap \"echo TERM >> {m}; exit 43\" TERM' TERM");
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let st = lab::wait_bounded(&mut child, Duration::from_secs(10));
     let got = fs::read_to_string(&mark).unwrap_or_default();
     assert_eq!(st.and_then(|s| s.code()), Some(43), "{got}");
     assert_eq!(got, "USR1\nmissed\nTERM\n");

@@ -72,22 +72,6 @@ fn gone_within(pid: u32, argv0: &str, limit: Duration) -> bool {
     true
 }
 
-/// Waits for `child` up to `limit`; past it, kills it (SIGKILL, by pid) and returns None.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// What a bounded run gave: status (None: it hung and was killed), stdout, stderr, duration.
 struct Ran {
     status: Option<ExitStatus>,
@@ -117,7 +101,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Ran {
         let _ = se.read_to_end(&mut v);
         v
     });
-    let status = wait_bounded(&mut child, limit);
+    let status = lab::wait_bounded(&mut child, limit);
     Ran {
         status,
         stdout: a.join().unwrap(),
@@ -277,7 +261,7 @@ fn plain_status_on(lab: &Lab, sig: Signal, opts: &[&str]) -> Option<ExitStatus> 
     let mut child = spawn_until(&mut plain(lab, &args), &marker);
     lab::parked(child.id());
     kill(Pid::from_raw(child.id() as i32), sig).unwrap();
-    wait_bounded(&mut child, Duration::from_secs(10))
+    lab::wait_bounded(&mut child, Duration::from_secs(10))
 }
 
 #[test]
@@ -298,7 +282,7 @@ fn ssh_killed_mid_session_ends_the_wrapper_the_way_ssh_ended() {
             let ssh = assert_one_live_ssh_child(w.id());
             lab::parked(ssh);
             kill(Pid::from_raw(ssh as i32), sig).unwrap();
-            let got = wait_bounded(&mut w, Duration::from_secs(10));
+            let got = lab::wait_bounded(&mut w, Duration::from_secs(10));
             let what = format!("{} to ssh, {e}", sig_name(sig));
             assert!(want.is_some(), "{what}: plain ssh hung");
             assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
@@ -333,7 +317,7 @@ fn wrapper_killed_mid_session_ends_like_plain_ssh_and_leaves_nothing() {
             let ssh = assert_one_live_ssh_child(w.id());
             lab::parked(ssh);
             kill(Pid::from_raw(w.id() as i32), sig).unwrap();
-            let got = wait_bounded(&mut w, Duration::from_secs(10));
+            let got = lab::wait_bounded(&mut w, Duration::from_secs(10));
             let what = format!("{} to the wrapper, {e}", sig_name(sig));
             assert!(want.is_some(), "{what}: plain ssh hung");
             assert_eq!(show(got), show(want), "{what}: wrapper vs plain ssh");
@@ -365,7 +349,7 @@ fn wrapper_sigkilled_takes_ssh_with_it() {
         );
         let ssh = assert_one_live_ssh_child(w.id());
         kill(Pid::from_raw(w.id() as i32), Signal::SIGKILL).unwrap();
-        let got = wait_bounded(&mut w, Duration::from_secs(10));
+        let got = lab::wait_bounded(&mut w, Duration::from_secs(10));
         assert_eq!(got.and_then(|s| s.signal()), Some(9));
         // Linux: PR_SET_PDEATHSIG, ssh is told, and ends well before its
         // session would. The portable build (macOS, FreeBSD) has no such

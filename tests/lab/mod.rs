@@ -292,6 +292,22 @@ pub fn fresh_listener() -> TcpListener {
     }
 }
 
+/// Waits for `child` up to `limit`; past it, kills it (SIGKILL, by pid) and returns None.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The first child of `parent` (the wrapper's ssh), waited for up to 5 s.
 pub fn first_child(parent: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(5);
