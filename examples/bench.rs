@@ -24,7 +24,7 @@ use lab::{Lab, SSH, free_port};
 use rosh_ssh::matcher::{Matcher, Piece};
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -66,6 +66,11 @@ fn run() -> Result<(), String> {
         None => build_release()?,
     };
     drop_cargo_library_path(&rosh);
+    // ssh -G's memo (memo.rs) in a directory of this run's, not the
+    // user's: the runs below start from nothing remembered.
+    let memo_run = rosh_ssh::tmpdir::PrivateDir::new().map_err(|e| e.to_string())?;
+    // SAFETY: the bench has started no thread yet.
+    unsafe { std::env::set_var("XDG_RUNTIME_DIR", memo_run.path()) };
     let mut table = Table::default();
 
     let lab = Lab::start("bench")?;
@@ -440,7 +445,7 @@ fn paired_ms(a: &[Duration], b: &[Duration]) -> (f64, (f64, f64)) {
 /// rounds, every command of a round run back to back; then where rosh-ssh's
 /// time goes, each step timed in the same rounds.
 fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(), String> {
-    use rosh_ssh::{config, holder, mux};
+    use rosh_ssh::{config, holder, memo, mux};
     let n = reps.max(100);
     let ansible = |ctl: &str| -> Vec<OsString> {
         [
@@ -531,13 +536,26 @@ fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(
         .chain(["-O", "check", "rosh-ssh-master-check"].map(OsString::from))
         .collect();
     let dropped = format!("LocalForward {held_addr} localhost:22 (");
+    let rosh_a_true: Vec<OsString> = rosh_a.iter().cloned().chain(["true".into()]).collect();
+    // The environment rosh-ssh gives ssh -G: this one, and its own depth
+    // mark (locate.rs) for a first level.
+    let me = fs::metadata(rosh).map_err(|e| e.to_string())?;
+    let depth = rosh_ssh::locate::Chain {
+        depth: 1,
+        seen: vec![(me.dev(), me.ino())],
+    };
+    let rosh_env = || {
+        std::env::vars_os()
+            .filter(|(n, _)| n != "ROSH_SSH" && n != rosh_ssh::locate::DEPTH_VAR)
+            .chain([(rosh_ssh::locate::DEPTH_VAR.into(), depth.value().into())])
+    };
 
     let before = lab.logins();
     let ssh = Path::new(SSH);
     // The rows: each pair side by side as in the rows above.
     let pa = side_by_side(
         n,
-        || connect_warned(rosh, &rosh_a, &dropped),
+        || connect_warned(rosh, &rosh_a, &dropped, true),
         || connect(ssh, &plain_a),
     )?;
     let pb = side_by_side(n, || connect(rosh, &both_b), || connect(ssh, &both_b))?;
@@ -545,8 +563,32 @@ fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(
     // Where the time goes: every step once a round, in a shuffled order.
     let mut steps: Vec<Box<dyn FnMut() -> Result<Duration, String>>> = vec![
         Box::new(|| connect(ssh, &plain_a)),
-        Box::new(|| connect_warned(rosh, &rosh_a, &dropped)),
+        Box::new(|| connect_warned(rosh, &rosh_a, &dropped, true)),
+        Box::new(|| connect_warned(rosh, &rosh_a, &dropped, false)),
         Box::new(|| spawn_wait_quiet(ssh, &g_a)),
+        Box::new(|| {
+            // What replaces ssh -G on a later call: the key (environment,
+            // passwd, host name, config files) and the entry's read. The
+            // same words, environment and files as rosh-ssh's calls: no
+            // answer here means those calls asked ssh instead.
+            let tree = config::Config::load(&sources);
+            let t = Instant::now();
+            let m = memo::Memo::new(ssh, &rosh_a_true, rosh_env(), std::iter::once(&tree))
+                .map_err(|e| format!("memo: {e}"))?;
+            if m.recall().is_none() {
+                let v = Command::new(rosh)
+                    .arg("--verbose")
+                    .arg("--dry-run")
+                    .args(&rosh_a_true)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                return Err(format!(
+                    "memo: no answer remembered for rosh-ssh's words; rosh-ssh --verbose says:\n{}",
+                    String::from_utf8_lossy(&v.stderr)
+                ));
+            }
+            Ok(t.elapsed())
+        }),
         Box::new(|| connect(ssh, &child_a)),
         Box::new(|| spawn_wait_quiet(ssh, &check_a)),
         Box::new(|| {
@@ -627,7 +669,9 @@ fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(
     let names = [
         "  where it goes (medians of one shuffled round each): plain ssh riding",
         "  ... rosh-ssh, forward held by another process",
-        "  ... ssh -G (rosh-ssh's first step)",
+        "  ... the same without the memo (no directory for it)",
+        "  ... ssh -G (without the memo, rosh-ssh's first step)",
+        "  ... ssh -G's answer from the memo (memo.rs: key, read)",
         "  ... ssh with rosh-ssh's words for it, alone (log to a file)",
         "  ... ssh -O check (spawned at each call before issue 25)",
         "  ... mux alive check on the control socket (mux.rs)",
@@ -650,10 +694,20 @@ fn ride_rows(lab: &Lab, rosh: &Path, reps: usize, table: &mut Table) -> Result<(
 }
 
 /// [`connect`] for a run that must warn once: stderr is exactly one
-/// `rosh-ssh:` line naming `forward` as dropped.
-fn connect_warned(program: &Path, args: &[OsString], forward: &str) -> Result<Duration, String> {
+/// `rosh-ssh:` line naming `forward` as dropped. Without `memo`, rosh-ssh
+/// finds no directory for ssh -G's memo (`XDG_RUNTIME_DIR=/proc`).
+fn connect_warned(
+    program: &Path,
+    args: &[OsString],
+    forward: &str,
+    memo: bool,
+) -> Result<Duration, String> {
+    let mut cmd = Command::new(program);
+    if !memo {
+        cmd.env("XDG_RUNTIME_DIR", "/proc");
+    }
     let t = Instant::now();
-    let out = Command::new(program)
+    let out = cmd
         .args(args)
         .arg("true")
         .env_remove("ROSH_SSH")

@@ -133,6 +133,67 @@ impl Config {
         self.argv_split == argv_split
     }
 
+    /// What ssh's reading of these files depends on, appended to `out` for
+    /// memo.rs: every file read (path, owner, group, mode and bytes) and
+    /// every `Include` match, in reading order. `Err` says why there is no
+    /// such list: the files could not be read as ssh reads them, or ssh's
+    /// reading depends on more than the files: a `Match` with `exec`
+    /// (readconf.c runs the command) or `localnetwork` (the interfaces'
+    /// addresses), or an `Include` with `%` or `$` (10.x expands tokens and
+    /// environment variables there, readconf.c
+    /// `expand_match_exec_or_include_path`; the tree here does not).
+    /// Cautious by design: those words anywhere in such a line count.
+    pub fn fingerprint(&self, out: &mut Vec<u8>) -> Result<(), &'static str> {
+        let t = self
+            .tree
+            .as_ref()
+            .map_err(|_| "a config file ssh reads could not be read as ssh reads it")?;
+        let put = |out: &mut Vec<u8>, b: &[u8]| {
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        };
+        for root in t.roots {
+            put(out, &root.map_or(u64::MAX, |r| r as u64).to_le_bytes());
+        }
+        for n in &t.nodes {
+            put(out, n.path.as_os_str().as_bytes());
+            put(out, &[n.ctx as u8]);
+            // readconf.c SSHCONF_CHECKPERM: the owner and mode decide too.
+            let meta = fs::metadata(&n.path).map_err(|_| "a config file went away")?;
+            for v in [meta.uid(), meta.gid(), meta.mode()] {
+                put(out, &v.to_le_bytes());
+            }
+            put(out, &n.bytes);
+            for l in &n.lines {
+                let raw = &n.bytes[l.raw.clone()];
+                match &l.what {
+                    What::Include { matches, .. } => {
+                        if raw.contains(&b'%') || raw.contains(&b'$') {
+                            return Err("an Include path has % or $ (ssh may expand it)");
+                        }
+                        for m in matches.iter().flatten() {
+                            put(out, m.path.as_os_str().as_bytes());
+                            put(out, &[u8::from(m.node.is_some())]);
+                        }
+                    }
+                    What::Other => {
+                        if let Some((k, mut rest, _)) = keyword(raw)
+                            && k == b"match"
+                        {
+                            rest.make_ascii_lowercase();
+                            let has = |w: &[u8]| memchr::memmem::find(&rest, w).is_some();
+                            if has(b"exec") || has(b"localnetwork") {
+                                return Err("a Match line has exec or localnetwork");
+                            }
+                        }
+                    }
+                    What::Forward(_) => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Whether any file ssh would read (all `Include`s followed, whatever
     /// Host/Match block they are in) has a LocalForward/RemoteForward/
     /// DynamicForward line. True when unsure: an unreadable file, an
@@ -744,11 +805,14 @@ enum Directive {
     Include(Result<Vec<Vec<u8>>, ()>),
 }
 
-fn parse_line(raw: &[u8], argv_split: bool) -> Directive {
+/// A line cut as readconf.c cuts it before the keyword's own parsing: the
+/// keyword (lowercased), the line's bytes and where its arguments start;
+/// `None` for a blank line or a comment.
+fn keyword(raw: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Option<usize>)> {
     // getline then strlen: a NUL ends the line.
     let line = raw.split(|&c| c == 0).next().unwrap_or_default();
     if line.is_empty() {
-        return Directive::Other;
+        return None;
     }
     // Strip trailing whitespace and \f, never the first byte.
     let mut len = line.len();
@@ -761,13 +825,18 @@ fn parse_line(raw: &[u8], argv_split: bool) -> Directive {
     if keyword.as_deref() == Some(b"") {
         keyword = strdelim(&mut buf, &mut s);
     }
-    let Some(mut keyword) = keyword else {
-        return Directive::Other;
-    };
+    let mut keyword = keyword?;
     if matches!(keyword.first(), None | Some(b'\n' | b'#')) {
-        return Directive::Other;
+        return None;
     }
     keyword.make_ascii_lowercase();
+    Some((keyword, buf, s))
+}
+
+fn parse_line(raw: &[u8], argv_split: bool) -> Directive {
+    let Some((keyword, mut buf, mut s)) = keyword(raw) else {
+        return Directive::Other;
+    };
     let kind = match keyword.as_slice() {
         b"localforward" => Some(Kind::Local),
         b"remoteforward" => Some(Kind::Remote),

@@ -18,7 +18,7 @@ use crate::say::{Level, Say};
 use crate::supervise::log::{Dest, Failed, LogReader, Watch};
 use crate::supervise::restore::{Item, Restorer};
 use crate::supervise::{self, Parts, Report};
-use crate::{describe, ownmaster, quote, release};
+use crate::{describe, memo, ownmaster, quote, release};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,12 @@ pub fn run(cli: &Cli, ssh: &Path) -> Result<End, Error> {
             return Ok(End::Exited(0));
         }
     }
-    let mut eff = match effective::query(ssh, &cli.words) {
+    // Every reading's files, for the memo's key (one tree, as a rule).
+    for a in readings.all() {
+        trees.get(&config::sources(a.last_arg(b'F')));
+    }
+    let mut note = |line: String| say.verbose(format_args!("{line}"));
+    let mut eff = match memo::query(ssh, &cli.words, &trees.0, &mut note) {
         Err(e) => return Err(Error::Spawn(ssh.to_path_buf(), e)),
         Ok(Ok(eff)) => eff,
         Ok(Err(rejected)) => {

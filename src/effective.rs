@@ -257,6 +257,11 @@ impl Effective {
 
 /// Runs `ssh -G <words>` and reads what it prints.
 pub fn query(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Effective, Rejected>> {
+    Ok(ask(ssh, words)?.map(|out| Effective::parse(&out)))
+}
+
+/// Runs `ssh -G <words>`: what it prints, or how it refused.
+pub fn ask(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Vec<u8>, Rejected>> {
     let out = Command::new(ssh)
         .arg0(ssh)
         .arg("-G")
@@ -264,7 +269,7 @@ pub fn query(ssh: &Path, words: &[OsString]) -> std::io::Result<Result<Effective
         .stdin(Stdio::null())
         .output()?;
     if out.status.success() {
-        Ok(Ok(Effective::parse(&out.stdout)))
+        Ok(Ok(out.stdout))
     } else {
         Ok(Err(Rejected {
             stderr: out.stderr,

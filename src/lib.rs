@@ -20,6 +20,7 @@ pub mod holder;
 pub mod launch;
 pub mod locate;
 pub mod matcher;
+pub mod memo;
 pub mod mux;
 pub mod ownmaster;
 pub mod parent;

@@ -155,6 +155,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name() != lab::MEMO_DIR)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }

@@ -127,7 +127,9 @@ impl Scratch {
     fn leftovers(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = fs::read_dir(self.0.path())
             .unwrap()
-            .map(|e| e.unwrap().path())
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name() != lab::MEMO_DIR)
+            .map(|e| e.path())
             .collect();
         v.sort();
         v

@@ -829,6 +829,7 @@ fn a_second_installed_copy_found_as_ssh_steps_aside() {
     let left: Vec<_> = fs::read_dir(tmp.path())
         .unwrap()
         .flatten()
+        .filter(|e| e.file_name() != lab::MEMO_DIR)
         .map(|e| e.path())
         .collect();
     assert_eq!(left, Vec::<PathBuf>::new());

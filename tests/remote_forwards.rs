@@ -168,6 +168,7 @@ fn run(lab: &Lab, specs: &[String], healthy: &[u16], input: &str, level: Option<
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
+        .filter(|n| n != lab::MEMO_DIR)
         .collect();
     assert!(left.is_empty(), "rosh-ssh left {left:?} in its TMPDIR");
     Seen {

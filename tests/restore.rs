@@ -439,6 +439,7 @@ fn nothing_left_behind_with_a_restore_pending() {
         let left: Vec<_> = fs::read_dir(xdg.path())
             .unwrap()
             .flatten()
+            .filter(|e| e.file_name() != lab::MEMO_DIR)
             .map(|e| e.path())
             .collect();
         assert_eq!(left, Vec::<std::path::PathBuf>::new(), "{victim} {sig}");

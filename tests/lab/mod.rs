@@ -590,6 +590,10 @@ pub fn first_line(child: &mut Child) -> String {
     line
 }
 
+/// ssh -G's memo directory (memo.rs), made in `XDG_RUNTIME_DIR` and kept
+/// there on purpose: not a leftover of a run.
+pub const MEMO_DIR: &str = "rosh-ssh";
+
 /// The rosh-ssh binary cargo built for these tests.
 pub fn rosh_ssh() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rosh-ssh"))
