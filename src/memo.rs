@@ -261,10 +261,8 @@ fn key<'a>(
     for w in words {
         put(&mut k, w.as_bytes());
     }
-    // In name order: a parent that sets one variable passes them sorted
-    // (Rust's Command does), which changes nothing ssh sees.
-    let mut env: Vec<(OsString, OsString)> = env.collect();
-    env.sort_by(|a, b| a.0.cmp(&b.0));
+    // In its order (the first of two same names is what getenv finds); a
+    // caller that calls again passes the same order.
     for (name, value) in env {
         put(&mut k, name.as_bytes());
         put(&mut k, value.as_bytes());
@@ -385,10 +383,13 @@ fn prune(dir: &Path, keep: &Path) {
     if entries.len() <= MAX_ENTRIES {
         return;
     }
-    entries.sort();
-    let excess = entries.len() - KEEP_AFTER_PRUNE;
-    for (_, p) in entries.iter().filter(|(_, p)| p != keep).take(excess) {
-        let _ = fs::remove_file(p);
+    // The oldest first, found one by one: a sort's code is not worth it here.
+    for _ in KEEP_AFTER_PRUNE..entries.len() {
+        let oldest = (0..entries.len())
+            .filter(|&i| entries[i].1 != keep)
+            .min_by_key(|&i| entries[i].0);
+        let Some(i) = oldest else { break };
+        let _ = fs::remove_file(entries.swap_remove(i).1);
     }
 }
 
@@ -489,7 +490,7 @@ mod tests {
         // Words that merely look alike are not a Match or an Include.
         fs::write(&cfg, b"Host exec\n  ProxyCommand exec nc %h %p\n").unwrap();
         assert!(key(sh, &words(&["h"]), env(), [Config::load(&src)].iter()).is_ok());
-        // The environment, whatever its order.
+        // The environment.
         fs::write(&cfg, b"Host *\n").unwrap();
         let with = |vars: &[(&str, &str)]| {
             let vars: Vec<(OsString, OsString)> =
@@ -503,7 +504,8 @@ mod tests {
             .unwrap()
         };
         let ab = with(&[("A", "1"), ("B", "2")]);
-        assert_eq!(ab, with(&[("B", "2"), ("A", "1")]));
+        assert_eq!(ab, with(&[("A", "1"), ("B", "2")]));
+        assert_ne!(ab, with(&[("A", "1"), ("B", "2"), ("A", "0")]));
         assert_ne!(ab, with(&[("A", "1"), ("B", "3")]));
         assert_ne!(ab, with(&[("A", "1")]));
         assert_ne!(ab, with(&[("A", "1"), ("B", "2"), ("C", "")]));
