@@ -1,5 +1,6 @@
-//! The ssh mode, in order: the fast path, what ssh will forward (`ssh -G`),
-//! the probe, the policy, what to drop, ssh's words, and the supervised run.
+//! The ssh mode, in order: the fast path, what ssh will forward (`ssh -G`, or
+//! its answer remembered: memo.rs), the probe, the policy, what to drop,
+//! ssh's words, and the supervised run.
 
 use crate::argv::Args;
 use crate::blame::Refusal;

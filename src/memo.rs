@@ -512,6 +512,14 @@ mod tests {
     }
 
     #[test]
+    fn entry_names_are_fnv1a() {
+        // The published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
     fn prune_keeps_the_newest_and_the_new_one() {
         let d = crate::tmpdir::PrivateDir::new().unwrap();
         let base = std::time::SystemTime::now() - std::time::Duration::from_secs(10_000);

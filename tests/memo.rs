@@ -39,8 +39,15 @@ impl Setup {
     /// `rosh-ssh --verbose --dry-run -F CONFIG lab true` with `env`: the
     /// memo's line, and the keep/drop lines.
     fn dry(&self, env: &[(&str, &str)]) -> (String, Vec<String>) {
+        self.dry_with(Path::new(SSH), env)
+    }
+
+    /// [`Setup::dry`] through the ssh `ssh`.
+    fn dry_with(&self, ssh: &Path, env: &[(&str, &str)]) -> (String, Vec<String>) {
         let out = Command::new(rosh_ssh())
-            .args(["--verbose", "--dry-run", "--ssh", SSH, "-F"])
+            .args(["--verbose", "--dry-run", "--ssh"])
+            .arg(ssh)
+            .arg("-F")
             .arg(&self.config)
             .args(["lab", "true"])
             .env("XDG_RUNTIME_DIR", &self.run)
@@ -245,6 +252,13 @@ fn a_directory_not_private_or_an_entry_that_does_not_read_means_asking_ssh() {
         assert_eq!(v, ["keep LocalForward 127.0.0.1:1 localhost:22"]);
     }
     assert!(remembered(&s.dry(&[]).0));
+    // An entry of another user's (only root can put one there) is not read.
+    if nix::unistd::geteuid().is_root() {
+        let entry = s.entries().pop().unwrap();
+        std::os::unix::fs::chown(&entry, Some(65534), Some(65534)).unwrap();
+        assert!(kept(&s.dry(&[]).0));
+        assert!(remembered(&s.dry(&[]).0));
+    }
     // Others may enter the directory: not used, and nothing fails.
     let d = s.run.join("rosh-ssh");
     fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
@@ -265,4 +279,65 @@ fn a_directory_not_private_or_an_entry_that_does_not_read_means_asking_ssh() {
         m.ends_with("answer not kept: no private directory for it"),
         "{m}"
     );
+}
+
+#[test]
+fn an_ssh_that_may_read_another_system_config_is_not_remembered() {
+    // A script in front of ssh (or another build): its binary does not
+    // name /etc/ssh/ssh_config alone, so what it reads is not known here.
+    let Some(s) = Setup::new("memo-script", "  LocalForward 127.0.0.1:1 localhost:22\n") else {
+        return;
+    };
+    let script = s.dir.path().join("ssh");
+    fs::write(&script, format!("#!/bin/sh\nexec {SSH} \"$@\"\n")).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    for _ in 0..2 {
+        let (m, v) = s.dry_with(&script, &[]);
+        assert!(
+            m.ends_with(
+                "answer not kept: this ssh reads a system config other than /etc/ssh/ssh_config"
+            ),
+            "{m}"
+        );
+        assert_eq!(v, ["keep LocalForward 127.0.0.1:1 localhost:22"]);
+    }
+    assert!(s.entries().is_empty(), "{:?}", s.entries());
+    // The same config through the machine's ssh is remembered.
+    assert!(kept(&s.dry(&[]).0));
+    assert!(remembered(&s.dry(&[]).0));
+}
+
+#[test]
+fn the_memo_directory_is_made_only_where_it_is_ours() {
+    let Some(s) = Setup::new("memo-where", "  LocalForward 127.0.0.1:1 localhost:22\n") else {
+        return;
+    };
+    let at =
+        |p: &Path| -> (String, Vec<String>) { s.dry(&[("XDG_RUNTIME_DIR", p.to_str().unwrap())]) };
+    // A base that is missing (a fresh ~/.cache) is made, 0700, in a
+    // directory of ours.
+    let fresh = s.dir.path().join("fresh");
+    assert!(kept(&at(&fresh).0));
+    let mode = fs::metadata(&fresh).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    assert!(remembered(&at(&fresh).0));
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    // Someone else's base, even one anybody may write to: nothing of ours
+    // goes in it, and nothing is made below a parent of theirs.
+    let theirs = s.dir.path().join("theirs");
+    fs::create_dir(&theirs).unwrap();
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let below = theirs.join("missing");
+    for base in [&theirs, &below] {
+        let (m, v) = at(base);
+        assert!(
+            m.ends_with("answer not kept: no private directory for it"),
+            "{m}"
+        );
+        assert_eq!(v, ["keep LocalForward 127.0.0.1:1 localhost:22"]);
+    }
+    assert_eq!(fs::read_dir(&theirs).unwrap().count(), 0);
 }
