@@ -2,7 +2,7 @@
 # Mutation testing with cargo-mutants, in two parts, each with the tests
 # named in its config:
 #   leaves      argv, forward, plan, policy, config, matcher, plumbing,
-#               switch                                 (.cargo/mutants.toml)
+#               switch, memo                           (.cargo/mutants.toml)
 #   supervisor  connect, launch, blame, say, events/*, supervise/*
 #                                                      (.cargo/mutants-supervisor.toml)
 # Not part of CI. On two cores the first part takes about 29 minutes, the
@@ -32,7 +32,7 @@ unset CARGO_TARGET_DIR
 # count a skipped test as a pass.
 export CI=true
 
-leaves=(argv forward plan policy config matcher plumbing switch)
+leaves=(argv forward plan policy config matcher plumbing switch memo)
 supervisor=(connect launch blame say events/mod events/linux events/portable supervise/mod supervise/log supervise/passon supervise/restore)
 want=""
 extra=()
