@@ -11,7 +11,7 @@
 use rosh_ssh::argv::{self, Args, ConfigLine};
 use rosh_ssh::config;
 use rosh_ssh::forward::{self, Endpoint, Forward, Kind};
-use rosh_ssh::matcher::{Failure, Matcher, Piece};
+use rosh_ssh::matcher::{Call, Failure, Matcher, Piece};
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
@@ -844,6 +844,10 @@ pub const LOG_LINES: &[&str] = &[
     "channels.c:channel_setup_fwd_listener_tcpip():3820 (xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx: bind [127.0.0.1]:3131: Address already in use\r\n",
     "mux_confirm_remote_forward: remote port forwarding failed for listen port 80\r\n",
     "debug1: mux.c:mux_client_forward():1752 (pid=9): Requesting forwarding of remote forward 127.0.0.2:8082 -> localhost:22\r\n",
+    // channels.c: two ssh's that bound one port race at listen(2); before
+    // 8.9 the loser writes a bare `listen:` line first.
+    "listen [127.0.0.1]:3131: Address already in use\r\n",
+    "listen: Address already in use\r\n",
     "\n",
     "\r\n",
     "no newline at all",
@@ -860,6 +864,7 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
         0 | 1 => (None, false),
         2 => (
             Some(Failure::LocalBind {
+                call: Call::Bind,
                 addr: s("127.0.0.1"),
                 port: 3131,
                 reason: s("Address already in use"),
@@ -914,6 +919,7 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
         13 => (None, false),
         14 => (
             Some(Failure::LocalBind {
+                call: Call::Bind,
                 addr: s("127.0.0.1"),
                 port: 3131,
                 reason: s("Address already in use"),
@@ -935,6 +941,21 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
             }),
             true,
         ),
+        18 => (
+            Some(Failure::LocalBind {
+                call: Call::Listen,
+                addr: s("127.0.0.1"),
+                port: 3131,
+                reason: s("Address already in use"),
+            }),
+            false,
+        ),
+        19 => (
+            Some(Failure::ListenUnnamed {
+                reason: s("Address already in use"),
+            }),
+            false,
+        ),
         _ => (None, false),
     })
 }
@@ -943,6 +964,8 @@ pub fn log_line_verdict(line: &[u8]) -> Option<(Option<Failure>, bool)> {
 /// is judged "no failure" whatever else it holds.
 const FAILURE_WORDS: &[&[u8]] = &[
     b"bind [",
+    b"listen [",
+    b"listen: ",
     b"cannot listen to port",
     b"Could not request local forwarding",
     b"remote port forwarding failed",

@@ -2,7 +2,7 @@
 //! words rosh-ssh says about it: the only place they live.
 
 use crate::forward::{Endpoint, Forward, Kind};
-use crate::matcher::Failure;
+use crate::matcher::{Call, Failure};
 use crate::plan::Verdict;
 use std::net::SocketAddr;
 
@@ -16,10 +16,10 @@ pub enum Refusal {
     /// found this one's port taken, as it says.
     Held(Verdict),
     /// A local forward that bound none of its addresses: each address ssh
-    /// named, and why.
+    /// named, which call failed there, and why.
     Unbound {
         port: u16,
-        failed: Vec<(Vec<u8>, Vec<u8>)>,
+        failed: Vec<(Call, Vec<u8>, Vec<u8>)>,
     },
     /// A local forward listening on some of its addresses only: channels.c
     /// `channel_setup_fwd_listener_tcpip` counts a forward bound once as
@@ -93,9 +93,10 @@ pub fn reason(r: &Refusal) -> String {
         Refusal::Held(v) => crate::describe::reason(v).unwrap_or_default(),
         Refusal::Unbound { port, failed } => failed
             .iter()
-            .map(|(a, why)| {
+            .map(|(call, a, why)| {
                 format!(
-                    "bind [{}]:{port}: {}",
+                    "{} [{}]:{port}: {}",
+                    call.word(),
                     String::from_utf8_lossy(a),
                     String::from_utf8_lossy(why)
                 )
@@ -187,9 +188,18 @@ pub fn said(f: &Failure) -> String {
         Failure::RemotePath { path, .. } => {
             format!("the server refused listen path {}", text(&path))
         }
-        Failure::LocalBind { addr, port, reason } => {
-            format!("bind [{}]:{port}: {}", text(&addr), text(&reason))
-        }
+        Failure::LocalBind {
+            call,
+            addr,
+            port,
+            reason,
+        } => format!(
+            "{} [{}]:{port}: {}",
+            call.word(),
+            text(&addr),
+            text(&reason)
+        ),
+        Failure::ListenUnnamed { reason } => format!("listen: {}", text(&reason)),
         Failure::LocalCannotListen { port } => format!("cannot listen to port {port}"),
         Failure::LocalPath { path } => format!("cannot bind to path {}", text(&path)),
         Failure::LocalNoneSucceeded => "could not request local forwarding".into(),
@@ -375,6 +385,7 @@ mod tests {
     #[test]
     fn names_table() {
         let bind = |port| Failure::LocalBind {
+            call: Call::Bind,
             addr: b"127.0.0.1".to_vec(),
             port,
             reason: b"Address already in use".to_vec(),
@@ -473,6 +484,7 @@ mod tests {
             Some("the server refused listen port 8082")
         );
         let bind = Failure::LocalBind {
+            call: Call::Bind,
             addr: b"127.0.0.1".to_vec(),
             port: 3131,
             reason: b"Address already in use".to_vec(),

@@ -48,12 +48,19 @@ pub enum Failure {
     RemotePath { path: Vec<u8>, fatal: bool },
     /// channels.c `channel_setup_fwd_listener_tcpip`: `bind [ADDR]:PORT: REASON` for one
     /// address of a local (or dynamic) forward. `error` for the last address, `verbose` for
-    /// the others, so at LogLevel INFO only the last address's failure shows.
+    /// the others, so at LogLevel INFO only the last address's failure shows. Or, the bind
+    /// done, `listen [ADDR]:PORT: REASON` (always `error`): two ssh's that bound one port at
+    /// once (SO_REUSEADDR, neither listening yet) race at listen(2) and the loser says so.
     LocalBind {
+        call: Call,
         addr: Vec<u8>,
         port: u16,
         reason: Vec<u8>,
     },
+    /// channels.c `channel_setup_fwd_listener_tcpip` before 8.9: `listen: REASON`, written
+    /// right before the `listen [ADDR]:PORT: REASON` of the same failure. Names nothing by
+    /// itself (the client has no other `listen:` line: x11_create_display_inet's is sshd's).
+    ListenUnnamed { reason: Vec<u8> },
     /// channels.c `channel_setup_fwd_listener_tcpip`: `cannot listen to port: N` (no address
     /// of the forward could listen).
     LocalCannotListen { port: u16 },
@@ -77,6 +84,23 @@ pub enum Failure {
     /// failed for listen port N`), `Master refused forwarding request: R`, and `muxclient:
     /// master forward request failed` (reason is that text).
     Mux { reason: Vec<u8> },
+}
+
+/// Which call of channels.c `channel_setup_fwd_listener_tcpip` failed for one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Bind,
+    Listen,
+}
+
+impl Call {
+    /// The word ssh's line starts with.
+    pub fn word(self) -> &'static str {
+        match self {
+            Call::Bind => "bind",
+            Call::Listen => "listen",
+        }
+    }
 }
 
 /// What the matcher hands out. Concatenating the bytes of all pieces gives the input.
@@ -386,6 +410,7 @@ enum Rule {
     Remote,
     RemoteDebug,
     LocalBind,
+    ListenUnnamed,
     CannotListen,
     NoneSucceeded,
     UnixListener,
@@ -412,7 +437,7 @@ struct RuleRe {
 
 /// Each rule's regex, compiled the first time a line starts like its message:
 /// most sessions never compile one (the commonest failures are read by hand).
-static COMPILED: [OnceLock<Regex>; 11] = [const { OnceLock::new() }; 11];
+static COMPILED: [OnceLock<Regex>; 12] = [const { OnceLock::new() }; 12];
 
 fn compiled(i: usize) -> &'static Regex {
     COMPILED[i].get_or_init(|| {
@@ -421,7 +446,7 @@ fn compiled(i: usize) -> &'static Regex {
     })
 }
 
-static RULES: [RuleRe; 11] = [
+static RULES: [RuleRe; 12] = [
     // ssh.c ssh_confirm_remote_forward
     RuleRe {
         rule: Rule::Remote,
@@ -434,11 +459,18 @@ static RULES: [RuleRe; 11] = [
         starts: &["remote forward failure"],
         re: r"remote forward failure for: listen (.*?), connect .*",
     },
-    // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s")
+    // channels.c channel_setup_fwd_listener_tcpip: error/verbose("bind [%s]:%s: %.100s"),
+    // error("listen [%s]:%s: %.100s")
     RuleRe {
         rule: Rule::LocalBind,
-        starts: &["bind ["],
-        re: r"bind \[([^\]]*)\]:([0-9]+): (.*)",
+        starts: &["bind [", "listen ["],
+        re: r"(bind|listen) \[([^\]]*)\]:([0-9]+): (.*)",
+    },
+    // channels.c channel_setup_fwd_listener_tcpip before 8.9: error("listen: %.100s")
+    RuleRe {
+        rule: Rule::ListenUnnamed,
+        starts: &["listen: "],
+        re: r"listen: (.*)",
     },
     // channels.c channel_setup_fwd_listener_tcpip: error_f("cannot listen to port: %d")
     RuleRe {
@@ -512,11 +544,12 @@ fn may_start_failure(s: &[u8]) -> bool {
     const fn word(w: &[u8; 4]) -> u32 {
         u32::from_le_bytes(*w)
     }
-    const STARTS: [u32; 10] = [
+    const STARTS: [u32; 11] = [
         word(b"Warn"),
         word(b"Erro"),
         word(b"remo"),
         word(b"bind"),
+        word(b"list"),
         word(b"cann"),
         word(b"Coul"),
         word(b"forw"),
@@ -577,9 +610,17 @@ fn by_regex(i: usize, body: &[u8]) -> Option<Failure> {
         }
         Rule::RemoteDebug => remote_debug_listen(cap(1)?),
         Rule::LocalBind => Some(Failure::LocalBind {
-            addr: cap(1)?.to_vec(),
-            port: parse_port(cap(2)?)?,
-            reason: cap(3)?.to_vec(),
+            call: if cap(1)? == b"bind" {
+                Call::Bind
+            } else {
+                Call::Listen
+            },
+            addr: cap(2)?.to_vec(),
+            port: parse_port(cap(3)?)?,
+            reason: cap(4)?.to_vec(),
+        }),
+        Rule::ListenUnnamed => Some(Failure::ListenUnnamed {
+            reason: cap(1)?.to_vec(),
         }),
         Rule::CannotListen => Some(Failure::LocalCannotListen {
             port: parse_port(cap(1)?)?,
@@ -623,15 +664,19 @@ fn remote_failed(body: &[u8]) -> Option<Failure> {
     })
 }
 
-/// `bind \[([^\]]*)\]:([0-9]+): (.*)`.
+/// `(bind|listen) \[([^\]]*)\]:([0-9]+): (.*)`.
 fn local_bind(body: &[u8]) -> Option<Failure> {
-    let rest = body.strip_prefix(b"bind [")?;
+    let (call, rest) = match body.strip_prefix(b"bind [") {
+        Some(rest) => (Call::Bind, rest),
+        None => (Call::Listen, body.strip_prefix(b"listen [")?),
+    };
     let close = memchr(b']', rest)?;
     let addr = &rest[..close];
     let rest = rest[close..].strip_prefix(b"]:")?;
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     let reason = rest[digits..].strip_prefix(b": ")?;
     Some(Failure::LocalBind {
+        call,
         addr: addr.to_vec(),
         port: parse_port(&rest[..digits])?,
         reason: reason.to_vec(),
@@ -680,6 +725,7 @@ mod tests {
     }
     fn bind(addr: &str, port: u16, reason: &str) -> Option<Failure> {
         Some(Failure::LocalBind {
+            call: Call::Bind,
             addr: addr.as_bytes().to_vec(),
             port,
             reason: reason.as_bytes().to_vec(),
@@ -876,6 +922,36 @@ mod tests {
                 bind("127.0.0.1", 3131, "Address already in use"),
                 true,
             ),
+            // Two ssh's that bound one port at once (SO_REUSEADDR) race at
+            // listen(2): the loser's line, and 8.0's bare one before it.
+            (
+                "listen [127.0.0.1]:3131: Address already in use",
+                Some(Failure::LocalBind {
+                    call: Call::Listen,
+                    addr: b"127.0.0.1".to_vec(),
+                    port: 3131,
+                    reason: b"Address already in use".to_vec(),
+                }),
+                false,
+            ),
+            (
+                "listen: Address already in use",
+                Some(Failure::ListenUnnamed {
+                    reason: b"Address already in use".to_vec(),
+                }),
+                false,
+            ),
+            (
+                "listen [127.0.0.1]:3131 Address already in use",
+                None,
+                false,
+            ),
+            ("listen 127.0.0.1 port 3131", None, false),
+            (
+                "debug1: channel_setup_fwd_listener_tcpip: listen 127.0.0.1 port 3131, originator x port 1",
+                None,
+                false,
+            ),
             (
                 "channel_setup_fwd_listener_tcpip: cannot listen to port: 3131",
                 Some(Failure::LocalCannotListen { port: 3131 }),
@@ -989,11 +1065,6 @@ mod tests {
             ("Func: master forward request failed", None, false),
             (
                 "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.",
-                None,
-                false,
-            ),
-            (
-                "listen [127.0.0.1]:3131: Address already in use",
                 None,
                 false,
             ),

@@ -12,7 +12,7 @@
 
 use crate::blame::{self, Refusal};
 use crate::forward::{Forward, Kind};
-use crate::matcher::{Failure, Matcher, Piece};
+use crate::matcher::{Call, Failure, Matcher, Piece};
 use crate::probe::{self, Opts};
 use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
@@ -86,8 +86,8 @@ const SETTLE: Duration = Duration::from_millis(250);
 /// A local forward whose bind failed on some address, not yet judged.
 struct Binding {
     index: usize,
-    /// Each address ssh named, and its reason.
-    failed: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Each address ssh named, the call that failed there, and why.
+    failed: Vec<(Call, Vec<u8>, Vec<u8>)>,
     since: Instant,
 }
 
@@ -116,6 +116,9 @@ struct Judge {
     attribution: blame::Attribution,
     /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
+    /// A `listen: REASON` line (before 8.9), held until the next line
+    /// tells whether it goes with a forward's `listen [ADDR]:PORT` line.
+    unnamed: Option<Vec<u8>>,
 }
 
 /// Reads per readiness, so that a log that never pauses (ssh -vvv) still
@@ -139,6 +142,7 @@ impl LogReader {
                 attribution: blame::Attribution::default(),
                 watch,
                 answers: 0,
+                unnamed: None,
             },
         })
     }
@@ -186,6 +190,9 @@ impl LogReader {
     pub fn close(mut self, on: &mut dyn FnMut(Failed)) -> Vec<usize> {
         let judge = &mut self.judge;
         self.matcher.finish(&mut |p| judge.piece(p, &mut *on));
+        if let Some(held) = self.judge.unnamed.take() {
+            self.judge.out.extend_from_slice(&held);
+        }
         self.judge.flush();
         self.on_time(Instant::now() + SETTLE, on);
         self.judge.failed
@@ -218,7 +225,7 @@ impl Judge {
             let parsed: Vec<(SocketAddr, String)> = b
                 .failed
                 .iter()
-                .filter_map(|(addr, why)| {
+                .filter_map(|(_, addr, why)| {
                     let ip: IpAddr = std::str::from_utf8(addr).ok()?.parse().ok()?;
                     Some((
                         SocketAddr::new(ip, listen_port(&fwd)?),
@@ -281,7 +288,20 @@ impl Judge {
         if blame::is_remote_answer(bytes) {
             self.answers += 1;
         }
+        let unnamed = matches!(failure, Some(Failure::ListenUnnamed { .. }));
+        let local = matches!(failure, Some(Failure::LocalBind { .. }));
         let hits = failure.map(|f| self.blame(&f));
+        // 8.0's `listen: REASON` goes with the `listen [ADDR]:PORT` line
+        // written right after it: hidden with it when that names a forward.
+        if let Some(held) = self.unnamed.take()
+            && !(local && hits.as_ref().is_some_and(|h| h.named))
+        {
+            self.out.extend_from_slice(&held);
+        }
+        if unnamed && !(forced && self.watch.hide_forced) {
+            self.unnamed = Some(bytes.to_vec());
+            return;
+        }
         if let Some(hits) = &hits {
             for hit in hits.new.iter().cloned() {
                 self.flush();
@@ -338,7 +358,9 @@ impl Judge {
             match &f {
                 // One address of a local forward: the others may bind. Held
                 // back until ssh says it gave up, or a moment has passed.
-                Failure::LocalBind { addr, reason, .. } if !self.failed.contains(&i) => {
+                Failure::LocalBind {
+                    call, addr, reason, ..
+                } if !self.failed.contains(&i) => {
                     let at = match self.binding.iter().position(|b| b.index == i) {
                         Some(at) => at,
                         None => {
@@ -350,7 +372,9 @@ impl Judge {
                             self.binding.len() - 1
                         }
                     };
-                    self.binding[at].failed.push((addr.clone(), reason.clone()));
+                    self.binding[at]
+                        .failed
+                        .push((*call, addr.clone(), reason.clone()));
                     return Hits {
                         new: Vec::new(),
                         named: true,
@@ -635,6 +659,69 @@ mod tests {
     }
 
     #[test]
+    fn a_lost_listen_race_is_one_line_for_the_forward_and_none_of_ssh_s() {
+        // Two ssh's bound one port at once (SO_REUSEADDR): the loser fails
+        // at listen(2). 8.9 on write the addressed line; 8.0 a bare one
+        // first (channels.c). Neither reaches the user: rosh-ssh's does.
+        let port = 47_011;
+        for bare in [false, true] {
+            let mut rig = Rig::new(watch(&[&format!("L:127.0.0.1:{port}:h:22")]));
+            let mut log = Vec::new();
+            if bare {
+                log.extend_from_slice(b"listen: Address already in use\r\n");
+            }
+            log.extend_from_slice(
+                format!(
+                    "listen [127.0.0.1]:{port}: Address already in use\r\n\
+                     channel_setup_fwd_listener_tcpip: cannot listen to port: {port}\r\n\
+                     Could not request local forwarding.\r\n"
+                )
+                .as_bytes(),
+            );
+            let got = rig.feed(&log);
+            assert_eq!(
+                got,
+                [(
+                    0,
+                    format!("listen [127.0.0.1]:{port}: Address already in use"),
+                    Vec::new()
+                )],
+                "bare: {bare}"
+            );
+            assert_eq!(rig.relayed(), b"", "bare: {bare}");
+            assert_eq!(rig.reader.close(&mut |_| {}), [0]);
+        }
+    }
+
+    #[test]
+    fn a_bare_listen_line_not_followed_by_a_forward_s_is_relayed_in_place() {
+        let port = 47_012;
+        let fwd = format!("L:127.0.0.1:{port}:h:22");
+        // Before an unrelated line, and before a listen line of no forward
+        // of the plan: ssh's lines, in ssh's order.
+        for next in [
+            "debug1: other\r\n".to_string(),
+            "listen [127.0.0.1]:1: Address already in use\r\n".to_string(),
+        ] {
+            let mut rig = Rig::new(watch(&[&fwd]));
+            let log = format!("one\r\nlisten: Address already in use\r\n{next}two\r\n");
+            assert!(rig.feed(log.as_bytes()).is_empty());
+            assert_eq!(rig.relayed(), log.as_bytes());
+        }
+        // Last of all: relayed when the log ends.
+        let mut rig = Rig::new(watch(&[&fwd]));
+        assert!(rig.feed(b"listen: Address already in use\r\n").is_empty());
+        assert_eq!(rig.relayed(), b"");
+        drop(rig.ssh);
+        assert!(!rig.reader.on_readable(&mut |_| panic!("no failure")));
+        assert!(rig.reader.close(&mut |_| panic!("no failure")).is_empty());
+        assert_eq!(
+            std::fs::read(&rig.out).unwrap(),
+            b"listen: Address already in use\r\n"
+        );
+    }
+
+    #[test]
     fn a_bind_that_failed_on_one_address_is_judged_once_ssh_has_had_its_say() {
         let (port, other) = (47_001, 47_002);
         let mut rig = Rig::new(watch(&[
@@ -675,7 +762,11 @@ mod tests {
             // No other loopback family here: nothing else could bind.
             Refusal::Unbound {
                 port,
-                failed: vec![(b"127.0.0.1".to_vec(), b"Address already in use".to_vec())],
+                failed: vec![(
+                    Call::Bind,
+                    b"127.0.0.1".to_vec(),
+                    b"Address already in use".to_vec(),
+                )],
             }
         } else {
             Refusal::Partial {
