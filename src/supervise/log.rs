@@ -117,8 +117,10 @@ struct Judge {
     /// The server's answers to remote forwards seen (`-f`).
     answers: usize,
     /// A `listen: REASON` line (before 8.9), held until the next line
-    /// tells whether it goes with a forward's `listen [ADDR]:PORT` line.
-    unnamed: Option<Vec<u8>>,
+    /// tells whether it goes with a forward's `listen [ADDR]:PORT` line
+    /// (ssh writes that one right after it), and since when: relayed after
+    /// [`SETTLE`] if no line came.
+    unnamed: Option<(Vec<u8>, Instant)>,
 }
 
 /// Reads per readiness, so that a log that never pauses (ssh -vvv) still
@@ -190,17 +192,17 @@ impl LogReader {
     pub fn close(mut self, on: &mut dyn FnMut(Failed)) -> Vec<usize> {
         let judge = &mut self.judge;
         self.matcher.finish(&mut |p| judge.piece(p, &mut *on));
-        if let Some(held) = self.judge.unnamed.take() {
-            self.judge.out.extend_from_slice(&held);
-        }
         self.judge.flush();
         self.on_time(Instant::now() + SETTLE, on);
         self.judge.failed
     }
 
-    /// When [`LogReader::on_time`] has a forward to judge.
+    /// When [`LogReader::on_time`] has a forward to judge, or a held line
+    /// to relay.
     pub fn deadline(&self) -> Option<Instant> {
-        self.judge.binding.iter().map(|b| b.since + SETTLE).min()
+        let held = self.judge.unnamed.as_ref().map(|(_, since)| *since);
+        let binding = self.judge.binding.iter().map(|b| b.since);
+        binding.chain(held).min().map(|t| t + SETTLE)
     }
 
     /// Judges the forwards whose bind failed on some address a while ago
@@ -212,6 +214,14 @@ impl LogReader {
 
 impl Judge {
     fn on_time(&mut self, now: Instant, on: &mut dyn FnMut(Failed)) {
+        if let Some((held, since)) = self.unnamed.take() {
+            if since + SETTLE > now {
+                self.unnamed = Some((held, since));
+            } else {
+                self.out.extend_from_slice(&held);
+                self.flush();
+            }
+        }
         let mut i = 0;
         while i < self.binding.len() {
             if self.binding[i].since + SETTLE > now {
@@ -293,13 +303,13 @@ impl Judge {
         let hits = failure.map(|f| self.blame(&f));
         // 8.0's `listen: REASON` goes with the `listen [ADDR]:PORT` line
         // written right after it: hidden with it when that names a forward.
-        if let Some(held) = self.unnamed.take()
+        if let Some((held, _)) = self.unnamed.take()
             && !(local && hits.as_ref().is_some_and(|h| h.named))
         {
             self.out.extend_from_slice(&held);
         }
         if unnamed && !(forced && self.watch.hide_forced) {
-            self.unnamed = Some(bytes.to_vec());
+            self.unnamed = Some((bytes.to_vec(), Instant::now()));
             return;
         }
         if let Some(hits) = &hits {
@@ -708,10 +718,19 @@ mod tests {
             assert!(rig.feed(log.as_bytes()).is_empty());
             assert_eq!(rig.relayed(), log.as_bytes());
         }
-        // Last of all: relayed when the log ends.
+        // Alone: relayed once a moment has passed, or when the log ends.
         let mut rig = Rig::new(watch(&[&fwd]));
         assert!(rig.feed(b"listen: Address already in use\r\n").is_empty());
         assert_eq!(rig.relayed(), b"");
+        let due = rig.reader.deadline().expect("a deadline for the held line");
+        rig.reader
+            .on_time(due - SETTLE / 2, &mut |_| panic!("no failure"));
+        assert_eq!(rig.relayed(), b"");
+        rig.reader.on_time(due, &mut |_| panic!("no failure"));
+        assert_eq!(rig.relayed(), b"listen: Address already in use\r\n");
+        assert_eq!(rig.reader.deadline(), None);
+        let mut rig = Rig::new(watch(&[&fwd]));
+        assert!(rig.feed(b"listen: Address already in use\r\n").is_empty());
         drop(rig.ssh);
         assert!(!rig.reader.on_readable(&mut |_| panic!("no failure")));
         assert!(rig.reader.close(&mut |_| panic!("no failure")).is_empty());
