@@ -674,8 +674,12 @@ mod tests {
         // at listen(2). 8.9 on write the addressed line; 8.0 a bare one
         // first (channels.c). Neither reaches the user: rosh-ssh's does.
         let port = 47_011;
-        for bare in [false, true] {
-            let mut rig = Rig::new(watch(&[&format!("L:127.0.0.1:{port}:h:22")]));
+        // With forced lines hidden too (a LogLevel that hides them): these
+        // lines are not forced ones.
+        for (bare, hide_forced) in [(false, false), (true, false), (true, true)] {
+            let mut w = watch(&[&format!("L:127.0.0.1:{port}:h:22")]);
+            w.hide_forced = hide_forced;
+            let mut rig = Rig::new(w);
             let mut log = Vec::new();
             if bare {
                 log.extend_from_slice(b"listen: Address already in use\r\n");
@@ -738,6 +742,32 @@ mod tests {
             std::fs::read(&rig.out).unwrap(),
             b"listen: Address already in use\r\n"
         );
+    }
+
+    #[test]
+    fn an_address_that_does_not_read_as_one_leaves_the_forward_unbound() {
+        // ssh names an address rosh-ssh cannot read (a scope id): what else
+        // listens is unknown, so it is said as ssh said it, not as partial.
+        let port = 47_013;
+        let mut rig = Rig::new(watch(&[&format!("L:{port}:h:22")]));
+        let line = format!("bind [fe80::1%eth0]:{port}: Cannot assign requested address\r\n");
+        assert!(rig.feed(line.as_bytes()).is_empty());
+        let mut judged = Vec::new();
+        rig.reader
+            .on_time(Instant::now() + SETTLE, &mut |f| judged.push(f));
+        assert_eq!(judged.len(), 1);
+        assert_eq!(
+            judged[0].refusal,
+            Refusal::Unbound {
+                port,
+                failed: vec![(
+                    Call::Bind,
+                    b"fe80::1%eth0".to_vec(),
+                    b"Cannot assign requested address".to_vec()
+                )],
+            }
+        );
+        assert_eq!(rig.relayed(), b"");
     }
 
     #[test]
