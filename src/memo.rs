@@ -130,14 +130,7 @@ impl Memo {
         if !private(self.dir()) {
             return None;
         }
-        let mut f = fs::File::open(&self.file).ok()?;
-        let meta = f.metadata().ok()?;
-        if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
-            return None;
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        io::Read::read_to_end(&mut f, &mut bytes).ok()?;
-        answer_for(&bytes, &self.key).map(<[u8]>::to_vec)
+        read_entry(&self.file, &self.key)
     }
 
     /// Keeps `out`, ssh's answer for this key, when it may be kept (see the
@@ -150,9 +143,6 @@ impl Memo {
         again: impl FnOnce() -> Result<Vec<u8>, &'static str>,
     ) -> Result<PathBuf, &'static str> {
         keepable(out)?;
-        if !reads_system_config(ssh) {
-            return Err("this ssh reads a system config other than /etc/ssh/ssh_config");
-        }
         if again()? != self.key {
             return Err("what ssh read changed while it answered");
         }
@@ -160,23 +150,64 @@ impl Memo {
         if !make_private(dir) {
             return Err("no private directory for it");
         }
-        let tmp = dir.join(format!(".tmp-{}", std::process::id()));
-        let write = || -> io::Result<()> {
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            f.write_all(&entry(&self.key, out))?;
-            fs::rename(&tmp, &self.file)
-        };
-        if write().is_err() {
-            let _ = fs::remove_file(&tmp);
+        if !trusted(dir, ssh)? {
+            return Err("this ssh reads a system config other than /etc/ssh/ssh_config");
+        }
+        if write_entry(dir, &self.file, &self.key, out).is_err() {
             return Err("the entry could not be written");
         }
         prune(dir, &self.file);
         Ok(self.file.clone())
     }
+}
+
+/// The answer of the entry `file` if its key is `key`: a file of the
+/// effective user's.
+fn read_entry(file: &Path, key: &[u8]) -> Option<Vec<u8>> {
+    let mut f = fs::File::open(file).ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    io::Read::read_to_end(&mut f, &mut bytes).ok()?;
+    answer_for(&bytes, key).map(<[u8]>::to_vec)
+}
+
+/// Writes the entry `file` in `dir` whole or not at all (a private
+/// temporary file renamed over it).
+fn write_entry(dir: &Path, file: &Path, key: &[u8], out: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!(".tmp-{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&entry(key, out))?;
+        fs::rename(&tmp, file)
+    };
+    write().inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// [`reads_system_config`], asked once per ssh binary: the answer is kept as
+/// an entry of its own, keyed by the binary's identity, so that a call that
+/// keeps an answer does not read a megabyte of ssh each time (a tool that
+/// changes a variable at every call keeps one at every call).
+fn trusted(dir: &Path, ssh: &Path) -> Result<bool, &'static str> {
+    const TRUSTED: &[u8] = b"names /etc/ssh/ssh_config alone";
+    let id = ssh_identity(ssh)?;
+    let file = dir.join(format!("{PREFIX}ssh-{:016x}", fnv1a(&id)));
+    if read_entry(&file, &id).as_deref() == Some(TRUSTED) {
+        return Ok(true);
+    }
+    if !reads_system_config(ssh) {
+        return Ok(false);
+    }
+    let _ = write_entry(dir, &file, &id, TRUSTED);
+    Ok(true)
 }
 
 /// Why ssh's answer `out` depends on more than the key, if it does.
@@ -245,18 +276,7 @@ fn key<'a>(
     env: impl Iterator<Item = (OsString, OsString)>,
     configs: impl Iterator<Item = &'a Config>,
 ) -> Result<Vec<u8>, &'static str> {
-    let mut k = Vec::with_capacity(16 << 10);
-    put(&mut k, FORMAT);
-    put(&mut k, env!("CARGO_PKG_VERSION").as_bytes());
-    put(&mut k, ssh.as_os_str().as_bytes());
-    let m = fs::metadata(ssh).map_err(|_| "ssh could not be looked at")?;
-    let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
-    for v in [m.dev(), m.ino(), m.size()] {
-        put(&mut k, &v.to_le_bytes());
-    }
-    for v in times {
-        put(&mut k, &v.to_le_bytes());
-    }
+    let mut k = ssh_identity(ssh)?;
     put(&mut k, &(words.len() as u64).to_le_bytes());
     for w in words {
         put(&mut k, w.as_bytes());
@@ -290,6 +310,24 @@ fn key<'a>(
     for c in configs {
         put(&mut k, b"config");
         c.fingerprint(&mut k)?;
+    }
+    Ok(k)
+}
+
+/// The key's first part: this format, and the ssh binary (its path and
+/// identity: another file there, or the same one rewritten, differs).
+fn ssh_identity(ssh: &Path) -> Result<Vec<u8>, &'static str> {
+    let mut k = Vec::with_capacity(16 << 10);
+    put(&mut k, FORMAT);
+    put(&mut k, env!("CARGO_PKG_VERSION").as_bytes());
+    put(&mut k, ssh.as_os_str().as_bytes());
+    let m = fs::metadata(ssh).map_err(|_| "ssh could not be looked at")?;
+    let times = [m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()];
+    for v in [m.dev(), m.ino(), m.size()] {
+        put(&mut k, &v.to_le_bytes());
+    }
+    for v in times {
+        put(&mut k, &v.to_le_bytes());
     }
     Ok(k)
 }
@@ -366,23 +404,26 @@ fn private(p: &Path) -> bool {
 /// never `keep`; and temporary files of writers that died (an hour old).
 fn prune(dir: &Path, keep: &Path) {
     let Ok(rd) = fs::read_dir(dir) else { return };
-    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+    // Names first: a file's age is looked at only when it may have to go.
+    let mut entries: Vec<PathBuf> = Vec::new();
     let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
     for e in rd.flatten() {
         let name = e.file_name();
         let name = name.as_bytes();
-        let Ok(when) = e.metadata().and_then(|m| m.modified()) else {
-            continue;
-        };
         if name.starts_with(PREFIX.as_bytes()) {
-            entries.push((when, e.path()));
-        } else if name.starts_with(b".tmp-") && when < hour_ago {
+            entries.push(e.path());
+        } else if name.starts_with(b".tmp-") && modified(&e.path()).is_some_and(|t| t < hour_ago) {
             let _ = fs::remove_file(e.path());
         }
     }
     if entries.len() <= MAX_ENTRIES {
         return;
     }
+    let mut entries: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .into_iter()
+        .filter_map(|p| Some((modified(&p)?, p)))
+        .collect();
     // The oldest first, found one by one: a sort's code is not worth it here.
     for _ in KEEP_AFTER_PRUNE..entries.len() {
         let oldest = (0..entries.len())
@@ -470,6 +511,13 @@ mod tests {
         assert_eq!(a, k(&["-F", "x", "h"]));
         assert_ne!(a, k(&["-F", "x", "h2"]));
         assert_ne!(a, k(&["-F", "x", "h", ""]));
+        let other = key(
+            Path::new("/bin/cat"),
+            &words(&["-F", "x", "h"]),
+            env(),
+            [Config::load(&src)].iter(),
+        );
+        assert_ne!(Ok(a.clone()), other, "the ssh is part of it");
         fs::write(&cfg, b"Host *\n  ControlPath /tmp/y\n").unwrap();
         assert_ne!(a, k(&["-F", "x", "h"]));
         let before = k(&["h"]);

@@ -69,12 +69,27 @@ impl Setup {
         (memo[0].to_string(), verdicts)
     }
 
+    /// The answers kept (`g-` and a hash).
     fn entries(&self) -> Vec<PathBuf> {
+        self.files().into_iter().filter(|p| !is_marker(p)).collect()
+    }
+
+    /// The ssh binaries found to read /etc/ssh/ssh_config (`g-ssh-`).
+    fn markers(&self) -> Vec<PathBuf> {
+        self.files().into_iter().filter(|p| is_marker(p)).collect()
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
         match fs::read_dir(self.run.join("rosh-ssh")) {
             Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
             Err(_) => Vec::new(),
         }
     }
+}
+
+fn is_marker(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("g-ssh-"))
 }
 
 /// `Host lab` riding a control path in `dir`, with `extra` lines.
@@ -114,6 +129,8 @@ fn a_second_call_reuses_the_answer_and_a_changed_config_is_seen_at_once() {
     assert!(remembered(&m), "{m}");
     assert_eq!(v, drop_held);
     assert_eq!(s.entries().len(), 1, "{:?}", s.entries());
+    // The binary was looked at once, and that is kept too.
+    assert_eq!(s.markers().len(), 1, "{:?}", s.markers());
 
     // The file's bytes changed: ssh is asked again, and its new answer used.
     let text = config_text(
@@ -302,9 +319,13 @@ fn an_ssh_that_may_read_another_system_config_is_not_remembered() {
         assert_eq!(v, ["keep LocalForward 127.0.0.1:1 localhost:22"]);
     }
     assert!(s.entries().is_empty(), "{:?}", s.entries());
-    // The same config through the machine's ssh is remembered.
+    assert!(s.markers().is_empty(), "{:?}", s.markers());
+    // The same config through the machine's ssh is remembered; through the
+    // script, still not (another ssh: not its answer, nor its trust).
     assert!(kept(&s.dry(&[]).0));
     assert!(remembered(&s.dry(&[]).0));
+    let (m, _) = s.dry_with(&script, &[]);
+    assert!(m.contains("answer not kept: this ssh reads"), "{m}");
 }
 
 #[test]
